@@ -1,0 +1,74 @@
+"""``dxsafety`` command line. ``main(argv) -> int`` is pure and testable; ``main_cli`` is
+the only place that catches :class:`plugin.errors.FatalError` and prints it.
+
+Each subcommand lives in its own module with ``register(subparsers)``; modules are
+imported lazily so ``dxsafety rules lint`` does not pay for LightGBM or FastAPI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from plugin.errors import FatalError
+
+# subcommand name -> module under plugin.cli that registers it
+COMMANDS: dict[str, str] = {
+    "scan": "scan",
+    "rules": "rules",
+    "fetch": "fetch",
+    "synth": "synth",
+    "train": "train",
+    "evaluate": "train",
+    "serve": "serve",
+    "worklist": "worklist",
+    "demo": "demo",
+}
+
+
+def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dxsafety",
+        description="Find missed and delayed diagnoses in FHIR R4 data with e-trigger rules, "
+        "rank them with LightGBM, and serve CDS Hooks cards and a review worklist.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    wanted = next((a for a in argv if not a.startswith("-")), None)
+    modules = [COMMANDS[wanted]] if wanted in COMMANDS else sorted(set(COMMANDS.values()))
+    for name in dict.fromkeys(modules):
+        try:
+            module = importlib.import_module(f"plugin.cli.{name}")
+        except ModuleNotFoundError as exc:  # a subcommand whose module is not written yet
+            if exc.name == f"plugin.cli.{name}":
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(args_list)
+    args = parser.parse_args(args_list)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    result: int = args.handler(args)
+    return result
+
+
+def main_cli() -> None:
+    try:
+        code = main()
+    except FatalError as exc:
+        print(f"dxsafety: error: {exc.message}", file=sys.stderr)
+        raise SystemExit(int(exc.exit_code)) from None
+    except KeyboardInterrupt:
+        print("dxsafety: interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
+    raise SystemExit(code)

@@ -1,0 +1,62 @@
+"""Settings, from environment variables (``DXSAFETY_*``) or a ``.env`` file.
+
+Built explicitly (``Settings()`` / ``Settings(**overrides)``) by whoever needs them;
+nothing is created at import time. Secrets have development defaults only: in
+production (``DXSAFETY_ENV=production``) :meth:`Settings.check_production` refuses them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from plugin.errors import SettingsError
+
+DEV_SECRET = "dev-only-change-me"  # noqa: S105 - a marker the production check refuses
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DXSAFETY_", env_file=".env", extra="ignore")
+
+    env: Literal["development", "production", "test"] = "development"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    public_base_url: str = "http://127.0.0.1:8000"  # absolute links and the CDS JWT `aud`
+    secret_key: str = DEV_SECRET  # session cookies / CSRF
+    database_url: str = "sqlite:///var/dxsafety.db"
+    rules_dir: Path = Path("rules")
+    model_dir: Path | None = None
+
+    # --- CDS Hooks (plugin/cds) ---
+    cds_allowed_origins: list[str] = Field(default_factory=list)
+    cds_unsigned_dev_mode: bool = False  # accept calls without a JWT: development only
+    cds_issuers_file: Path | None = None  # YAML: allowlisted iss -> jwks / jku / tenants
+    cds_max_request_bytes: int = 5_000_000
+    cds_jwt_max_lifetime_s: int = 3600
+    cds_jwt_leeway_s: int = 30
+    cds_fetch_budget_s: float = 5.0
+
+    # --- FHIR client (plugin/fhir/client.py) ---
+    fhir_timeout_s: float = 30.0
+    fhir_max_connections: int = 4
+    fhir_client_id: str | None = None
+    fhir_private_key_file: Path | None = None
+    fhir_key_id: str | None = None
+    fhir_bearer_token: str | None = None
+
+    def check_production(self) -> None:
+        """Raise :class:`SettingsError` if production runs with development secrets."""
+        if self.env != "production":
+            return
+        problems = []
+        if self.secret_key == DEV_SECRET or len(self.secret_key) < 32:
+            problems.append("DXSAFETY_SECRET_KEY is the development default or shorter than 32")
+        if self.cds_unsigned_dev_mode:
+            problems.append("DXSAFETY_CDS_UNSIGNED_DEV_MODE is on")
+        if not self.public_base_url.startswith("https://"):
+            problems.append("DXSAFETY_PUBLIC_BASE_URL must be https:// in production")
+        if problems:
+            raise SettingsError("refusing to start in production: " + "; ".join(problems))

@@ -1,0 +1,174 @@
+"""Every error dxsafety raises, in one place.
+
+Hierarchy::
+
+    DxSafetyError
+    ├── FhirError                    FHIR input or server problems
+    │   ├── FhirParseError           a resource that is not JSON / not valid FHIR (skipped, counted)
+    │   ├── FatalFhirError           401/403/404, invalid JSON page, non-Bundle where a Bundle is due
+    │   ├── TemporaryFhirError       429/5xx/connection errors (retried, then raised)
+    │   ├── FhirDeadlineError        the overall deadline of a call passed (a TemporaryFhirError)
+    │   └── FhirAuthError            SMART token endpoint refused us (a FatalFhirError)
+    ├── RuleError                    rule files
+    │   ├── RuleSyntaxError          YAML that does not parse, duplicate keys
+    │   ├── RuleValidationError      schema/semantic problems (carries every problem found)
+    │   └── RuleTestFailure          a rule's own test case did not give the expected result
+    ├── ModelError                   ranker models (missing file, feature version mismatch)
+    ├── SettingsError                bad or unsafe settings (default secrets in production)
+    └── StoreError                   worklist database problems (incl. ConflictError)
+        └── ConflictError            optimistic-locking conflict on a review save
+
+CLI-fatal conditions are raised as :class:`FatalError` (a ``SystemExit``) with a
+stable exit code from :class:`ExitCode`; only ``plugin.cli.main_cli`` catches and
+prints it. Library code never prints.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import NoReturn
+
+
+class ExitCode(IntEnum):
+    """Stable process exit codes. Never renumber; retire by commenting out."""
+
+    OK = 0
+    FINDINGS = 0  # findings are not an error
+    USAGE = 2
+    RULES_INVALID = 10
+    RULE_TESTS_FAILED = 11
+    INPUT_NOT_FOUND = 12
+    INPUT_UNREADABLE = 13
+    FHIR_FATAL = 20
+    FHIR_TEMPORARY = 21
+    FHIR_AUTH = 22
+    MODEL_INVALID = 30
+    SETTINGS_INVALID = 40
+    STORE_FAILED = 50
+
+
+class DxSafetyError(Exception):
+    """Base of every dxsafety error."""
+
+
+# --- FHIR -----------------------------------------------------------------------------------
+class FhirError(DxSafetyError):
+    pass
+
+
+@dataclass
+class FhirParseError(FhirError):
+    """One unreadable resource. ``where`` is ``file:line`` (or a URL), ``what`` the reason."""
+
+    where: str
+    what: str
+    resource_type: str | None = None
+    resource_id: str | None = None
+
+    def __str__(self) -> str:
+        res = ""
+        if self.resource_type:
+            res = f" {self.resource_type}/{self.resource_id or '?'}"
+        return f"{self.where}:{res} {self.what}"
+
+
+class FatalFhirError(FhirError):
+    def __init__(self, message: str, *, status: int | None = None, url: str | None = None):
+        super().__init__(message)
+        self.status = status
+        self.url = url
+
+
+class TemporaryFhirError(FhirError):
+    def __init__(self, message: str, *, status: int | None = None, url: str | None = None):
+        super().__init__(message)
+        self.status = status
+        self.url = url
+
+
+class FhirDeadlineError(TemporaryFhirError):
+    pass
+
+
+class FhirAuthError(FatalFhirError):
+    pass
+
+
+# --- Rules ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SourceLocation:
+    """1-indexed position in a file."""
+
+    path: str
+    line: int
+    col: int
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}:{self.col}"
+
+
+@dataclass(frozen=True)
+class RuleProblem:
+    """One problem in a rule file: ``path:line:col: error[CODE] message``."""
+
+    location: SourceLocation
+    code: str  # stable code, e.g. R101 unknown key
+    message: str
+    context: str = ""  # the offending source line(s)
+
+    def __str__(self) -> str:
+        text = f"{self.location}: error[{self.code}] {self.message}"
+        if self.context:
+            text += "\n" + self.context
+        return text
+
+
+class RuleError(DxSafetyError):
+    pass
+
+
+class RuleSyntaxError(RuleError):
+    def __init__(self, problems: list[RuleProblem]):
+        super().__init__("\n".join(str(p) for p in problems))
+        self.problems = problems
+
+
+class RuleValidationError(RuleError):
+    def __init__(self, problems: list[RuleProblem]):
+        super().__init__("\n".join(str(p) for p in problems))
+        self.problems = problems
+
+
+class RuleTestFailure(RuleError):
+    pass
+
+
+# --- Other families -------------------------------------------------------------------------
+class ModelError(DxSafetyError):
+    pass
+
+
+class SettingsError(DxSafetyError):
+    pass
+
+
+class StoreError(DxSafetyError):
+    pass
+
+
+class ConflictError(StoreError):
+    """Someone else saved the same record since it was read (optimistic locking)."""
+
+
+class FatalError(SystemExit):
+    """Stop the CLI with a message and a stable exit code; caught only in ``main_cli``."""
+
+    def __init__(self, message: str, code: ExitCode):
+        super().__init__(int(code))
+        self.message = message
+        self.exit_code = code
+
+
+def fatal(message: str, code: ExitCode) -> NoReturn:
+    raise FatalError(message, code)

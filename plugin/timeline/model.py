@@ -1,0 +1,195 @@
+"""The internal timeline: what rules and the ranker read instead of FHIR JSON.
+
+Everything here is a frozen dataclass built once per patient by
+:mod:`plugin.timeline.build` (from FHIR) or by rule tests (inline events).
+
+Conventions (documented once, relied on everywhere):
+
+* ``Event.t`` is a timezone-aware ``datetime`` in **UTC**. FHIR values with an
+  offset are converted; values without an offset are taken as UTC.
+* Date-only FHIR values (``2024-03-05``) become midnight UTC of that day and set
+  ``date_only=True``; partial dates (``2024-03`` / ``2024``) become the first day
+  of the month / year, also ``date_only=True``.
+* Codes are normalised once (:mod:`plugin.timeline.codes`): ``system`` is a short
+  name (``icd10``, ``icd9``, ``snomed``, ``loinc``, ``cpt``, ``hcpcs``, ``rxnorm``,
+  or ``local:<uri>``); ICD codes are upper case without the dot (``I639``).
+* ``source`` is the FHIR reference of the resource that produced the event
+  (``"Encounter/123"``), so findings and cards can point back to it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from enum import StrEnum
+
+
+class Kind(StrEnum):
+    """What an event is. One FHIR resource type maps to one kind."""
+
+    ENCOUNTER = "encounter"
+    CONDITION = "condition"
+    OBSERVATION = "observation"
+    PROCEDURE = "procedure"
+    REPORT = "report"  # DiagnosticReport
+    ORDER = "order"  # ServiceRequest
+    MEDICATION = "medication"  # MedicationRequest
+    DEATH = "death"  # Patient.deceasedDateTime
+    TRANSFER = "transfer"  # one Encounter.location entry: system "location", code icu|ward|ed|other
+
+
+class Setting(StrEnum):
+    """Normalised care setting of an encounter (from Encounter.class and local variants)."""
+
+    ED = "ED"  # EMER, "EW EMER.", "ED", ...
+    IP = "IP"  # IMP, ACUTE, "URGENT", "DIRECT EMER.", ...
+    OBS = "OBS"  # OBSENC, "OBSERVATION ADMIT", ...
+    AMB = "AMB"  # ambulatory / outpatient / primary care
+    ICU = "ICU"  # an ICU stay (MIMIC EncounterICU, or an ICU location)
+    VIRTUAL = "VR"
+    HOME = "HH"
+    OTHER = "OTHER"
+
+
+@dataclass(frozen=True, slots=True)
+class Code:
+    """One normalised coding. ``system`` short name, ``code`` normalised."""
+
+    system: str
+    code: str
+
+    def __str__(self) -> str:
+        return f"{self.system}:{self.code}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LocationStay:
+    """One entry of Encounter.location: where the patient was, and when."""
+
+    name: str  # display or reference of the location
+    start: datetime | None
+    end: datetime | None
+    icu: bool  # the location is an intensive-care unit (by type code or name)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EncounterDetail:
+    """Encounter-only fields, kept off :class:`Event` so other events stay small."""
+
+    setting: Setting
+    class_code: str  # the original class code (e.g. "EMER", "EW EMER.")
+    admit_source: str | None = None  # normalised lower-case code, e.g. "emd", "elective"
+    disposition: str | None = None  # normalised group: home|admitted|transfer|snf|hospice|
+    #                                 rehab|psych|expired|ama|other (see build.py)
+    diagnoses: tuple[Code, ...] = ()  # Encounter.diagnosis + reasonCode + linked Conditions
+    locations: tuple[LocationStay, ...] = ()
+    part_of: str | None = None  # "Encounter/<id>" of the parent stay
+    planned: bool = False  # admitSource/priority/type says elective or planned
+    released: bool = False  # ED/AMB visit not followed by an admission within 24 h
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    """One dated fact in a patient's record."""
+
+    patient: str
+    t: datetime  # UTC, aware
+    kind: Kind
+    system: str  # short system name of the primary code ("" when uncoded)
+    code: str  # normalised primary code ("" when uncoded)
+    source: str  # "ResourceType/id"
+    value: float | None = None  # numeric value (Observation.valueQuantity)
+    unit: str | None = None  # UCUM unit as given
+    end: datetime | None = None  # end of the period (encounters, procedures)
+    alt: tuple[Code, ...] = ()  # other codings of the same concept
+    encounter: str | None = None  # "Encounter/<id>" this event belongs to
+    status: str | None = None
+    interpretation: tuple[str, ...] = ()  # upper-case v3 codes: H, L, HH, LL, A, AA, POS, NEG, ...
+    ref_low: float | None = None
+    ref_high: float | None = None
+    text: str | None = None  # display text of the primary code
+    date_only: bool = False
+    recorded: datetime | None = None  # when it entered the record, if known (leakage checks)
+    detail: EncounterDetail | None = None  # set for kind == ENCOUNTER only
+
+    @property
+    def codes(self) -> tuple[Code, ...]:
+        """The event's own codes (for encounters: setting, type and serviceType, not diagnoses)."""
+        return ((Code(self.system, self.code),) if self.code else ()) + self.alt
+
+    @property
+    def diagnoses(self) -> tuple[Code, ...]:
+        """Encounter diagnoses (empty for other kinds)."""
+        return self.detail.diagnoses if self.detail is not None else ()
+
+    @property
+    def stop(self) -> datetime:
+        """End of the event if it has one, otherwise its time."""
+        return self.end if self.end is not None else self.t
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PatientInfo:
+    id: str
+    birth_date: date | None = None
+    sex: str | None = None  # FHIR administrative gender
+    deceased: datetime | None = None
+
+    def age_at(self, when: datetime) -> float | None:
+        if self.birth_date is None:
+            return None
+        d = when.date()
+        years = d.year - self.birth_date.year
+        if (d.month, d.day) < (self.birth_date.month, self.birth_date.day):
+            years -= 1
+        return float(years)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Timeline:
+    """One patient's events, sorted by (t, kind, source)."""
+
+    patient: PatientInfo
+    events: tuple[Event, ...] = ()
+
+    def until(self, moment: datetime) -> Timeline:
+        """The timeline as it was known at ``moment`` (for leakage-free scoring).
+
+        Keeps events that happened by ``moment``; an encounter still open at
+        ``moment`` is kept. Events with a ``recorded`` time after ``moment``
+        are dropped even if they are dated earlier.
+        """
+        kept = tuple(
+            e
+            for e in self.events
+            if e.t <= moment and (e.recorded is None or e.recorded <= moment)
+        )
+        deceased = self.patient.deceased
+        patient = self.patient
+        if deceased is not None and deceased > moment:
+            patient = PatientInfo(
+                id=patient.id, birth_date=patient.birth_date, sex=patient.sex, deceased=None
+            )
+        return Timeline(patient=patient, events=kept)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Finding:
+    """One rule hit: (patient, rule, index event). ``key`` is stable across runs."""
+
+    key: str  # sha1 of patient|rule_id|index source|index time
+    patient_id: str
+    rule_id: str
+    rule_title: str
+    level: str
+    index_ref: str
+    index_start: datetime
+    index_end: datetime | None
+    window_end: datetime
+    outcome_ref: str | None = None  # sequence rules: the outcome event
+    evidence: tuple[str, ...] = ()  # source references that made the rule fire
+    summary: str = ""  # one line for humans, e.g. "ED dizziness 2024-01-02 -> stroke admission +12 d"
+    score: float | None = None  # ranker P(MOD), when a model is used
+    missed_dx: tuple[tuple[str, float], ...] = ()  # (diagnosis, probability), best first
+    reasons: tuple[str, ...] = ()
+    extra: dict[str, str] = field(default_factory=dict)
