@@ -15,6 +15,10 @@ Hierarchy::
     │   └── RuleTestFailure          a rule's own test case did not give the expected result
     ├── ModelError                   ranker models (missing file, feature version mismatch)
     ├── SettingsError                bad or unsafe settings (default secrets in production)
+    ├── CdsError                     CDS Hooks service (plugin/cds), each mapped to an HTTP status
+    │   ├── CdsAuthError             client JWT missing or invalid (401, no detail)
+    │   ├── CdsRequestError          malformed hook or feedback request (400)
+    │   └── PrefetchUnavailable      data needed and not obtainable (412 + OperationOutcome)
     └── StoreError                   worklist database problems (incl. ConflictError)
         └── ConflictError            optimistic-locking conflict on a review save
 
@@ -159,6 +163,33 @@ class StoreError(DxSafetyError):
 
 class ConflictError(StoreError):
     """Someone else saved the same record since it was read (optimistic locking)."""
+
+
+class CdsError(DxSafetyError):
+    pass
+
+
+class CdsAuthError(CdsError):
+    """The caller's JWT is missing or invalid. The reason is for our logs only, never the reply."""
+
+
+class CdsRequestError(CdsError):
+    pass
+
+
+class PrefetchUnavailable(CdsError):
+    """Data the service needs is neither prefetched nor fetchable (HTTP 412)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        key: str | None = None,
+        client_issues: list[dict[str, object]] | None = None,
+    ):
+        super().__init__(message)
+        self.key = key
+        self.client_issues = client_issues or []
 
 
 class FatalError(SystemExit):
