@@ -1,0 +1,113 @@
+"""Table definitions (SQLAlchemy Core). The schema itself is created by the Alembic
+migrations in ``migrations/versions``; keep the two in step.
+
+``findings`` rows are mutable only in their scan fields (re-scan) and workflow fields
+(status, assignee, version). ``reviews`` and ``audit_log`` are append-only: the store never
+updates or deletes them, and database triggers (see the first migration) refuse it.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+TS = sa.DateTime(timezone=True)
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("username", sa.String(80), nullable=False, unique=True),
+    sa.Column("password_hash", sa.String(255), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),  # reviewer | admin
+    sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("created_at", TS, nullable=False),
+)
+
+sessions = sa.Table(
+    "sessions",
+    metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),  # sha256 of the cookie value
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("csrf_token", sa.String(64), nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("expires_at", TS, nullable=False),
+)
+
+findings = sa.Table(
+    "findings",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("key", sa.String(64), nullable=False, unique=True),
+    sa.Column("patient_id", sa.String(128), nullable=False),
+    sa.Column("rule_id", sa.String(128), nullable=False),
+    sa.Column("rule_title", sa.Text, nullable=False),
+    sa.Column("level", sa.String(16), nullable=False),
+    sa.Column("level_rank", sa.Integer, nullable=False),
+    sa.Column("index_ref", sa.String(200), nullable=False),
+    sa.Column("index_start", TS, nullable=False),
+    sa.Column("index_end", TS),
+    sa.Column("window_end", TS, nullable=False),
+    sa.Column("outcome_ref", sa.String(200)),
+    sa.Column("evidence", sa.JSON, nullable=False),
+    sa.Column("summary", sa.Text, nullable=False),
+    sa.Column("score", sa.Float),
+    sa.Column("missed_dx", sa.JSON, nullable=False),
+    sa.Column("reasons", sa.JSON, nullable=False),
+    sa.Column("extra", sa.JSON, nullable=False),
+    sa.Column("snapshot", sa.JSON(none_as_null=True)),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("assignee_id", sa.Integer, sa.ForeignKey("users.id")),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("first_seen", TS, nullable=False),
+    sa.Column("last_seen", TS, nullable=False),
+    sa.Index("ix_findings_queue", "status", "rule_id"),
+    sa.Index("ix_findings_index_start", "index_start"),
+)
+
+reviews = sa.Table(
+    "reviews",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("finding_id", sa.Integer, sa.ForeignKey("findings.id"), nullable=False),
+    sa.Column("reviewer_id", sa.Integer, sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("round", sa.Integer, nullable=False),  # 1 first, 2 second, 3 third (tie-break)
+    sa.Column("items", sa.JSON, nullable=False),  # 13 ints 1..7, Revised Safer Dx
+    sa.Column("judgement", sa.Integer, nullable=False),  # item 13
+    sa.Column("is_mod", sa.Boolean, nullable=False),  # judgement >= 5
+    sa.Column("harm", sa.String(16), nullable=False),
+    sa.Column("harm_duration", sa.String(16)),
+    sa.Column("miscoded", sa.Boolean, nullable=False),
+    sa.Column("missed_dx", sa.Text, nullable=False),
+    sa.Column("notes", sa.Text, nullable=False),
+    sa.Column("case_version", sa.Integer, nullable=False),  # the version the reviewer saw
+    sa.Column("created_at", TS, nullable=False),
+    sa.Index("ix_reviews_finding", "finding_id"),
+)
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("at", TS, nullable=False),
+    sa.Column("user_id", sa.Integer),
+    sa.Column("username", sa.String(80)),
+    sa.Column("action", sa.String(40), nullable=False),
+    sa.Column("finding_id", sa.Integer),
+    sa.Column("detail", sa.JSON, nullable=False),  # never patient data
+)
+
+cds_feedback = sa.Table(
+    "cds_feedback",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("service_id", sa.String(128), nullable=False),
+    sa.Column("card_id", sa.String(128), nullable=False),
+    sa.Column("outcome", sa.String(16), nullable=False),  # accepted | overridden
+    sa.Column("outcome_timestamp", sa.String(40), nullable=False),
+    sa.Column("override_reason", sa.JSON(none_as_null=True)),
+    sa.Column("accepted_suggestions", sa.JSON, nullable=False),
+    sa.Column("received_at", TS, nullable=False),
+    sa.UniqueConstraint("card_id", "outcome", "outcome_timestamp", name="uq_cds_feedback"),
+)
