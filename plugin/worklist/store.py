@@ -213,9 +213,9 @@ class Store:
         )
         stmt = stmt.on_conflict_do_nothing(
             index_elements=["card_id", "outcome", "outcome_timestamp"]
-        )
+        ).returning(t.cds_feedback.c.id)
         with self.engine.begin() as conn:
-            return bool(conn.execute(stmt).rowcount == 1)
+            return conn.execute(stmt).first() is not None
 
     # --- audit ----------------------------------------------------------------------------------
     @staticmethod
