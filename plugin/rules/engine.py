@@ -1,0 +1,264 @@
+"""Rule semantics: one evaluation per (rule, patient timeline), shared by scan and CDS.
+
+Windows (also in ``rules/README.md``): a sequence outcome counts when
+``anchor < t <= anchor + within`` (end inclusive, anchor excluded); an absence
+follow-up closes the loop when ``anchor <= t <= anchor + within``. Condition windows
+``between: [a, b]`` are inclusive at both ends, relative to the anchor. Times are UTC
+elapsed time. An absence rule fires only once its window has closed by ``as_of``.
+The index event itself never satisfies its own outcome, follow-up or conditions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from plugin.rules.schema import AgeBounds, Level, RuleSpec, Status
+from plugin.rules.selectors import Matcher
+from plugin.timeline.model import Event, Finding, Timeline
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CompiledCondition:
+    matcher: Matcher | None = None
+    between: tuple[timedelta, timedelta] | None = None
+    age: AgeBounds | None = None
+    died_within: timedelta | None = None
+    sex: frozenset[str] | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Rule:
+    """A loaded, compiled rule. ``spec`` keeps every metadata field of the file."""
+
+    spec: RuleSpec
+    path: str
+    index: tuple[Matcher, ...]
+    outcome: tuple[Matcher, ...] = ()  # sequence
+    expect_any: tuple[Matcher, ...] = ()  # absence
+    require: tuple[CompiledCondition, ...] = ()
+    exclude: tuple[CompiledCondition, ...] = ()
+
+    @property
+    def id(self) -> str:
+        return str(self.spec.id)
+
+    @property
+    def title(self) -> str:
+        return self.spec.title
+
+    @property
+    def status(self) -> Status:
+        return self.spec.status
+
+    @property
+    def level(self) -> Level:
+        return self.spec.level
+
+    @property
+    def type(self) -> str:
+        return self.spec.logic.type
+
+    @property
+    def within(self) -> timedelta:
+        return self.spec.logic.within
+
+    @property
+    def anchor(self) -> str:
+        return self.spec.logic.anchor
+
+    @property
+    def description(self) -> str:
+        return self.spec.description
+
+    @property
+    def references(self) -> list[str]:
+        return self.spec.references
+
+    @property
+    def tags(self) -> list[str]:
+        return self.spec.tags
+
+    @property
+    def published(self) -> object:
+        return self.spec.published
+
+    @property
+    def trigger(self) -> str | None:
+        """The catalogue id from the ``trigger.xx-n`` tag, upper case (``SP-1``)."""
+        for tag in self.spec.tags:
+            if tag.startswith("trigger."):
+                return tag.split(".", 1)[1].upper()
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSet:
+    rules: tuple[Rule, ...]
+    source: str = ""
+    valuesets: dict[str, object] = field(default_factory=dict)
+
+    def get(self, rule_id: str) -> Rule | None:
+        return next((r for r in self.rules if r.id == rule_id or r.trigger == rule_id), None)
+
+    def __len__(self) -> int:
+        return len(self.rules)
+
+
+def finding_key(patient_id: str, rule_id: str, index: Event) -> str:
+    raw = f"{patient_id}|{rule_id}|{index.source}|{index.t.isoformat()}"
+    return hashlib.sha1(raw.encode(), usedforsecurity=False).hexdigest()[:24]
+
+
+class _Index:
+    """Events plus their times, for window lookups by bisection."""
+
+    __slots__ = ("events", "times")
+
+    def __init__(self, events: Sequence[Event]):
+        self.events = events
+        self.times = [e.t for e in events]
+
+    def between(self, lo: datetime, hi: datetime, *, lo_open: bool = False) -> Sequence[Event]:
+        start = bisect_right(self.times, lo) if lo_open else bisect_left(self.times, lo)
+        return self.events[start : bisect_right(self.times, hi)]
+
+
+def _first(matchers: Iterable[Matcher], events: Iterable[Event], skip: Event) -> Event | None:
+    ms = tuple(matchers)
+    for e in events:
+        if e is skip or (e.source == skip.source and e.kind is skip.kind):
+            continue
+        if any(m(e) for m in ms):
+            return e
+    return None
+
+
+def _age_ok(bounds: AgeBounds, age: float) -> bool:
+    return (
+        (bounds.lt is None or age < bounds.lt)
+        and (bounds.le is None or age <= bounds.le)
+        and (bounds.gt is None or age > bounds.gt)
+        and (bounds.ge is None or age >= bounds.ge)
+    )
+
+
+def _condition(
+    cond: CompiledCondition, tl: Timeline, idx: _Index, index: Event, anchor: datetime
+) -> tuple[bool | None, Event | None]:
+    """(holds, evidence). ``holds`` is None when it cannot be decided (unknown age/sex)."""
+    if cond.matcher is not None and cond.between is not None:
+        lo, hi = anchor + cond.between[0], anchor + cond.between[1]
+        hit = _first((cond.matcher,), idx.between(lo, hi), index)
+        return hit is not None, hit
+    if cond.age is not None:
+        age = tl.patient.age_at(index.t)
+        return (None, None) if age is None else (_age_ok(cond.age, age), None)
+    if cond.died_within is not None:
+        dead = tl.patient.deceased
+        return dead is not None and anchor <= dead <= anchor + cond.died_within, None
+    if cond.sex is not None:
+        sex = tl.patient.sex
+        return (None, None) if sex is None else (sex in cond.sex, None)
+    return None, None
+
+
+def evaluate_rule(rule: Rule, tl: Timeline, *, as_of: datetime | None = None) -> list[Finding]:
+    """Findings of one rule for one patient."""
+    as_of = as_of or datetime.now(UTC)
+    idx = _Index(tl.events)
+    within = rule.within
+    findings: list[Finding] = []
+    for index in tl.events:
+        if not any(m(index) for m in rule.index):
+            continue
+        anchor = index.t if rule.anchor == "start" else index.stop
+        evidence = [index.source]
+        ok = True
+        for cond in rule.require:  # unknown (None) does not satisfy a requirement
+            holds, ev = _condition(cond, tl, idx, index, anchor)
+            if not holds:
+                ok = False
+                break
+            if ev is not None:
+                evidence.append(ev.source)
+        if not ok:
+            continue
+        # unknown (None) does not exclude: a human looks rather than a case being lost
+        if any(_condition(c, tl, idx, index, anchor)[0] for c in rule.exclude):
+            continue
+        outcome: Event | None = None
+        if rule.type == "sequence":
+            outcome = _first(rule.outcome, idx.between(anchor, anchor + within, lo_open=True), index)
+            if outcome is None:
+                continue
+            evidence.append(outcome.source)
+        else:
+            if anchor + within > as_of:
+                continue  # window still open
+            closed = any(
+                _first((m,), idx.between(anchor, anchor + (m.within or within)), index)
+                for m in rule.expect_any
+            )
+            if closed:
+                continue
+        findings.append(_finding(rule, tl, index, anchor, outcome, evidence))
+    return findings
+
+
+def _finding(
+    rule: Rule, tl: Timeline, index: Event, anchor: datetime, outcome: Event | None,
+    evidence: list[str],
+) -> Finding:
+    pid = tl.patient.id
+    what = _describe(index)
+    if outcome is not None:
+        days = (outcome.t - anchor).total_seconds() / 86400
+        summary = f"{what}, then {_describe(outcome)} after {days:.1f} d"
+    else:
+        summary = f"{what} with no expected follow-up in {_days(rule.within)}"
+    return Finding(
+        key=finding_key(pid, rule.id, index),
+        patient_id=pid,
+        rule_id=rule.id,
+        rule_title=rule.title,
+        level=rule.level.name,
+        index_ref=index.source,
+        index_start=index.t,
+        index_end=index.end,
+        window_end=anchor + rule.within,
+        outcome_ref=outcome.source if outcome is not None else None,
+        evidence=tuple(dict.fromkeys(evidence)),
+        summary=summary,
+        extra={"trigger": rule.trigger or "", "type": rule.type},
+    )
+
+
+def _days(delta: timedelta) -> str:
+    hours = delta.total_seconds() / 3600
+    return f"{hours:g} h" if hours < 72 and hours % 24 else f"{hours / 24:g} days"
+
+
+def _describe(e: Event) -> str:
+    when = e.t.date().isoformat()
+    if e.detail is not None:
+        dx = ", ".join(c.code for c in e.detail.diagnoses[:3])
+        return f"{e.detail.setting.value} encounter on {when}" + (f" ({dx})" if dx else "")
+    label = e.text or e.code
+    value = f" {e.value:g}{' ' + e.unit if e.unit else ''}" if e.value is not None else ""
+    return f"{e.kind.value} {label}{value} on {when}"
+
+
+def evaluate(
+    ruleset: RuleSet | Iterable[Rule], tl: Timeline, *, as_of: datetime | None = None
+) -> list[Finding]:
+    """Every rule over one timeline; findings ordered by index time then rule."""
+    rules = ruleset.rules if isinstance(ruleset, RuleSet) else tuple(ruleset)
+    out: list[Finding] = []
+    for rule in rules:
+        out.extend(evaluate_rule(rule, tl, as_of=as_of))
+    out.sort(key=lambda f: (f.index_start, f.rule_id))
+    return out

@@ -1,0 +1,157 @@
+"""Semantic checks on rules and value sets (the layer after the pydantic schema).
+
+Each check returns :class:`~plugin.errors.RuleProblem` s with the file location of
+the offending value. Cross-file checks (duplicate ids, duplicate value-set names)
+run once every file is loaded.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from plugin.errors import RuleProblem
+from plugin.rules.spans import Path_, SourceMap
+from plugin.rules.units import Threshold
+
+CODE_SHAPES: dict[str, re.Pattern[str]] = {
+    "icd10": re.compile(r"^[A-Z][0-9][0-9A-Z](\.?[0-9A-Z]{1,4})?$"),
+    "icd9": re.compile(r"^(V\d{2}|E\d{3}|\d{3})(\.?\d{1,2})?$"),
+    "icd10pcs": re.compile(r"^[0-9A-HJ-NP-Z]{1,7}$"),
+    "snomed": re.compile(r"^[1-9]\d{5,17}$"),
+    "loinc": re.compile(r"^\d{1,7}-\d$"),
+    "cpt": re.compile(r"^\d{4}[0-9FTU]$"),
+    "hcpcs": re.compile(r"^[A-V]\d{4}$"),
+    "rxnorm": re.compile(r"^\d{1,9}$"),
+    "location": re.compile(r"^(icu|ward|ed|other)$"),
+    "setting": re.compile(r"^(ED|IP|OBS|AMB|ICU|VR|HH|OTHER)$"),
+}
+FILE_NAME = re.compile(r"^[a-z0-9_]{10,90}\.yaml$")
+
+
+def loinc_check_digit(number: str) -> int:
+    """LOINC mod-10 check digit of the part before the dash (Luhn on the digits)."""
+    digits = [int(c) for c in number]
+    total = 0
+    for i, d in enumerate(reversed(digits)):
+        if i % 2 == 0:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return (10 - total % 10) % 10
+
+
+def verhoeff_ok(number: str) -> bool:
+    """SNOMED CT identifiers end in a Verhoeff check digit."""
+    d = [
+        [0, 1, 2, 3, 4, 5, 6, 7, 8, 9], [1, 2, 3, 4, 0, 6, 7, 8, 9, 5],
+        [2, 3, 4, 0, 1, 7, 8, 9, 5, 6], [3, 4, 0, 1, 2, 8, 9, 5, 6, 7],
+        [4, 0, 1, 2, 3, 9, 5, 6, 7, 8], [5, 9, 8, 7, 6, 0, 4, 3, 2, 1],
+        [6, 5, 9, 8, 7, 1, 0, 4, 3, 2], [7, 6, 5, 9, 8, 2, 1, 0, 4, 3],
+        [8, 7, 6, 5, 9, 3, 2, 1, 0, 4], [9, 8, 7, 6, 5, 4, 3, 2, 1, 0],
+    ]
+    p = [
+        [0, 1, 2, 3, 4, 5, 6, 7, 8, 9], [1, 5, 7, 6, 2, 8, 3, 0, 9, 4],
+        [5, 8, 0, 3, 7, 9, 6, 1, 4, 2], [8, 9, 1, 6, 0, 4, 3, 5, 2, 7],
+        [9, 4, 5, 3, 1, 2, 6, 8, 7, 0], [4, 2, 8, 6, 5, 7, 3, 9, 0, 1],
+        [2, 7, 9, 3, 8, 0, 6, 4, 1, 5], [7, 0, 4, 6, 9, 1, 3, 2, 5, 8],
+    ]
+    c = 0
+    for i, ch in enumerate(reversed(number)):
+        c = d[c][p[i % 8][int(ch)]]
+    return c == 0
+
+
+def check_code(system: str, code: str) -> str | None:
+    """Why ``code`` does not look like a ``system`` code, or None when it does."""
+    parts = code.split("-", 1) if system in {"cpt", "hcpcs", "icd10", "icd9"} else [code]
+    for part in parts:
+        shape = CODE_SHAPES.get(system)
+        value = part.upper() if system in {"icd10", "icd9", "icd10pcs"} else part
+        if shape is not None and not shape.match(value):
+            return f"'{code}' does not look like a {system} code"
+    if system == "loinc":
+        number, _, check = code.partition("-")
+        want = loinc_check_digit(number)
+        if int(check) != want:
+            return f"LOINC '{code}' has a wrong check digit (expected {number}-{want})"
+    if system == "snomed" and not verhoeff_ok(code):
+        return f"SNOMED CT id '{code}' fails its Verhoeff check digit"
+    return None
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def walk_code_refs(data: Any, at: Path_ = ()) -> Iterable[tuple[Path_, str]]:
+    """Every ``system:code`` string under a rule's ``logic`` (codes, diagnosis, ...)."""
+    if isinstance(data, dict):
+        for k, v in data.items():
+            if k in {"codes", "not_codes", "diagnosis", "not_diagnosis"} and isinstance(v, list):
+                for i, ref in enumerate(v):
+                    if isinstance(ref, str):
+                        yield (*at, k, i), ref
+            else:
+                yield from walk_code_refs(v, (*at, k))
+    elif isinstance(data, list):
+        for i, v in enumerate(data):
+            yield from walk_code_refs(v, (*at, i))
+
+
+def walk_thresholds(data: Any, at: Path_ = ()) -> Iterable[tuple[Path_, str]]:
+    if isinstance(data, dict):
+        for k, v in data.items():
+            if k == "value" and isinstance(v, str):
+                yield (*at, k), v
+            else:
+                yield from walk_thresholds(v, (*at, k))
+    elif isinstance(data, list):
+        for i, v in enumerate(data):
+            yield from walk_thresholds(v, (*at, i))
+
+
+def check_rule_refs(
+    data: Mapping[str, Any], smap: SourceMap, valueset_names: set[str]
+) -> list[RuleProblem]:
+    problems: list[RuleProblem] = []
+    for at, ref in walk_code_refs(data.get("logic", {}), ("logic",)):
+        system, _, code = ref.partition(":")
+        if system == "valueset":
+            if code not in valueset_names:
+                problems.append(smap.problem(
+                    at, "R201", f"unknown value set '{code}'{did_you_mean(code, valueset_names)}"
+                ))
+        elif system not in CODE_SHAPES:
+            problems.append(smap.problem(
+                at, "R202",
+                f"unknown code system '{system}' in '{ref}' (expected valueset or one of "
+                f"{', '.join(CODE_SHAPES)}){did_you_mean(system, CODE_SHAPES)}",
+            ))
+        elif (why := check_code(system, code)) is not None:
+            problems.append(smap.problem(at, "R203", why))
+    for at, text in walk_thresholds(data.get("logic", {}), ("logic",)):
+        try:
+            th = Threshold.parse(text)
+        except ValueError as exc:
+            problems.append(smap.problem(at, "R204", str(exc)))
+            continue
+        if not th.known_unit():
+            problems.append(smap.problem(at, "R205", f"unknown unit '{th.unit}' in '{text}'"))
+    return problems
+
+
+def check_valueset_codes(data: Mapping[str, Any], smap: SourceMap) -> list[RuleProblem]:
+    problems: list[RuleProblem] = []
+    for system, codes in (data.get("codes") or {}).items():
+        if not isinstance(codes, list):
+            continue
+        for i, code in enumerate(codes):
+            why = check_code(system, str(code))
+            if why is not None:
+                problems.append(smap.problem(("codes", system, i), "R301", why))
+    return problems
