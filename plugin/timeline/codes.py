@@ -33,7 +33,7 @@ from functools import lru_cache
 
 from plugin.timeline.model import Code
 
-_MIMIC = "fhir.mimic.mit.edu/CodeSystem/"
+_MIMIC = "fhir.mimic.mit.edu/codesystem/"
 
 # Keys are URIs after _canonical_uri (no scheme for http(s), no trailing slash, lower case).
 _SYSTEMS: dict[str, str] = {
