@@ -192,7 +192,9 @@ def evaluate_rule(rule: Rule, tl: Timeline, *, as_of: datetime | None = None) ->
             continue
         outcome: Event | None = None
         if rule.type == "sequence":
-            outcome = _first(rule.outcome, idx.between(anchor, anchor + within, lo_open=True), index)
+            outcome = _first(
+                rule.outcome, idx.between(anchor, anchor + within, lo_open=True), index
+            )
             if outcome is None:
                 continue
             evidence.append(outcome.source)
@@ -210,7 +212,11 @@ def evaluate_rule(rule: Rule, tl: Timeline, *, as_of: datetime | None = None) ->
 
 
 def _finding(
-    rule: Rule, tl: Timeline, index: Event, anchor: datetime, outcome: Event | None,
+    rule: Rule,
+    tl: Timeline,
+    index: Event,
+    anchor: datetime,
+    outcome: Event | None,
     evidence: list[str],
 ) -> Finding:
     pid = tl.patient.id

@@ -73,12 +73,14 @@ def pydantic_problems(exc: ValidationError, data: Any, smap: SourceMap) -> list[
         elif err["type"] == "missing":
             missing = str(loc[-1])
             where = dotted if path else "rule"
-            problem = smap.problem(
-                path, "R102", f"missing key '{missing}' in {where}", key=True
-            )
+            problem = smap.problem(path, "R102", f"missing key '{missing}' in {where}", key=True)
         else:
             got = err.get("input")
-            shown = "" if isinstance(got, dict | list) or "got" in str(err["msg"]) else f" (got {got!r})"
+            shown = (
+                ""
+                if isinstance(got, dict | list) or "got" in str(err["msg"])
+                else f" (got {got!r})"
+            )
             problem = smap.problem(path, "R103", f"{dotted}: {_expected(err)}{shown}")
         sig = (path, problem.message)
         if sig not in seen:  # unions report one error per branch; keep one
@@ -107,8 +109,9 @@ def find_valueset_dir(path: Path) -> Path | None:
     return None
 
 
-def load_valuesets(directory: Path | None) -> tuple[dict[str, CodeSet], dict[str, ValueSetSpec],
-                                                   list[RuleProblem]]:
+def load_valuesets(
+    directory: Path | None,
+) -> tuple[dict[str, CodeSet], dict[str, ValueSetSpec], list[RuleProblem]]:
     specs: dict[str, ValueSetSpec] = {}
     problems: list[RuleProblem] = []
     if directory is None:
@@ -123,8 +126,11 @@ def load_valuesets(directory: Path | None) -> tuple[dict[str, CodeSet], dict[str
         if spec.name in specs:
             problems.append(smap.problem(("name",), "R302", f"duplicate value set '{spec.name}'"))
         if file.stem != spec.name:
-            problems.append(smap.problem(("name",), "R303",
-                                         f"value set name '{spec.name}' differs from file name"))
+            problems.append(
+                smap.problem(
+                    ("name",), "R303", f"value set name '{spec.name}' differs from file name"
+                )
+            )
         specs[spec.name] = spec
     compiled: dict[str, CodeSet] = {}
 
@@ -139,9 +145,13 @@ def load_valuesets(directory: Path | None) -> tuple[dict[str, CodeSet], dict[str
         for inc in spec.include:
             if inc in stack or inc not in specs:
                 what = "includes itself" if inc in stack else f"includes unknown '{inc}'"
-                problems.append(RuleProblem(
-                    validators_location(directory / f"{name}.yaml"), "R304",
-                    f"value set '{name}' {what}"))
+                problems.append(
+                    RuleProblem(
+                        validators_location(directory / f"{name}.yaml"),
+                        "R304",
+                        f"value set '{name}' {what}",
+                    )
+                )
                 continue
             cs.update(build(inc, (*stack, inc)))
         compiled[name] = cs
@@ -162,8 +172,10 @@ def rule_files(path: Path) -> list[Path]:
     if path.is_file():
         return [path]
     return sorted(
-        p for p in path.rglob("*.yaml")
-        if not p.name.endswith(".test.yaml") and "valuesets" not in p.parts
+        p
+        for p in path.rglob("*.yaml")
+        if not p.name.endswith(".test.yaml")
+        and "valuesets" not in p.parts
         and not p.name.startswith(".")
     )
 
@@ -187,7 +199,8 @@ def compile_rule(spec: RuleSpec, path: str, valuesets: Mapping[str, CodeSet]) ->
         outcome=compile_any(logic.outcome, valuesets) if logic.type == "sequence" else (),
         expect_any=(
             tuple(compile_selector(e, valuesets) for e in logic.expect_any)
-            if logic.type == "absence" else ()
+            if logic.type == "absence"
+            else ()
         ),
         require=tuple(cond(c) for c in logic.require),
         exclude=tuple(cond(c) for c in logic.exclude),
@@ -205,9 +218,12 @@ def load_rules(path: str | Path, *, statuses: set[str] | None = None) -> RuleSet
     if not root.exists():
         from plugin.errors import SourceLocation
 
-        raise RuleValidationError([RuleProblem(SourceLocation(str(root), 0, 0), "R000",
-                                               "no such file or directory")])
-    valuesets, _, problems = load_valuesets(find_valueset_dir(root if root.is_dir() else root.parent))
+        raise RuleValidationError(
+            [RuleProblem(SourceLocation(str(root), 0, 0), "R000", "no such file or directory")]
+        )
+    valuesets, _, problems = load_valuesets(
+        find_valueset_dir(root if root.is_dir() else root.parent)
+    )
     names = set(valuesets)
     seen_ids: dict[str, str] = {}
     rules: list[Rule] = []
@@ -217,14 +233,20 @@ def load_rules(path: str | Path, *, statuses: set[str] | None = None) -> RuleSet
         if data is None:
             continue
         if not validators.FILE_NAME.match(file.name):
-            problems.append(smap.problem((), "R104",
-                                         f"file name '{file.name}' must match [a-z0-9_]{{10,90}}.yaml"))
+            problems.append(
+                smap.problem(
+                    (), "R104", f"file name '{file.name}' must match [a-z0-9_]{{10,90}}.yaml"
+                )
+            )
         problems += validators.check_rule_refs(data, smap, names)
         rid = str(data.get("id", ""))
         if rid:
             if rid in seen_ids:
-                problems.append(smap.problem(("id",), "R105",
-                                             f"duplicate rule id {rid} (also in {seen_ids[rid]})"))
+                problems.append(
+                    smap.problem(
+                        ("id",), "R105", f"duplicate rule id {rid} (also in {seen_ids[rid]})"
+                    )
+                )
             else:
                 seen_ids[rid] = str(file)
         if spec is None or any(p.location.path == str(file) for p in problems):

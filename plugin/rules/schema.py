@@ -65,15 +65,32 @@ class Strict(BaseModel):
 
 
 class Selector(Strict):
-    kind: Literal[
-        "encounter", "condition", "observation", "procedure", "report", "order",
-        "medication", "death", "transfer",
-    ] | list[
+    kind: (
         Literal[
-            "encounter", "condition", "observation", "procedure", "report", "order",
-            "medication", "death", "transfer",
+            "encounter",
+            "condition",
+            "observation",
+            "procedure",
+            "report",
+            "order",
+            "medication",
+            "death",
+            "transfer",
         ]
-    ]
+        | list[
+            Literal[
+                "encounter",
+                "condition",
+                "observation",
+                "procedure",
+                "report",
+                "order",
+                "medication",
+                "death",
+                "transfer",
+            ]
+        ]
+    )
     codes: CodeRefs | None = None
     not_codes: CodeRefs | None = None
     diagnosis: CodeRefs | None = None
@@ -86,7 +103,9 @@ class Selector(Strict):
     not_disposition: list[Str1] | None = None
     admit_source: list[Str1] | None = None
     not_admit_source: list[Str1] | None = None
-    value: Annotated[str, Field(pattern=r"^\s*(>=|<=|>|<|=)\s*-?\d+(\.\d+)?\s*(\S+)?\s*$")] | None = None
+    value: (
+        Annotated[str, Field(pattern=r"^\s*(>=|<=|>|<|=)\s*-?\d+(\.\d+)?\s*(\S+)?\s*$")] | None
+    ) = None
     interpretation: list[Str1] | None = None
     status: list[Str1] | None = None
     not_status: list[Str1] | None = None
@@ -190,8 +209,18 @@ class ValueSetSpec(Strict):
     source: Str1
     description: str | None = None
     codes: dict[
-        Literal["icd10", "icd9", "icd10pcs", "snomed", "loinc", "cpt", "hcpcs", "rxnorm",
-                "location", "setting"],
+        Literal[
+            "icd10",
+            "icd9",
+            "icd10pcs",
+            "snomed",
+            "loinc",
+            "cpt",
+            "hcpcs",
+            "rxnorm",
+            "location",
+            "setting",
+        ],
         list[str | int],
     ] = Field(default_factory=dict)
     include: list[str] = Field(default_factory=list)
@@ -220,7 +249,19 @@ class TestFile(Strict):
 def all_keys() -> set[str]:
     """Every key any rule-file model accepts (for "did you mean" suggestions)."""
     keys: set[str] = set()
-    for model in (Selector, Expect, AgeBounds, Condition, SequenceLogic, AbsenceLogic,
-                  Published, Related, RuleSpec, ValueSetSpec, TestCase, TestFile):
+    for model in (
+        Selector,
+        Expect,
+        AgeBounds,
+        Condition,
+        SequenceLogic,
+        AbsenceLogic,
+        Published,
+        Related,
+        RuleSpec,
+        ValueSetSpec,
+        TestCase,
+        TestFile,
+    ):
         keys.update(model.model_fields)
     return keys

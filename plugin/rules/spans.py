@@ -47,7 +47,9 @@ class SourceMap:
             out.append("       | " + " " * (loc.col - 1) + "^")
         return "\n".join(out)
 
-    def problem(self, data_path: Path_, code: str, message: str, *, key: bool = False) -> RuleProblem:
+    def problem(
+        self, data_path: Path_, code: str, message: str, *, key: bool = False
+    ) -> RuleProblem:
         loc = self.locate(data_path, key=key)
         return RuleProblem(loc, code, message, self.context(loc))
 
@@ -107,7 +109,9 @@ def _build(
             out[key] = _build(value_node, (*at, key), smap, problems, loader)
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [_build(child, (*at, i), smap, problems, loader) for i, child in enumerate(node.value)]
+        return [
+            _build(child, (*at, i), smap, problems, loader) for i, child in enumerate(node.value)
+        ]
     value = loader.construct_object(node)
     if value is None and at:
         loc = smap.keys.get(at) or _loc(smap.path, node)

@@ -47,17 +47,26 @@ def loinc_check_digit(number: str) -> int:
 def verhoeff_ok(number: str) -> bool:
     """SNOMED CT identifiers end in a Verhoeff check digit."""
     d = [
-        [0, 1, 2, 3, 4, 5, 6, 7, 8, 9], [1, 2, 3, 4, 0, 6, 7, 8, 9, 5],
-        [2, 3, 4, 0, 1, 7, 8, 9, 5, 6], [3, 4, 0, 1, 2, 8, 9, 5, 6, 7],
-        [4, 0, 1, 2, 3, 9, 5, 6, 7, 8], [5, 9, 8, 7, 6, 0, 4, 3, 2, 1],
-        [6, 5, 9, 8, 7, 1, 0, 4, 3, 2], [7, 6, 5, 9, 8, 2, 1, 0, 4, 3],
-        [8, 7, 6, 5, 9, 3, 2, 1, 0, 4], [9, 8, 7, 6, 5, 4, 3, 2, 1, 0],
+        [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+        [1, 2, 3, 4, 0, 6, 7, 8, 9, 5],
+        [2, 3, 4, 0, 1, 7, 8, 9, 5, 6],
+        [3, 4, 0, 1, 2, 8, 9, 5, 6, 7],
+        [4, 0, 1, 2, 3, 9, 5, 6, 7, 8],
+        [5, 9, 8, 7, 6, 0, 4, 3, 2, 1],
+        [6, 5, 9, 8, 7, 1, 0, 4, 3, 2],
+        [7, 6, 5, 9, 8, 2, 1, 0, 4, 3],
+        [8, 7, 6, 5, 9, 3, 2, 1, 0, 4],
+        [9, 8, 7, 6, 5, 4, 3, 2, 1, 0],
     ]
     p = [
-        [0, 1, 2, 3, 4, 5, 6, 7, 8, 9], [1, 5, 7, 6, 2, 8, 3, 0, 9, 4],
-        [5, 8, 0, 3, 7, 9, 6, 1, 4, 2], [8, 9, 1, 6, 0, 4, 3, 5, 2, 7],
-        [9, 4, 5, 3, 1, 2, 6, 8, 7, 0], [4, 2, 8, 6, 5, 7, 3, 9, 0, 1],
-        [2, 7, 9, 3, 8, 0, 6, 4, 1, 5], [7, 0, 4, 6, 9, 1, 3, 2, 5, 8],
+        [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+        [1, 5, 7, 6, 2, 8, 3, 0, 9, 4],
+        [5, 8, 0, 3, 7, 9, 6, 1, 4, 2],
+        [8, 9, 1, 6, 0, 4, 3, 5, 2, 7],
+        [9, 4, 5, 3, 1, 2, 6, 8, 7, 0],
+        [4, 2, 8, 6, 5, 7, 3, 9, 0, 1],
+        [2, 7, 9, 3, 8, 0, 6, 4, 1, 5],
+        [7, 0, 4, 6, 9, 1, 3, 2, 5, 8],
     ]
     c = 0
     for i, ch in enumerate(reversed(number)):
@@ -123,15 +132,22 @@ def check_rule_refs(
         system, _, code = ref.partition(":")
         if system == "valueset":
             if code not in valueset_names:
-                problems.append(smap.problem(
-                    at, "R201", f"unknown value set '{code}'{did_you_mean(code, valueset_names)}"
-                ))
+                problems.append(
+                    smap.problem(
+                        at,
+                        "R201",
+                        f"unknown value set '{code}'{did_you_mean(code, valueset_names)}",
+                    )
+                )
         elif system not in CODE_SHAPES:
-            problems.append(smap.problem(
-                at, "R202",
-                f"unknown code system '{system}' in '{ref}' (expected valueset or one of "
-                f"{', '.join(CODE_SHAPES)}){did_you_mean(system, CODE_SHAPES)}",
-            ))
+            problems.append(
+                smap.problem(
+                    at,
+                    "R202",
+                    f"unknown code system '{system}' in '{ref}' (expected valueset or one of "
+                    f"{', '.join(CODE_SHAPES)}){did_you_mean(system, CODE_SHAPES)}",
+                )
+            )
         elif (why := check_code(system, code)) is not None:
             problems.append(smap.problem(at, "R203", why))
     for at, text in walk_thresholds(data.get("logic", {}), ("logic",)):

@@ -1,0 +1,222 @@
+"""``dxsafety scan SOURCE``: run the rules (and a model) over FHIR files or a FHIR server."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import tempfile
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from plugin.errors import ExitCode, RuleValidationError, fatal
+from plugin.timeline.model import Finding
+
+CSV_FIELDS = (
+    "patient_id",
+    "index_ref",
+    "index_start",
+    "rule_id",
+    "rule_title",
+    "level",
+    "score",
+    "missed_dx",
+    "reasons",
+    "summary",
+    "outcome_ref",
+    "evidence",
+    "window_end",
+    "key",
+)
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("scan", help="scan FHIR data (files, a directory or a FHIR server URL)")
+    p.add_argument("source", help="file or directory of FHIR JSON/NDJSON, or http(s)://…/fhir")
+    p.add_argument("--rules", default="rules", help="rules directory (default rules/)")
+    p.add_argument(
+        "--status",
+        default="stable,test,experimental",
+        help="rule statuses to run (comma-separated)",
+    )
+    p.add_argument("--out", type=Path, help="write findings here (default: table on stdout)")
+    p.add_argument("--format", choices=("csv", "json"), help="output format (default from --out)")
+    p.add_argument(
+        "--model", type=Path, help="ranker model directory: adds score, missed_dx, reasons"
+    )
+    p.add_argument("--as-of", help="scan time for closing absence windows (default now, UTC)")
+    p.add_argument(
+        "--validate",
+        choices=("fast", "full"),
+        default="fast",
+        help="fast: check what the timeline reads; full: fhir.resources R4B models",
+    )
+    p.add_argument(
+        "--store",
+        metavar="DATABASE_URL",
+        help="also write findings into the worklist database (idempotent)",
+    )
+    p.add_argument("--top", type=int, default=25, help="rows in the on-screen table")
+    try:
+        from plugin.fhir.remote import add_remote_arguments
+
+        add_remote_arguments(p)
+    except ImportError:  # the FHIR client is optional for file scans
+        pass
+    p.set_defaults(handler=run)
+
+
+def parse_as_of(text: str | None) -> datetime:
+    if not text:
+        return datetime.now(UTC)
+    value = datetime.fromisoformat(text)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def finding_row(f: Finding) -> dict[str, Any]:
+    return {
+        "patient_id": f.patient_id,
+        "index_ref": f.index_ref,
+        "index_start": f.index_start.isoformat(),
+        "rule_id": f.rule_id,
+        "rule_title": f.rule_title,
+        "level": f.level,
+        "score": "" if f.score is None else f"{f.score:.4f}",
+        "missed_dx": "; ".join(f"{d} {p:.2f}" for d, p in f.missed_dx),
+        "reasons": "; ".join(f.reasons),
+        "summary": f.summary,
+        "outcome_ref": f.outcome_ref or "",
+        "evidence": " ".join(f.evidence),
+        "window_end": f.window_end.isoformat(),
+        "key": f.key,
+    }
+
+
+def finding_json(f: Finding) -> dict[str, Any]:
+    data = asdict(f)
+    for k in ("index_start", "index_end", "window_end"):
+        data[k] = data[k].isoformat() if data[k] is not None else None
+    return data
+
+
+def write_findings(findings: list[Finding], out: Path, fmt: str) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(out.suffix + ".tmp")
+    if fmt == "json":
+        tmp.write_bytes(
+            orjson.dumps([finding_json(f) for f in findings], option=orjson.OPT_INDENT_2)
+        )
+    else:
+        with tmp.open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
+            writer.writeheader()
+            writer.writerows(finding_row(f) for f in findings)
+    tmp.replace(out)  # never leave a half-written findings file
+
+
+def _source_paths(args: argparse.Namespace, workdir: Path) -> Path:
+    if not args.source.startswith(("http://", "https://")):
+        path = Path(args.source)
+        if not path.exists():
+            fatal(f"{path}: no such file or directory", ExitCode.INPUT_NOT_FOUND)
+        return path
+    try:
+        from plugin.fhir.remote import download
+    except ImportError:
+        fatal("scanning a FHIR server needs plugin.fhir.remote", ExitCode.USAGE)
+    return download(args.source, args, workdir)
+
+
+def run(args: argparse.Namespace) -> int:
+    from plugin.rules import load_rules
+
+    try:
+        ruleset = load_rules(args.rules, statuses=set(args.status.split(",")))
+    except RuleValidationError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        fatal(f"{len(exc.problems)} problem(s) in {args.rules}", ExitCode.RULES_INVALID)
+    model = None
+    if args.model is not None:
+        from plugin.rank import load_model
+
+        model = load_model(args.model)
+    store = None
+    if args.store:
+        from plugin.worklist.store import Store
+
+        store = Store(args.store)
+    with tempfile.TemporaryDirectory(prefix="dxsafety-fetch-") as tmp:
+        source = _source_paths(args, Path(tmp))
+        result = _scan_with_progress(source, ruleset, args, model, store)
+    summary = result.summary
+    if args.out is not None:
+        fmt = args.format or ("json" if args.out.suffix == ".json" else "csv")
+        write_findings(result.findings, args.out, fmt)
+    else:
+        print_table(result.findings[: args.top], len(result.findings))
+    print_summary(summary, ruleset, args.out)
+    return 0
+
+
+def _scan_with_progress(source, ruleset, args, model, store):  # type: ignore[no-untyped-def]
+    from plugin.scan import scan_population
+
+    kwargs = dict(as_of=parse_as_of(args.as_of), model=model, validate=args.validate, sink=store)
+    if not sys.stderr.isatty():
+        return scan_population(source, ruleset, **kwargs)
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TextColumn("{task.completed} patients"),
+        TimeElapsedColumn(),
+        transient=True,
+    ) as bar:
+        task = bar.add_task("scanning", total=None)
+        return scan_population(
+            source, ruleset, progress=lambda n: bar.update(task, completed=n), **kwargs
+        )
+
+
+def print_table(findings: list[Finding], total: int) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"Ranked findings (top {len(findings)} of {total})")
+    for col in ("#", "score", "level", "rule", "patient", "index", "missed dx", "why"):
+        table.add_column(col, overflow="fold")
+    for i, f in enumerate(findings, 1):
+        table.add_row(
+            str(i),
+            "" if f.score is None else f"{f.score:.2f}",
+            f.level,
+            f.rule_title,
+            f.patient_id,
+            f"{f.index_ref} {f.index_start.date()}",
+            ", ".join(d for d, _ in f.missed_dx[:3]),
+            "; ".join(f.reasons[:4]) or f.summary,
+        )
+    Console(width=220).print(table)
+
+
+def print_summary(summary, ruleset, out) -> None:  # type: ignore[no-untyped-def]
+    err = sys.stderr
+    print(
+        f"scanned {summary.patients} patients, {summary.resources_total} resources read, "
+        f"{summary.skipped} skipped, {sum(summary.findings_by_rule.values())} findings "
+        f"in {summary.seconds:.1f} s (as of {summary.as_of:%Y-%m-%d})"
+        + (f"; written to {out}" if out else ""),
+        file=err,
+    )
+    for example in summary.skipped_examples[:10]:
+        print(f"  skipped: {example}", file=err)
+    for rule in ruleset.rules:
+        n = summary.findings_by_rule.get(rule.id, 0)
+        if n:
+            print(f"  {n:6d}  {rule.trigger or '':6s} {rule.title}", file=err)
