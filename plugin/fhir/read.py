@@ -1,0 +1,260 @@
+"""Read FHIR R4 JSON from files: NDJSON (Bulk layout), Bundles and single resources.
+
+:func:`iter_resources` walks a file or a directory (recursively, in sorted order, so runs are
+deterministic) and yields one :class:`ReadItem` per resource or per problem. Nothing here raises
+on bad input: a truncated line, a line that is not JSON, a JSON value that is not an object, an
+object without a known ``resourceType`` is yielded as a :class:`FhirParseError` with ``where``
+(``file:line`` for NDJSON, ``file:entry[i]`` for Bundle entries) and reading goes on.
+
+What is read:
+
+* ``*.ndjson``, ``*.ndjson.gz``: one resource per line (a line holding a Bundle is expanded).
+  Bulk export's ``log.ndjson`` (not FHIR) is skipped and listed in ``ReadReport.ignored_files``.
+* ``*.json``, ``*.json.gz``: a Bundle (any type; ``entry[].resource``) or a single resource.
+  A Bundle entry whose resource has no ``id`` but a ``fullUrl`` of ``urn:uuid:X`` gets ``id = X``
+  so that ``urn:uuid:`` references resolve (Synthea transaction Bundles).
+* OperationOutcome resources (Bulk error files, searchset outcomes) are not patient data: they are
+  counted in ``ReadReport.outcomes`` with their first messages kept, not yielded.
+* Folders named ``expected`` (golden outputs beside fixtures) and hidden files are not read.
+
+Whole JSON files are loaded at once (a Bundle is one JSON document); NDJSON streams line by line.
+"""
+
+from __future__ import annotations
+
+import gzip
+import re
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from plugin.errors import FhirParseError
+
+__all__ = ["RESOURCE_TYPES", "ReadItem", "ReadReport", "iter_resources", "list_input_files"]
+
+# FHIR R4 (4.0.1) and R4B resource types.
+RESOURCE_TYPES = frozenset(
+    """Account ActivityDefinition AdministrableProductDefinition AdverseEvent AllergyIntolerance
+    Appointment AppointmentResponse AuditEvent Basic Binary BiologicallyDerivedProduct
+    BodyStructure Bundle CapabilityStatement CarePlan CareTeam CatalogEntry ChargeItem
+    ChargeItemDefinition Citation Claim ClaimResponse ClinicalImpression ClinicalUseDefinition
+    CodeSystem Communication CommunicationRequest CompartmentDefinition Composition ConceptMap
+    Condition Consent Contract Coverage CoverageEligibilityRequest CoverageEligibilityResponse
+    DetectedIssue Device DeviceDefinition DeviceMetric DeviceRequest DeviceUseStatement
+    DiagnosticReport DocumentManifest DocumentReference EffectEvidenceSynthesis Encounter Endpoint
+    EnrollmentRequest EnrollmentResponse EpisodeOfCare EventDefinition Evidence EvidenceReport
+    EvidenceVariable ExampleScenario ExplanationOfBenefit FamilyMemberHistory Flag Goal
+    GraphDefinition Group GuidanceResponse HealthcareService ImagingStudy Immunization
+    ImmunizationEvaluation ImmunizationRecommendation ImplementationGuide Ingredient InsurancePlan
+    Invoice Library Linkage List Location ManufacturedItemDefinition Measure MeasureReport Media
+    Medication MedicationAdministration MedicationDispense MedicationKnowledge MedicationRequest
+    MedicationStatement MedicinalProduct MedicinalProductAuthorization
+    MedicinalProductContraindication MedicinalProductDefinition MedicinalProductIndication
+    MedicinalProductIngredient MedicinalProductInteraction MedicinalProductManufactured
+    MedicinalProductPackaged MedicinalProductPharmaceutical MedicinalProductUndesirableEffect
+    MessageDefinition MessageHeader MolecularSequence NamingSystem NutritionOrder NutritionProduct
+    Observation ObservationDefinition OperationDefinition OperationOutcome Organization
+    OrganizationAffiliation PackagedProductDefinition Parameters Patient PaymentNotice
+    PaymentReconciliation Person PlanDefinition Practitioner PractitionerRole Procedure Provenance
+    Questionnaire QuestionnaireResponse RegulatedAuthorization RelatedPerson RequestGroup
+    ResearchDefinition ResearchElementDefinition ResearchStudy ResearchSubject RiskAssessment
+    RiskEvidenceSynthesis Schedule SearchParameter ServiceRequest Slot Specimen SpecimenDefinition
+    StructureDefinition StructureMap Subscription SubscriptionStatus SubscriptionTopic Substance
+    SubstanceDefinition SubstanceNucleicAcid SubstancePolymer SubstanceProtein
+    SubstanceReferenceInformation SubstanceSourceMaterial SubstanceSpecification SupplyDelivery
+    SupplyRequest Task TerminologyCapabilities TestReport TestScript ValueSet VerificationResult
+    VisionPrescription""".split()
+)
+
+_NDJSON = (".ndjson", ".ndjson.gz")
+_JSON = (".json", ".json.gz")
+_IGNORED_NAMES = frozenset({"log.ndjson", "log.ndjson.gz"})
+_TYPE_RE = re.compile(rb'"resourceType"\s*:\s*"([A-Za-z]+)"')
+_ID_RE = re.compile(rb'"id"\s*:\s*"([A-Za-z0-9\-.]{1,64})"')
+
+
+@dataclass(frozen=True, slots=True)
+class ReadItem:
+    """One resource (``resource`` set) or one unreadable item (``error`` set)."""
+
+    resource: dict[str, Any] | None
+    where: str
+    error: FhirParseError | None = None
+
+
+@dataclass(slots=True)
+class ReadReport:
+    """What was read and what was skipped. Mutable counters, filled while reading."""
+
+    max_errors: int = 100
+    files: int = 0
+    resources: Counter[str] = field(default_factory=Counter)  # read, by resourceType
+    skipped: int = 0
+    skipped_by_reason: Counter[str] = field(default_factory=Counter)
+    errors: list[FhirParseError] = field(default_factory=list)  # the first max_errors
+    ignored_files: list[str] = field(default_factory=list)
+    outcomes: int = 0  # OperationOutcome resources seen (not patient data)
+    outcome_messages: list[str] = field(default_factory=list)
+
+    def add_error(self, error: FhirParseError, reason: str | None = None) -> None:
+        self.skipped += 1
+        self.skipped_by_reason[reason or error.what.split(":")[0]] += 1
+        if len(self.errors) < self.max_errors:
+            self.errors.append(error)
+
+    def record(self, item: ReadItem) -> None:
+        """Count one item from :func:`iter_resources`."""
+        if item.error is not None:
+            self.add_error(item.error)
+        elif item.resource is not None:
+            self.resources[item.resource["resourceType"]] += 1
+
+    @property
+    def read(self) -> int:
+        return sum(self.resources.values())
+
+
+def list_input_files(path: Path) -> list[Path]:
+    """The FHIR files under ``path`` (itself if it is a file), sorted."""
+    if path.is_file():
+        return [path]
+    found = []
+    for p in path.rglob("*"):
+        rel = p.relative_to(path).parts
+        if any(part.startswith(".") or part == "expected" for part in rel):
+            continue
+        if p.is_file() and p.name.lower().endswith(_NDJSON + _JSON):
+            found.append(p)
+    return sorted(found)
+
+
+def iter_resources(path: str | Path, *, report: ReadReport | None = None) -> Iterator[ReadItem]:
+    """Yield every resource (or problem) in a file or directory; see the module docstring."""
+    for file in list_input_files(Path(path)):
+        if report is not None:
+            report.files += 1
+        name = file.name.lower()
+        if name in _IGNORED_NAMES:
+            if report is not None:
+                report.ignored_files.append(str(file))
+            continue
+        items = _iter_ndjson(file) if name.endswith(_NDJSON) else _iter_json(file)
+        for item in items:
+            res = item.resource
+            if res is not None and res.get("resourceType") == "OperationOutcome":
+                if report is not None:
+                    report.outcomes += 1
+                    if len(report.outcome_messages) < 20:
+                        report.outcome_messages.append(f"{item.where}: {_outcome_text(res)}")
+                continue
+            if report is not None:
+                report.record(item)
+            yield item
+
+
+def _open(file: Path) -> IO[bytes]:
+    if file.name.lower().endswith(".gz"):
+        return gzip.open(file, "rb")
+    return file.open("rb")
+
+
+def _iter_ndjson(file: Path) -> Iterator[ReadItem]:
+    lineno = 0
+    try:
+        with _open(file) as fh:
+            for lineno, raw in enumerate(fh, start=1):
+                if not raw.strip():
+                    continue
+                yield from _items_from_bytes(raw, f"{file}:{lineno}")
+    except (OSError, EOFError) as exc:  # truncated .gz, unreadable file
+        yield ReadItem(
+            None, f"{file}:{lineno + 1}", _error(f"{file}:{lineno + 1}", f"unreadable: {exc}")
+        )
+
+
+def _iter_json(file: Path) -> Iterator[ReadItem]:
+    try:
+        with _open(file) as fh:
+            raw = fh.read()
+    except (OSError, EOFError) as exc:
+        yield ReadItem(None, str(file), _error(str(file), f"unreadable: {exc}"))
+        return
+    yield from _items_from_bytes(raw, str(file))
+
+
+def _items_from_bytes(raw: bytes, where: str) -> Iterator[ReadItem]:
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        rtype = _TYPE_RE.search(raw)
+        rid = _ID_RE.search(raw)
+        err = FhirParseError(
+            where,
+            f"invalid JSON: {exc}",
+            rtype.group(1).decode() if rtype else None,
+            rid.group(1).decode() if rid else None,
+        )
+        yield ReadItem(None, where, err)
+        return
+    yield from _items_from_object(obj, where)
+
+
+def _items_from_object(obj: object, where: str) -> Iterator[ReadItem]:
+    if not isinstance(obj, dict):
+        yield ReadItem(None, where, _error(where, f"not a JSON object: {type(obj).__name__}"))
+        return
+    rtype = obj.get("resourceType")
+    rid = obj.get("id") if isinstance(obj.get("id"), str) else None
+    if not isinstance(rtype, str) or not rtype:
+        yield ReadItem(None, where, FhirParseError(where, "no resourceType", None, rid))
+        return
+    if rtype not in RESOURCE_TYPES:
+        err = FhirParseError(where, f"unknown resourceType {rtype!r}", rtype, rid)
+        yield ReadItem(None, where, err)
+        return
+    if rtype == "Bundle":
+        yield from _bundle_entries(obj, where)
+        return
+    yield ReadItem(obj, where)
+
+
+def _bundle_entries(bundle: dict[str, Any], where: str) -> Iterator[ReadItem]:
+    entries = bundle.get("entry") or []
+    if not isinstance(entries, list):
+        yield ReadItem(None, where, FhirParseError(where, "Bundle.entry is not a list", "Bundle"))
+        return
+    for i, entry in enumerate(entries):
+        at = f"{where}:entry[{i}]"
+        if not isinstance(entry, dict):
+            yield ReadItem(None, at, _error(at, "Bundle entry is not an object"))
+            continue
+        resource = entry.get("resource")
+        if resource is None:  # e.g. a DELETE request or a response without a body
+            continue
+        full_url = entry.get("fullUrl")
+        if (
+            isinstance(resource, dict)
+            and "id" not in resource
+            and isinstance(full_url, str)
+            and full_url.startswith("urn:uuid:")
+        ):
+            resource["id"] = full_url[len("urn:uuid:") :]
+        yield from _items_from_object(resource, at)
+
+
+def _error(where: str, what: str) -> FhirParseError:
+    return FhirParseError(where, what)
+
+
+def _outcome_text(outcome: dict[str, Any]) -> str:
+    issues = outcome.get("issue")
+    if isinstance(issues, list) and issues and isinstance(issues[0], dict):
+        first = issues[0]
+        details = first.get("details")
+        text = details.get("text") if isinstance(details, dict) else None
+        return str(first.get("diagnostics") or text or first.get("code") or "")
+    return ""
