@@ -181,3 +181,20 @@ def test_icu_transfer_from_location_history(tmp_path):
                  source="Encounter/e1")
     assert evaluate_rule(rule, timeline(ip, icu))
     assert not evaluate_rule(rule, timeline(ip, late))
+
+
+def test_window_property(tmp_path):
+    """For any gap, a 30 d sequence fires iff 0 < gap <= 30 d (hypothesis over minutes)."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    rule = one_rule(tmp_path, SEQ)
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.integers(min_value=-5 * 24 * 60, max_value=40 * 24 * 60))
+    def check(minutes):
+        gap = timedelta(minutes=minutes)
+        found = evaluate_rule(rule, dizzy_then_stroke(gap), as_of=T0 + 400 * D)
+        assert bool(found) is (timedelta(0) < gap <= 30 * D)
+
+    check()
