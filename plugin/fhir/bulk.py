@@ -1,0 +1,319 @@
+"""FHIR Bulk Data ``$export`` into a directory of NDJSON files.
+
+Flow (hl7.org/fhir/uv/bulkdata/export.html): kick off ``[base]/$export``,
+``[base]/Patient/$export`` or ``[base]/Group/{id}/$export`` with ``Prefer: respond-async``;
+poll the status URL (``Content-Location``) honouring ``Retry-After`` and reporting
+``X-Progress`` to a callback; download every output file (with the access token when the
+manifest says ``requiresAccessToken``); then DELETE the job.
+
+The output directory is what :func:`plugin.fhir.read.iter_resources` reads:
+``<Type>.ndjson`` (``<Type>.<n>.ndjson`` when the server splits a type; ``.ndjson.gz``
+when it sends gzip, kept compressed). Two hidden files keep state between runs:
+
+* ``.dxsafety-export.job``  -- the job in progress: its status URL, the manifest and the
+  files already complete. A run interrupted while waiting or downloading resumes the same
+  job: complete files are skipped, a partial one resumes with ``Range`` (or downloads
+  again when the server ignores ``Range``); files appear under their name only when
+  complete (temp file + rename).
+* ``.dxsafety-export.state`` -- the ``transactionTime`` of the last complete export, used
+  as ``_since`` by ``since="auto"`` (incremental runs).
+
+Server problems in the export (the manifest's ``error`` files) are saved to
+``export-errors.log`` (not ``.ndjson``, so readers do not take them for data).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import requests
+import urllib3
+
+from plugin.errors import FatalFhirError, FhirDeadlineError, TemporaryFhirError
+from plugin.fhir.client import FhirClient
+from plugin.fhir.http import parse_json_object, parse_retry_after, safe_url
+
+log = logging.getLogger(__name__)
+
+JOB_FILE = ".dxsafety-export.job"
+STATE_FILE = ".dxsafety-export.state"
+ERRORS_FILE = "export-errors.log"
+CHUNK = 1 << 16
+DEFAULT_POLL_S = 5.0  # when the server sends no Retry-After
+MAX_POLL_S = 120.0
+DEFAULT_EXPORT_BUDGET_S = 6 * 3600.0  # a whole-hospital export can take hours
+GZIP_TYPES = ("application/gzip", "application/x-gzip")
+
+Level = Literal["system", "patient", "group"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExportProgress:
+    """Passed to the progress callback: what the export is doing now."""
+
+    phase: Literal["kickoff", "waiting", "downloading", "done"]
+    message: str = ""
+    done: int = 0  # files downloaded so far
+    total: int = 0  # files to download
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExportResult:
+    out_dir: Path
+    transaction_time: str
+    files: tuple[Path, ...]
+    counts: Mapping[str, int]  # resources (NDJSON lines) per type
+    error_count: int  # OperationOutcome lines the server reported
+    resumed: bool  # an interrupted job was picked up again
+
+
+class BulkExporter:
+    """Runs one ``$export`` with a :class:`FhirClient`'s connection, auth and retries."""
+
+    def __init__(
+        self,
+        client: FhirClient,
+        *,
+        progress: Callable[[ExportProgress], None] | None = None,
+        budget_s: float = DEFAULT_EXPORT_BUDGET_S,
+        poll_s: float = DEFAULT_POLL_S,
+    ) -> None:
+        self.client = client
+        self.http = client.http
+        self.progress = progress or (lambda _p: None)
+        self.budget_s = budget_s
+        self.poll_s = poll_s
+
+    def export(
+        self,
+        out_dir: Path,
+        *,
+        level: Level = "system",
+        group_id: str | None = None,
+        types: Sequence[str] = (),
+        since: str | None = None,
+    ) -> ExportResult:
+        """Export into ``out_dir``. ``since="auto"`` continues from the last export there."""
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if since == "auto":
+            since = _read_json(out_dir / STATE_FILE).get("transactionTime")
+        request_url = self._kickoff_url(level, group_id, types, since)
+        job = _read_json(out_dir / JOB_FILE)
+        resumed = job.get("request") == request_url and bool(job.get("status"))
+        if not resumed:
+            job = {"request": request_url, "status": self._kickoff(request_url), "done": {}}
+            _write_json(out_dir / JOB_FILE, job)
+        manifest = job.get("manifest")
+        if manifest is None:
+            try:
+                manifest = self._wait(job["status"])
+            except FatalFhirError as exc:
+                if not resumed or exc.status not in (404, 410):
+                    raise
+                log.warning("the saved export job is gone on the server; starting a new one")
+                (out_dir / JOB_FILE).unlink()
+                return self.export(out_dir, level=level, group_id=group_id, types=types,
+                                   since=since)
+            job["manifest"] = manifest
+            _write_json(out_dir / JOB_FILE, job)
+        files, counts = self._download_all(out_dir, job)
+        error_count = self._download_errors(out_dir, manifest)
+        self._delete_job(job["status"])
+        transaction_time = str(manifest.get("transactionTime", ""))
+        _write_json(out_dir / STATE_FILE, {"transactionTime": transaction_time,
+                                           "request": request_url})
+        (out_dir / JOB_FILE).unlink(missing_ok=True)
+        self.progress(ExportProgress(phase="done", done=len(files), total=len(files)))
+        return ExportResult(out_dir=out_dir, transaction_time=transaction_time,
+                            files=tuple(files), counts=dict(counts), error_count=error_count,
+                            resumed=resumed)
+
+    # --- kick-off and polling ---------------------------------------------------------------
+    def _kickoff_url(self, level: Level, group_id: str | None, types: Sequence[str],
+                     since: str | None) -> str:
+        if level == "group" and not group_id:
+            raise FatalFhirError("a Group-level export needs a group id")
+        path = {"system": "$export", "patient": "Patient/$export",
+                "group": f"Group/{group_id}/$export"}[level]
+        params = [("_outputFormat", "application/fhir+ndjson")]
+        if types:
+            params.append(("_type", ",".join(types)))
+        if since:
+            params.append(("_since", since))
+        prepared = requests.Request("GET", self.client.url(path), params=params).prepare()
+        return prepared.url or self.client.url(path)
+
+    def _kickoff(self, url: str) -> str:
+        self.progress(ExportProgress(phase="kickoff", message="starting the export"))
+        resp = self.http.request("GET", url, headers={"Prefer": "respond-async",
+                                                      "Accept": "application/fhir+json"})
+        status_url = resp.headers.get("Content-Location")
+        resp.close()
+        if resp.status_code != 202 or not status_url:
+            raise FatalFhirError(
+                f"{safe_url(url)}: expected 202 Accepted with a Content-Location, got "
+                f"HTTP {resp.status_code}", status=resp.status_code, url=url)
+        return status_url
+
+    def _wait(self, status_url: str) -> dict[str, Any]:
+        """Poll until the manifest is ready; raise FhirDeadlineError past the budget."""
+        deadline = self.http.clock() + self.budget_s
+        interval = self.poll_s
+        while True:
+            resp = self.http.request("GET", status_url, headers={"Accept": "application/json"})
+            if resp.status_code == 200:
+                return parse_json_object(resp.content, status_url)
+            message = resp.headers.get("X-Progress", "in progress")
+            wait = parse_retry_after(resp.headers.get("Retry-After"))
+            resp.close()
+            if wait is None:
+                wait, interval = interval, min(interval * 1.5, MAX_POLL_S)
+            self.progress(ExportProgress(phase="waiting", message=message))
+            if self.http.clock() + wait > deadline:
+                raise FhirDeadlineError(
+                    f"the export at {safe_url(status_url)} was not ready within "
+                    f"{self.budget_s:.0f}s; run again to keep waiting for the same job",
+                    url=status_url)
+            self.http.sleep(wait)
+
+    def _delete_job(self, status_url: str) -> None:
+        """Tell the server it may delete the files. Best effort: a refusal is only logged."""
+        try:
+            self.http.request("DELETE", status_url).close()
+        except (FatalFhirError, TemporaryFhirError) as exc:
+            log.warning("could not delete the finished export job: %s", exc)
+
+    # --- downloads ----------------------------------------------------------------------------
+    def _download_all(self, out_dir: Path, job: dict[str, Any]) -> tuple[list[Path], Counter[str]]:
+        manifest = job["manifest"]
+        token = bool(manifest.get("requiresAccessToken"))
+        outputs = [o for o in manifest.get("output") or [] if o.get("url") and o.get("type")]
+        per_type = Counter(o["type"] for o in outputs)
+        seen: Counter[str] = Counter()
+        plan = []
+        for out in outputs:
+            seen[out["type"]] += 1
+            rtype = out["type"]
+            stem = rtype if per_type[rtype] == 1 else f"{rtype}.{seen[rtype]}"
+            plan.append((out, stem))
+        done: dict[str, str] = job["done"]
+        lock = threading.Lock()
+        counts: Counter[str] = Counter()
+        files: list[Path] = []
+
+        def one(out: dict[str, Any], stem: str) -> None:
+            name = done.get(out["url"])
+            if name is None or not (out_dir / name).is_file():
+                name = self._download(out["url"], out_dir, stem, token=token)
+            path = out_dir / name
+            lines = _count_lines(path)
+            if isinstance(out.get("count"), int) and out["count"] != lines:
+                log.warning("%s: the manifest says %d resources, the file has %d",
+                            name, out["count"], lines)
+            with lock:
+                done[out["url"]] = name
+                _write_json(out_dir / JOB_FILE, job)
+                counts[out["type"]] += lines
+                files.append(path)
+                self.progress(ExportProgress(phase="downloading", message=name,
+                                             done=len(files), total=len(plan)))
+
+        self.progress(ExportProgress(phase="downloading", done=0, total=len(plan)))
+        with ThreadPoolExecutor(max_workers=max(1, self.http.max_connections)) as pool:
+            for future in [pool.submit(one, out, stem) for out, stem in plan]:
+                future.result()
+        return sorted(files), counts
+
+    def _download(self, url: str, out_dir: Path, stem: str, *, token: bool) -> str:
+        """Download one output file; return its final name. Resumes a ``.part`` file."""
+        part = out_dir / f".{stem}.part"
+        attempt = 0
+        while True:
+            offset = part.stat().st_size if part.exists() else 0
+            # gzip is the only transfer coding we accept: it is saved as sent (.ndjson.gz)
+            headers = {"Accept": "application/fhir+ndjson", "Accept-Encoding": "gzip"}
+            if offset:
+                headers["Range"] = f"bytes={offset}-"
+            try:
+                resp = self.http.request("GET", url, headers=headers, stream=True,
+                                         authenticate=token)
+            except FatalFhirError as exc:
+                if offset and exc.status == 416:  # our partial file is not a prefix: restart
+                    part.unlink()
+                    continue
+                raise
+            gz = _is_gzip(url, resp)
+            append = offset > 0 and resp.status_code == 206
+            try:
+                with part.open("ab" if append else "wb") as f:
+                    for chunk in resp.raw.stream(CHUNK, decode_content=False):
+                        f.write(chunk)
+            except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
+                resp.close()
+                if attempt >= len(self.http.retry_delays):
+                    raise TemporaryFhirError(
+                        f"GET {safe_url(url)}: the download kept failing ({exc})", url=url
+                    ) from None
+                log.warning("download of %s interrupted (%s); resuming", stem,
+                            type(exc).__name__)
+                self.http.sleep(self.http.retry_delays[attempt])
+                attempt += 1
+                continue
+            resp.close()
+            name = f"{stem}.ndjson.gz" if gz else f"{stem}.ndjson"
+            part.replace(out_dir / name)
+            return name
+
+    def _download_errors(self, out_dir: Path, manifest: Mapping[str, Any]) -> int:
+        lines: list[str] = []
+        token = bool(manifest.get("requiresAccessToken"))
+        for out in manifest.get("error") or []:
+            if not out.get("url"):
+                continue
+            resp = self.http.request("GET", out["url"], authenticate=token)
+            body = resp.content
+            if _is_gzip(out["url"], resp) and body[:2] == b"\x1f\x8b":
+                body = gzip.decompress(body)
+            lines += [line for line in body.decode("utf-8", "replace").splitlines() if line]
+        if lines:
+            (out_dir / ERRORS_FILE).write_text("\n".join(lines) + "\n", encoding="utf-8")
+            log.warning("the server reported %d problem(s) with the export; see %s",
+                        len(lines), out_dir / ERRORS_FILE)
+        return len(lines)
+
+
+def _is_gzip(url: str, resp: requests.Response) -> bool:
+    ctype = resp.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    return (resp.headers.get("Content-Encoding", "").lower() == "gzip"
+            or ctype in GZIP_TYPES or urlsplit(url).path.endswith(".gz"))
+
+
+def _count_lines(path: Path) -> int:
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rb") as f:
+        return sum(1 for line in f if line.strip())
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _write_json(path: Path, value: Mapping[str, Any]) -> None:
+    tmp = path.with_name(path.name + f".{time.monotonic_ns()}.tmp")
+    tmp.write_text(json.dumps(value, indent=1), encoding="utf-8")
+    tmp.replace(path)

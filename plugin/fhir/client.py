@@ -1,0 +1,284 @@
+"""Read one patient's record from a live FHIR R4 server.
+
+:class:`FhirClient` reads the server's CapabilityStatement (``/metadata``) once and picks
+how to fetch a patient:
+
+* ``Patient/{id}/$everything`` when the server offers it and no ``since`` is given (one
+  paged call instead of eight searches);
+* otherwise one type-level search per resource type (``patient=``, ``date=ge`` where the
+  type has a clinical date, ``_count``), with ``Condition:patient`` ``_include``\\ d so the
+  Patient comes back with the conditions and needs no separate read.
+
+Every search follows ``Bundle.link[rel=next]`` to the end. A next link that points back
+to a page already read (a server paging bug) or to another host (which would receive our
+token) is a :class:`FatalFhirError`, never an endless loop. Resources are de-duplicated
+by type and id (``_include``\\ d ones repeat across pages).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from enum import StrEnum
+from types import TracebackType
+from typing import Any, Literal
+from urllib.parse import urljoin, urlsplit
+
+import requests
+
+from plugin.errors import FatalFhirError
+from plugin.fhir.http import (
+    DEFAULT_DEADLINE_S,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_RETRY_DELAYS,
+    Auth,
+    FhirHttp,
+    safe_url,
+)
+
+log = logging.getLogger(__name__)
+
+# What the rules and the ranker read (plugin/fhir/parse.py maps each to a timeline Kind).
+RESOURCE_TYPES: tuple[str, ...] = (
+    "Patient", "Encounter", "Condition", "Observation", "Procedure", "DiagnosticReport",
+    "ServiceRequest", "MedicationRequest",
+)
+# The search parameter that carries each type's clinical date, for ``since``. Condition has
+# none on purpose: a diagnosis made before the window is what tells a rule that a "new"
+# finding was already known, so conditions are always read in full.
+DATE_PARAMS: Mapping[str, str] = {
+    "Encounter": "date", "Observation": "date", "Procedure": "date",
+    "DiagnosticReport": "date", "ServiceRequest": "authored", "MedicationRequest": "authoredon",
+}
+DEFAULT_PAGE_SIZE = 200
+MAX_PAGES = 100_000  # a backstop far above any real result; loops are caught earlier
+
+Strategy = Literal["auto", "everything", "search"]
+
+
+class ServerType(StrEnum):
+    """Vendor families whose quirks we may need to work around (from ``/metadata``)."""
+
+    EPIC = "epic"
+    ORACLE = "oracle"
+    OTHER = "other"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Capabilities:
+    """What we use from the CapabilityStatement."""
+
+    server_type: ServerType
+    everything: bool  # Patient/$everything
+    export: frozenset[str]  # Bulk $export levels: system, patient, group
+    search_params: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    includes: Mapping[str, frozenset[str]] = field(default_factory=dict)
+
+    @classmethod
+    def from_statement(cls, cs: Mapping[str, Any]) -> Capabilities:
+        if cs.get("resourceType") != "CapabilityStatement":
+            raise FatalFhirError("/metadata did not return a CapabilityStatement")
+        software = " ".join(str(cs.get(k, "")) for k in ("publisher", "name"))
+        software += " " + str((cs.get("software") or {}).get("name", ""))
+        low = software.lower()
+        server_type = (ServerType.EPIC if "epic" in low else
+                       ServerType.ORACLE if "oracle" in low or "cerner" in low else
+                       ServerType.OTHER)
+        everything = False
+        export: set[str] = set()
+        params: dict[str, frozenset[str]] = {}
+        includes: dict[str, frozenset[str]] = {}
+        for rest in cs.get("rest") or []:
+            if rest.get("mode", "server") != "server":
+                continue
+            if any(op.get("name") == "export" for op in rest.get("operation") or []):
+                export.add("system")
+            for res in rest.get("resource") or []:
+                rtype = res.get("type")
+                ops = {op.get("name") for op in res.get("operation") or []}
+                if rtype == "Patient":
+                    everything = "everything" in ops
+                    if "export" in ops:
+                        export.add("patient")
+                if rtype == "Group" and "export" in ops:
+                    export.add("group")
+                params[rtype] = frozenset(p.get("name") for p in res.get("searchParam") or [])
+                includes[rtype] = frozenset(res.get("searchInclude") or [])
+        return cls(server_type=server_type, everything=everything, export=frozenset(export),
+                   search_params=params, includes=includes)
+
+    def supports(self, rtype: str, param: str) -> bool:
+        # a server that lists no search parameters for a type gets the benefit of the doubt
+        known = self.search_params.get(rtype)
+        return not known or param in known
+
+
+class FhirClient:
+    """A FHIR R4 REST client for one server. Use as a context manager::
+
+        with FhirClient("https://ehr.example.org/fhir", auth=BearerAuth(token)) as client:
+            resources = client.fetch_patient("123", since=date(2024, 1, 1))
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        auth: Auth | None = None,
+        timeout: float = 60.0,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        deadline_s: float = DEFAULT_DEADLINE_S,
+        retry_delays: tuple[float, ...] = DEFAULT_RETRY_DELAYS,
+        page_size: int = DEFAULT_PAGE_SIZE,
+        strategy: Strategy = "auto",
+        http: FhirHttp | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.http = http or FhirHttp(
+            auth=auth, read_timeout_s=timeout, deadline_s=deadline_s, retry_delays=retry_delays,
+            max_connections=max_connections,
+        )
+        self.page_size = page_size
+        self.strategy: Strategy = strategy
+        self._capabilities: Capabilities | None = None
+        self.pages_read = 0
+
+    def __enter__(self) -> FhirClient:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.http.close()
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """The server's capabilities, read from ``/metadata`` on first use."""
+        if self._capabilities is None:
+            statement = self.http.get_json(f"{self.base_url}/metadata", headers=None)
+            self._capabilities = Capabilities.from_statement(statement)
+            log.info("FHIR server %s: type %s, $everything %s, $export %s",
+                     safe_url(self.base_url), self._capabilities.server_type.value,
+                     self._capabilities.everything, sorted(self._capabilities.export))
+        return self._capabilities
+
+    def url(self, path: str) -> str:
+        return f"{self.base_url}/{path.lstrip('/')}"
+
+    # --- paging -----------------------------------------------------------------------------
+    def iter_pages(self, path_or_url: str,
+                   params: list[tuple[str, str]] | None = None) -> Iterator[dict[str, Any]]:
+        """Each Bundle page of a search, following ``link[rel=next]`` to the end."""
+        url = path_or_url if "://" in path_or_url else self.url(path_or_url)
+        url = requests.Request("GET", url, params=params or []).prepare().url or url
+        origin = urlsplit(self.base_url)[:2]
+        seen: set[str] = set()
+        for _ in range(MAX_PAGES):
+            page = self.http.get_json(url)
+            self.pages_read += 1
+            if page.get("resourceType") != "Bundle":
+                raise FatalFhirError(
+                    f"GET {safe_url(url)}: expected a Bundle, got "
+                    f"{page.get('resourceType') or 'no resourceType'}", url=url)
+            yield page
+            seen.add(url)
+            next_url = next((link.get("url") for link in page.get("link") or []
+                             if link.get("relation") == "next" and link.get("url")), None)
+            if next_url is None:
+                return
+            next_url = urljoin(url, next_url)
+            if urlsplit(next_url)[:2] != origin:
+                raise FatalFhirError(
+                    f"a next link of {safe_url(url)} points to another server "
+                    f"({urlsplit(next_url).netloc}); refusing to send our credentials there",
+                    url=next_url)
+            if next_url in seen:
+                raise FatalFhirError(
+                    f"the server's paging loops: the next link of {safe_url(url)} points back "
+                    f"to a page already read (after {len(seen)} pages)", url=next_url)
+            url = next_url
+        raise FatalFhirError(f"{safe_url(url)}: more than {MAX_PAGES} pages")
+
+    def search(self, path: str, params: list[tuple[str, str]]) -> Iterator[dict[str, Any]]:
+        """Every resource of every page of a search (matches and includes, in page order)."""
+        for page in self.iter_pages(path, params):
+            for entry in page.get("entry") or []:
+                resource = entry.get("resource")
+                if isinstance(resource, dict) and resource.get("resourceType"):
+                    yield resource
+
+    # --- one patient ------------------------------------------------------------------------
+    def choose_strategy(self, since: date | datetime | None) -> Literal["everything", "search"]:
+        if self.strategy != "auto":
+            return self.strategy
+        # $everything's date filters (start/end) are unevenly implemented, so with a window
+        # the type-level searches, whose date= semantics are standard, are used instead.
+        return "everything" if since is None and self.capabilities.everything else "search"
+
+    def fetch_patient(self, patient_id: str,
+                      since: date | datetime | None = None) -> list[dict[str, Any]]:
+        """The patient and their resources of :data:`RESOURCE_TYPES`, each once.
+
+        ``since`` limits dated resources (see :data:`DATE_PARAMS`) to those on or after it;
+        the Patient and all Conditions are always returned.
+        """
+        if not patient_id or "/" in patient_id or "?" in patient_id:
+            raise FatalFhirError("a patient id must be a plain FHIR id")
+        found = Deduplicator()
+        if self.choose_strategy(since) == "everything":
+            for resource in self.search(f"Patient/{patient_id}/$everything",
+                                        [("_count", str(self.page_size))]):
+                if resource["resourceType"] in RESOURCE_TYPES:
+                    found.add(resource)
+        else:
+            for rtype, params in self.search_plan(patient_id, since):
+                for resource in self.search(rtype, params):
+                    if resource["resourceType"] in RESOURCE_TYPES:
+                        found.add(resource)
+            if not found.has("Patient", patient_id):
+                found.add(self.http.get_json(self.url(f"Patient/{patient_id}")))
+        return found.resources()
+
+    def search_plan(self, patient_id: str,
+                    since: date | datetime | None) -> list[tuple[str, list[tuple[str, str]]]]:
+        """The type-level searches for one patient: ``[(type, params), ...]``."""
+        caps = self.capabilities
+        plan = []
+        for rtype in RESOURCE_TYPES[1:]:
+            params = [("patient", patient_id), ("_count", str(self.page_size))]
+            date_param = DATE_PARAMS.get(rtype)
+            if since is not None and date_param and caps.supports(rtype, date_param):
+                params.append((date_param, f"ge{since.isoformat()}"))
+            if rtype == "Condition" and "Condition:patient" in caps.includes.get(rtype, ()):
+                params.append(("_include", "Condition:patient"))  # saves the Patient read
+            plan.append((rtype, params))
+        return plan
+
+
+class Deduplicator:
+    """Keeps one copy of each resource by type/id; a newer ``meta.lastUpdated`` wins."""
+
+    def __init__(self) -> None:
+        self._by_key: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def add(self, resource: dict[str, Any]) -> bool:
+        key = (resource.get("resourceType", ""), resource.get("id", ""))
+        old = self._by_key.get(key)
+        if old is not None and _updated(old) >= _updated(resource):
+            return False
+        self._by_key[key] = resource
+        return old is None
+
+    def has(self, rtype: str, rid: str) -> bool:
+        return (rtype, rid) in self._by_key
+
+    def resources(self) -> list[dict[str, Any]]:
+        return list(self._by_key.values())
+
+
+def _updated(resource: Mapping[str, Any]) -> str:
+    return str((resource.get("meta") or {}).get("lastUpdated") or "")
