@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     cds_jwt_max_lifetime_s: int = 3600
     cds_jwt_leeway_s: int = 30
     cds_fetch_budget_s: float = 5.0
+    cds_lookback_days: int = 365  # patient-view: open follow-ups whose window closed this recently
+    cds_risk_threshold: float = 0.05  # encounter-discharge: smallest model risk shown as a card
+    cds_validate: Literal["fast", "full"] = "full"  # how hook-call FHIR is parsed (plugin/cds)
 
     # --- FHIR client (plugin/fhir/client.py) ---
     fhir_timeout_s: float = 30.0
