@@ -12,7 +12,8 @@ Hierarchy::
     ├── RuleError                    rule files
     │   ├── RuleSyntaxError          YAML that does not parse, duplicate keys
     │   ├── RuleValidationError      schema/semantic problems (carries every problem found)
-    │   └── RuleTestFailure          a rule's own test case did not give the expected result
+    │   ├── RuleTestFailure          a rule's own test case did not give the expected result
+    │   └── TimelineSpecError        an inline test timeline that cannot be built
     ├── ModelError                   ranker models (missing file, feature version mismatch)
     ├── SettingsError                bad or unsafe settings (default secrets in production)
     ├── CdsError                     CDS Hooks service (plugin/cds), each mapped to an HTTP status
@@ -146,6 +147,10 @@ class RuleValidationError(RuleError):
 
 class RuleTestFailure(RuleError):
     pass
+
+
+class TimelineSpecError(RuleError, ValueError):
+    """An inline test timeline (rule test case ``events``) that cannot be built."""
 
 
 # --- Other families -------------------------------------------------------------------------
