@@ -1,0 +1,113 @@
+"""The review instrument: Revised Safer Dx items (paraphrased), the AHRQ harm scale, and the
+review workflow (who reviews next, when a case closes, what its final judgement is).
+
+The item texts below are **paraphrases** of the Revised Safer Dx Instrument (Singh et al.,
+Diagnosis 2019;6:315) made from secondary descriptions; the verbatim wording is in the AHRQ
+Measure Dx appendix and should replace these before results are compared across sites,
+because the instrument's reliability is tied to its wording.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCALE = range(1, 8)  # 1 strongly disagree ... 7 strongly agree
+MOD_THRESHOLD = 5  # item 13 >= 5 means a missed opportunity in diagnosis
+
+ITEMS: tuple[str, ...] = (
+    "The history taken at the index visit pointed to a diagnosis that was not considered.",
+    "The physical examination pointed to a diagnosis that was not considered.",
+    "Test results available at the time pointed to a diagnosis that was not considered.",
+    "Information from the patient was inaccurate or incomplete.",
+    "The data available should have prompted further evaluation (tests or consultations).",
+    "Red flags were present and were not acted on.",
+    "Needed diagnostic tests were not ordered, or were ordered or performed inappropriately.",
+    "Test results were misinterpreted.",
+    "Follow-up or tracking of test results was inadequate.",
+    "Follow-up visits or return precautions were not arranged or not timely.",
+    "A referral or consultation was missing, delayed, or its advice not acted on.",
+    "The presentation was atypical or the diagnosis was still evolving (mitigating).",
+    "Summary judgement: this episode of care had a missed opportunity to make a correct or "
+    "timely diagnosis.",
+)
+SCALE_LABELS = {1: "strongly disagree", 4: "neutral", 7: "strongly agree"}
+
+# AHRQ Common Formats Harm Scale v1.2 (wording as reproduced by the Oregon PSC dictionary)
+HARM: tuple[tuple[str, str], ...] = (
+    ("death", "Death"),
+    ("severe", "Severe harm: injury that interferes significantly with function or quality of "
+               "life"),
+    ("moderate", "Moderate harm: adversely affects function or quality of life, below severe"),
+    ("mild", "Mild harm: minimal symptoms or loss of function, or only additional treatment, "
+             "monitoring or a longer stay"),
+    ("none", "No harm"),
+    ("unknown", "Unknown"),
+)  # fmt: skip
+HARM_CODES = tuple(code for code, _ in HARM)
+DURATIONS = ("permanent", "temporary", "unknown")
+
+STATUSES = ("new", "in_review", "second_review", "third_review", "closed")
+STATUS_LABELS = {
+    "new": "new",
+    "in_review": "in review",
+    "second_review": "second review",
+    "third_review": "third review",
+    "closed": "closed",
+}
+
+Score = Annotated[int, Field(ge=1, le=7)]
+
+
+class ReviewInput(BaseModel):
+    """One submitted review form (validated at the web/CLI boundary)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    items: list[Score] = Field(min_length=len(ITEMS), max_length=len(ITEMS))
+    harm: str = Field(pattern="^(" + "|".join(HARM_CODES) + ")$")
+    harm_duration: str | None = Field(default=None, pattern="^(" + "|".join(DURATIONS) + ")$")
+    miscoded: bool = False
+    missed_dx: str = Field(default="", max_length=500)
+    notes: str = Field(default="", max_length=20_000)
+
+    @property
+    def judgement(self) -> int:
+        return self.items[-1]
+
+    @property
+    def is_mod(self) -> bool:
+        return self.judgement >= MOD_THRESHOLD
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """What saving a review does to the case."""
+
+    round: int
+    next_status: str
+
+
+def review_round(status: str) -> int | None:
+    """The round a review saved now belongs to; None when the case takes no review."""
+    return {"new": 1, "in_review": 1, "second_review": 2, "third_review": 3}.get(status)
+
+
+def after_review(round_: int, is_mod: bool, earlier: Sequence[bool]) -> str:
+    """Status after a review: MOD on first review -> second review; a second review that
+    disagrees with the first -> third review; otherwise the case closes."""
+    if round_ == 1:
+        return "second_review" if is_mod else "closed"
+    if round_ == 2:
+        return "closed" if earlier and earlier[0] == is_mod else "third_review"
+    return "closed"
+
+
+def final_judgement(judgements: Sequence[bool], status: str) -> bool | None:
+    """A closed case's verdict: the last review (agreement, or the third reviewer's call)."""
+    if status != "closed" or not judgements:
+        return None
+    return judgements[-1]
