@@ -160,7 +160,7 @@ def _bump(conn: sa.Connection, finding_id: int, version: int, **values: Any) -> 
         raise ConflictError("the case was changed by someone else since you opened it")
 
 
-def _current(conn: sa.Connection, finding_id: int) -> sa.Row[Any]:
+def _current(conn: sa.Connection, finding_id: int) -> Any:
     f = t.findings
     row = conn.execute(
         sa.select(f.c.id, f.c.status, f.c.version, f.c.assignee_id).where(f.c.id == finding_id)

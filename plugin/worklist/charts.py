@@ -103,7 +103,7 @@ def timeline_svg(snapshot: dict[str, Any], finding: dict[str, Any], width: int =
         when = _t(ev["t"])
         if lane is None or when is None:
             continue
-        y = top + lane * lane_h + lane_h / 2
+        cy = top + lane * lane_h + lane_h / 2
         key = ev["source"] in marked
         stroke = ' stroke="#000" stroke-width="2"' if key else ""
         title = f"<title>{escape(_label(ev))}{' (rule evidence)' if key else ''}</title>"
@@ -112,16 +112,16 @@ def timeline_svg(snapshot: dict[str, Any], finding: dict[str, Any], width: int =
             colour = "#c53030" if ev.get("icu") else SETTING_COLOURS.get(ev.get("setting", ""),
                                                                           "#718096")  # fmt: skip
             x0, x1 = x(max(when, start)), x(min(end, stop))
-            out.append(f'<rect x="{x0:.1f}" y="{y - 9}" width="{max(4.0, x1 - x0):.1f}" '
+            out.append(f'<rect x="{x0:.1f}" y="{cy - 9}" width="{max(4.0, x1 - x0):.1f}" '
                        f'height="18" rx="3" fill="{colour}"{stroke}>{title}</rect>')  # fmt: skip
         elif ev["kind"] == "observation":
             colour = "#e53e3e" if ev.get("abnormal") else "#a0aec0"
-            out.append(f'<circle cx="{x(when):.1f}" cy="{y}" r="{6 if key else 4.5}" '
+            out.append(f'<circle cx="{x(when):.1f}" cy="{cy}" r="{6 if key else 4.5}" '
                        f'fill="{colour}"{stroke}>{title}</circle>')  # fmt: skip
         else:
             cx = x(when)
-            out.append(f'<path d="M{cx:.1f} {y - 7} L{cx + 6:.1f} {y} L{cx:.1f} {y + 7} '
-                       f'L{cx - 6:.1f} {y} Z" fill="#4a5568"{stroke}>{title}</path>')  # fmt: skip
+            out.append(f'<path d="M{cx:.1f} {cy - 7} L{cx + 6:.1f} {cy} L{cx:.1f} {cy + 7} '
+                       f'L{cx - 6:.1f} {cy} Z" fill="#4a5568"{stroke}>{title}</path>')  # fmt: skip
     out.append("</svg>")
     return Markup("".join(out))  # noqa: S704 - every text value above passes through escape()
 

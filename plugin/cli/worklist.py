@@ -1,0 +1,117 @@
+"""``dxsafety worklist``: create users, import scan findings, export reviews."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import io
+import sys
+from pathlib import Path
+
+from plugin.errors import ExitCode, StoreError, fatal
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("worklist", help="review worklist: users, import findings, export")
+    p.add_argument("--database-url", help="worklist database (default: DXSAFETY_DATABASE_URL "
+                   "or sqlite:///var/dxsafety.db)")  # fmt: skip
+    wsub = p.add_subparsers(dest="worklist_command", metavar="ACTION", required=True)
+
+    u = wsub.add_parser("create-user", help="add a reviewer or admin")
+    u.add_argument("name")
+    u.add_argument("--role", choices=("reviewer", "admin"), required=True)
+    u.add_argument(
+        "--password-file",
+        type=Path,
+        help="read the password from this file's first line (default: ask)",
+    )
+    u.set_defaults(handler=create_user)
+
+    i = wsub.add_parser("import", help="import findings from `dxsafety scan --format json`")
+    i.add_argument("findings", type=Path, help="FINDINGS.json")
+    i.add_argument("--batch-size", type=int, default=500, help="findings per transaction")
+    i.set_defaults(handler=import_findings)
+
+    e = wsub.add_parser("export", help="export reviewed cases")
+    e.add_argument("--format", choices=("csv", "detectedissue", "labels"), required=True,
+                   help="csv: reviewed cases; detectedissue: FHIR R4 NDJSON; labels: CSV "
+                        "for `dxsafety train`")  # fmt: skip
+    e.add_argument("--out", type=Path, required=True)
+    e.set_defaults(handler=export)
+
+
+def _store(args: argparse.Namespace, batch_size: int = 500):  # type: ignore[no-untyped-def]
+    from plugin.config import Settings
+    from plugin.worklist.store import Store
+
+    url = args.database_url or Settings().database_url
+    try:
+        return Store(url, batch_size=batch_size)
+    except StoreError as exc:
+        fatal(str(exc), ExitCode.STORE_FAILED)
+
+
+def create_user(args: argparse.Namespace) -> int:
+    from plugin.worklist.users import create_user as create
+
+    if args.password_file is not None:
+        try:
+            password = args.password_file.read_text(encoding="utf-8").splitlines()[0]
+        except (OSError, IndexError) as exc:
+            fatal(f"cannot read a password from {args.password_file}: {exc}", ExitCode.USAGE)
+    else:
+        password = getpass.getpass(f"Password for {args.name}: ")
+        if getpass.getpass("Again: ") != password:
+            fatal("the passwords differ", ExitCode.USAGE)
+    store = _store(args)
+    try:
+        user = create(store, args.name, password, args.role)
+    except StoreError as exc:
+        fatal(str(exc), ExitCode.USAGE)
+    print(f"created {user.role} {user.username}")
+    return 0
+
+
+def import_findings(args: argparse.Namespace) -> int:
+    from plugin.worklist.importer import read_findings
+
+    if not args.findings.exists():
+        fatal(f"{args.findings}: no such file", ExitCode.INPUT_NOT_FOUND)
+    store = _store(args, batch_size=max(1, args.batch_size))
+    try:
+        findings = list(read_findings(args.findings))
+        added = store.upsert_findings(findings)
+    except StoreError as exc:
+        fatal(str(exc), ExitCode.INPUT_UNREADABLE)
+    print(f"{len(findings)} findings read, {added} new, {len(findings) - added} already known; "
+          f"{store.count_findings()} cases in the worklist")  # fmt: skip
+    return 0
+
+
+def export(args: argparse.Namespace) -> int:
+    from plugin.worklist import export as ex
+
+    store = _store(args)
+    out: Path = args.out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(out.suffix + ".tmp")
+    if args.format == "detectedissue":
+        n = ex.write_detectedissues(store, tmp)
+    else:
+        buf = io.StringIO()
+        if args.format == "csv":
+            n = ex.write_csv(store, buf)
+        else:
+            n = ex.write_labels(store, buf, _triggers())
+        tmp.write_text(buf.getvalue(), encoding="utf-8", newline="")
+    tmp.replace(out)
+    print(f"{n} reviewed case(s) written to {out}", file=sys.stderr)
+    return 0
+
+
+def _triggers() -> dict[str, str]:
+    from plugin.config import Settings
+    from plugin.worklist.web import load_rule_meta
+
+    meta = load_rule_meta(Settings().rules_dir)
+    return {rule_id: m.trigger for rule_id, m in meta.items() if m.trigger}
