@@ -158,7 +158,7 @@ def iter_resources(path: str | Path, *, report: ReadReport | None = None) -> Ite
 
 def _open(file: Path) -> IO[bytes]:
     if file.name.lower().endswith(".gz"):
-        return gzip.open(file, "rb")
+        return gzip.GzipFile(file, "rb")  # type: ignore[return-value]
     return file.open("rb")
 
 

@@ -1,0 +1,134 @@
+"""All the resources of one patient → that patient's :class:`Timeline`.
+
+``timeline_from_resources(resources, validate="fast")`` is the only entry point rules and the
+ranker need: it validates (see :mod:`plugin.fhir.validate`), resolves references between the
+resources (:mod:`plugin.fhir.refs`: ``Type/id``, ``urn:uuid:``, conditional references),
+converts each resource (:mod:`plugin.fhir.convert`) and assembles the timeline
+(:func:`plugin.timeline.build.build_timeline`).
+
+Resources it cannot use are skipped, never fatal: pass ``errors=[]`` to receive one
+:class:`FhirParseError` per skipped resource (``where`` is ``Type/id``; the file and line are
+known to the reader, see :mod:`plugin.fhir.stage`).
+
+CAUTION — times are normalised to UTC; date-only and partial dates become midnight UTC with
+``date_only=True`` (details in :mod:`plugin.fhir.values`).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from datetime import date
+from typing import Any
+
+from plugin.errors import FhirParseError
+from plugin.fhir.convert import CONVERTERS, Context, is_icu_encounter, source_of
+from plugin.fhir.refs import ReferenceIndex
+from plugin.fhir.validate import Mode, check_full
+from plugin.fhir.values import Malformed, parse_datetime, reference, text
+from plugin.timeline.build import build_timeline
+from plugin.timeline.model import Event, PatientInfo, Timeline
+
+__all__ = ["TIMELINE_TYPES", "patient_info", "resource_events", "timeline_from_resources"]
+
+JSON = dict[str, Any]
+# Resource types the timeline reads (Location: names and types for ICU detection;
+# Medication: codes behind MedicationRequest.medicationReference).
+TIMELINE_TYPES = frozenset({*CONVERTERS, "Location", "Medication"})
+
+
+def timeline_from_resources(
+    resources: Iterable[JSON],
+    *,
+    validate: Mode = "fast",
+    errors: list[FhirParseError] | None = None,
+    patient_id: str | None = None,
+) -> Timeline:
+    """Build one patient's timeline. ``patient_id`` defaults to the Patient resource's id, or
+    to the patient most resources refer to."""
+    accepted: list[JSON] = []
+    for r in resources:
+        if validate == "full":
+            reason = check_full(r)
+            if reason is not None:
+                _report(errors, r, reason)
+                continue
+        accepted.append(r)
+    index = ReferenceIndex(accepted)
+    patient_res = next((r for r in accepted if r.get("resourceType") == "Patient"), None)
+    pid = patient_id or _patient_id(accepted, patient_res)
+    info = PatientInfo(id=pid)
+    if patient_res is not None:
+        try:
+            info = patient_info(patient_res, pid)
+        except Malformed as exc:
+            _report(errors, patient_res, f"malformed: {exc}")
+            accepted = [r for r in accepted if r is not patient_res]
+    ctx = Context(patient=pid, index=index, icu_locations=_icu_locations(accepted, index))
+    events: list[Event] = []
+    for r in accepted:
+        try:
+            events.extend(resource_events(r, ctx))
+        except Malformed as exc:
+            _report(errors, r, str(exc) if "date" in str(exc) else f"malformed: {exc}")
+    return build_timeline(info, events)
+
+
+def resource_events(resource: JSON, ctx: Context) -> list[Event]:
+    """The events of one resource (``[]`` for types the timeline does not read).
+    Raises :class:`Malformed` (or its subclass ``Untimed``)."""
+    converter = CONVERTERS.get(resource.get("resourceType", ""))
+    return converter(resource, ctx) if converter is not None else []
+
+
+def patient_info(r: JSON, pid: str) -> PatientInfo:
+    birth = text(r, "birthDate")
+    deceased = text(r, "deceasedDateTime")
+    birth_date: date | None = parse_datetime(birth)[0].date() if birth else None
+    return PatientInfo(
+        id=pid,
+        birth_date=birth_date,
+        sex=text(r, "gender"),
+        deceased=parse_datetime(deceased)[0] if deceased else None,
+    )
+
+
+def _patient_id(resources: list[JSON], patient: JSON | None) -> str:
+    if patient is not None and isinstance(patient.get("id"), str):
+        return str(patient["id"])
+    votes: Counter[str] = Counter()
+    for r in resources:
+        for key in ("subject", "patient"):
+            try:
+                ref = reference(r, key)
+            except Malformed:
+                continue
+            if (ref and "Patient" in ref) or (ref and ref.startswith("urn:uuid:")):
+                votes[ref.rsplit("/", 1)[-1].rsplit(":", 1)[-1]] += 1
+    return votes.most_common(1)[0][0] if votes else "?"
+
+
+def _icu_locations(resources: list[JSON], index: ReferenceIndex) -> frozenset[str]:
+    """Locations used by ICU encounters are ICU locations (MIMIC ships no Location resources)."""
+    found = set()
+    for r in resources:
+        if r.get("resourceType") != "Encounter":
+            continue
+        try:
+            if not is_icu_encounter(r):
+                continue
+        except Malformed:
+            continue
+        for entry in r.get("location") or []:
+            ref = entry.get("location", {}).get("reference") if isinstance(entry, dict) else None
+            if isinstance(ref, str):
+                canonical = index.canonical(ref, "Location")
+                if canonical:
+                    found.add(canonical)
+    return frozenset(found)
+
+
+def _report(errors: list[FhirParseError] | None, r: JSON, reason: str) -> None:
+    if errors is not None:
+        rid = r.get("id") if isinstance(r.get("id"), str) else None
+        errors.append(FhirParseError(source_of(r), reason, r.get("resourceType"), rid))

@@ -1,0 +1,197 @@
+"""Timelines from the compact inline format of rule test cases (``rules/README.md``).
+
+``timeline_from_spec({"patient": {...}, "events": [...]})``::
+
+    patient: {id: p1, birth_date: 1950-04-01, sex: female, deceased: 40d}   # all optional
+    events:
+      - {t: 0d, kind: encounter, setting: ED, end: 4h, disposition: home, diagnosis: [icd10:R42]}
+      - {t: 12d, kind: encounter, setting: IP, end: 3d, diagnosis: [icd10:I63.9], planned: false}
+      - {t: 2d, kind: observation, code: loinc:29771-3, interpretation: [POS], value: 7.1 %}
+      - {t: 30d, kind: procedure, code: cpt:45378}
+
+* ``t``: an offset from 2025-01-01T00:00Z (``0d``, ``-30d``, ``36h``, ``90m``, ``2w``, ``1y`` =
+  365 d) or an ISO date/datetime (see :mod:`plugin.fhir.values` for date-only handling);
+  ``end``: an offset from ``t`` (or an ISO datetime).
+* ``kind``: defaults to ``encounter`` when ``setting`` is given, else ``condition``.
+* ``code`` / ``codes``: ``system:code`` strings; the first is the primary code, the rest ``alt``.
+  Encounters take their primary code from ``setting`` and ``codes`` as ``alt``.
+* Encounter keys: ``setting``, ``disposition``, ``admit_source``, ``diagnosis`` (list),
+  ``planned``, ``icu`` (adds an ICU location stay), ``part_of`` (an event ``id``),
+  ``class_code``. ``released`` is derived, never written.
+* Any event: ``id`` (source becomes ``Kind/id``, default ``<Kind>/e<n>``), ``encounter`` (an event
+  ``id``), ``status``, ``value`` (``7.1`` or ``"7.1 %"``), ``unit``, ``interpretation``,
+  ``ref_low``, ``ref_high``, ``text``.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from plugin.errors import TimelineSpecError
+from plugin.timeline.codes import parse_code
+from plugin.timeline.model import (
+    Code,
+    EncounterDetail,
+    Event,
+    Kind,
+    LocationStay,
+    PatientInfo,
+    Setting,
+    Timeline,
+)
+
+EPOCH = datetime(2025, 1, 1, tzinfo=UTC)
+_OFFSET = re.compile(r"^\s*([+-]?\d+(?:\.\d+)?)\s*([smhdwy])\s*$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
+_SOURCE_TYPE = {
+    Kind.ENCOUNTER: "Encounter",
+    Kind.CONDITION: "Condition",
+    Kind.OBSERVATION: "Observation",
+    Kind.PROCEDURE: "Procedure",
+    Kind.REPORT: "DiagnosticReport",
+    Kind.ORDER: "ServiceRequest",
+    Kind.MEDICATION: "MedicationRequest",
+    Kind.DEATH: "Patient",
+    Kind.TRANSFER: "Encounter",
+}
+_EVENT_KEYS = frozenset(
+    """t end kind setting code codes disposition admit_source diagnosis planned icu part_of
+    class_code id encounter status value unit interpretation ref_low ref_high text""".split()
+)
+
+
+def parse_offset(value: object, base: datetime = EPOCH) -> tuple[datetime, bool]:
+    """An offset (``12d``) from ``base`` or an ISO date/datetime → (UTC datetime, date_only)."""
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC), False
+    if hasattr(value, "isoformat") and not isinstance(value, str):  # a YAML date
+        value = value.isoformat()
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return base + timedelta(days=float(value)), False
+    if not isinstance(value, str):
+        raise ValueError(f"expected an offset like '12d' or an ISO date, got {value!r}")
+    m = _OFFSET.match(value)
+    if m:
+        return base + timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)]), False
+    from plugin.fhir.values import Malformed, parse_datetime
+
+    try:
+        return parse_datetime(value.strip())
+    except Malformed as exc:
+        raise ValueError(f"expected an offset like '12d' or an ISO date, got {value!r}") from exc
+
+
+def timeline_from_spec(spec: dict[str, Any]) -> Timeline:
+    """Build a timeline from a test case's ``patient`` and ``events``; raises
+    :class:`TimelineSpecError` naming the event and key that is wrong."""
+    from plugin.timeline.build import build_timeline
+
+    p = spec.get("patient") or {}
+    try:
+        pid = str(p.get("id", "test-patient"))
+        birth = p.get("birth_date")
+        deceased = p.get("deceased")
+        info = PatientInfo(
+            id=pid,
+            birth_date=parse_offset(birth)[0].date() if birth is not None else None,
+            sex=p.get("sex"),
+            deceased=parse_offset(deceased)[0] if deceased is not None else None,
+        )
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise TimelineSpecError(f"patient: {exc}") from exc
+    raw_events = spec.get("events") or []
+    ids = {
+        str(e["id"]): _kind(e)
+        for e in raw_events
+        if isinstance(e, dict) and e.get("id") is not None
+    }
+    events = []
+    for n, raw in enumerate(raw_events):
+        try:
+            events.append(_event(raw, n, pid, ids))
+        except (ValueError, TypeError, KeyError) as exc:
+            raise TimelineSpecError(f"events[{n}]: {exc}") from exc
+    if info.deceased is not None:
+        events.append(
+            Event(
+                patient=pid,
+                t=info.deceased,
+                kind=Kind.DEATH,
+                system="",
+                code="",
+                source=f"Patient/{pid}",
+            )
+        )
+    return build_timeline(info, events)
+
+
+def _kind(raw: dict[str, Any]) -> Kind:
+    if "kind" in raw:
+        return Kind(raw["kind"])
+    return Kind.ENCOUNTER if "setting" in raw else Kind.CONDITION
+
+
+def _ref(ids: dict[str, Kind], value: object) -> str:
+    key = str(value)
+    if key not in ids:
+        raise ValueError(f"no event with id {key!r}")
+    return f"{_SOURCE_TYPE[ids[key]]}/{key}"
+
+
+def _event(raw: object, n: int, pid: str, ids: dict[str, Kind]) -> Event:
+    if not isinstance(raw, dict):
+        raise TypeError("expected a mapping")
+    unknown = sorted(set(raw) - _EVENT_KEYS)
+    if unknown:
+        raise ValueError(f"unknown key(s) {', '.join(unknown)}")
+    if "released" in raw:
+        raise ValueError("'released' is derived from the events, do not write it")
+    kind = _kind(raw)
+    t, date_only = parse_offset(raw["t"])
+    end = parse_offset(raw["end"], base=t)[0] if raw.get("end") is not None else None
+    codes = [raw["code"]] if raw.get("code") else []
+    codes += list(raw.get("codes") or [])
+    parsed = [parse_code(str(c)) for c in codes]
+    source = f"{_SOURCE_TYPE[kind]}/{raw.get('id', f'e{n}')}"
+    value, unit = raw.get("value"), raw.get("unit")
+    if isinstance(value, str):
+        number, _, rest = value.strip().partition(" ")
+        value, unit = float(number), rest.strip() or unit
+    detail = None
+    if kind is Kind.ENCOUNTER:
+        setting = Setting(raw.get("setting", "OTHER"))
+        icu = bool(raw.get("icu")) or setting is Setting.ICU
+        detail = EncounterDetail(
+            setting=setting,
+            class_code=str(raw.get("class_code", setting.value)),
+            admit_source=raw.get("admit_source"),
+            disposition=raw.get("disposition"),
+            diagnoses=tuple(parse_code(str(c)) for c in raw.get("diagnosis") or ()),
+            locations=(LocationStay(name="ICU", start=t, end=end, icu=True),) if icu else (),
+            part_of=_ref(ids, raw["part_of"]) if raw.get("part_of") is not None else None,
+            planned=bool(raw.get("planned", False)),
+        )
+        parsed = [Code("setting", setting.value), *parsed]
+    primary = parsed[0] if parsed else None
+    return Event(
+        patient=pid,
+        t=t,
+        date_only=date_only,
+        kind=kind,
+        system=primary.system if primary else "",
+        code=primary.code if primary else "",
+        alt=tuple(parsed[1:]),
+        source=source,
+        end=end,
+        encounter=_ref(ids, raw["encounter"]) if raw.get("encounter") is not None else None,
+        status=raw.get("status"),
+        value=float(value) if value is not None else None,
+        unit=unit,
+        interpretation=tuple(str(i).upper() for i in raw.get("interpretation") or ()),
+        ref_low=raw.get("ref_low"),
+        ref_high=raw.get("ref_high"),
+        text=raw.get("text"),
+        detail=detail,
+    )
