@@ -114,6 +114,11 @@ class ReadReport:
             self.resources[item.resource["resourceType"]] += 1
 
     @property
+    def by_type(self) -> Counter[str]:
+        """Resources read, by resourceType (alias of ``resources``)."""
+        return self.resources
+
+    @property
     def read(self) -> int:
         return sum(self.resources.values())
 

@@ -10,6 +10,10 @@ typed accessors that reject a wrong JSON type, an unparseable date or a non-nume
 resource is rejected exactly when something the timeline reads is malformed. Fields the timeline
 does not read are not checked. ``tests/fhir/test_parse.py`` shows both modes give the same
 timeline on the shared data for the resources full validation accepts.
+
+``"none"``: for resources already validated upstream (:func:`plugin.fhir.stage.iter_patients`
+validates, with file and line, before it yields a patient). No pydantic; the converters still
+read through the typed accessors, so a malformed field is still skipped, never fatal.
 """
 
 from __future__ import annotations
@@ -18,8 +22,8 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-Mode = Literal["fast", "full"]
-MODES: tuple[Mode, ...] = ("fast", "full")
+Mode = Literal["fast", "full", "none"]
+MODES: tuple[Mode, ...] = ("fast", "full", "none")
 
 
 def check_full(resource: dict[str, Any]) -> str | None:

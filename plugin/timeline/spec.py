@@ -75,12 +75,13 @@ def parse_offset(value: object, base: datetime = EPOCH) -> tuple[datetime, bool]
     m = _OFFSET.match(value)
     if m:
         return base + timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)]), False
-    from plugin.fhir.values import Malformed, parse_datetime
-
     try:
-        return parse_datetime(value.strip())
-    except Malformed as exc:
+        if len(value.strip()) == 10:  # a date: midnight UTC, as for FHIR date-only values
+            return datetime.fromisoformat(value.strip()).replace(tzinfo=UTC), True
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError as exc:
         raise ValueError(f"expected an offset like '12d' or an ISO date, got {value!r}") from exc
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC), False
 
 
 def timeline_from_spec(spec: dict[str, Any]) -> Timeline:
