@@ -148,40 +148,40 @@ def get_case(store: Store, key: str, viewer: User | None = None) -> Case | None:
     return Case(finding=finding, reviews=reviews, assignee=finding.pop("assignee_name"))
 
 
-def _bump(conn: sa.Connection, finding_id: int, version: int, **values: Any) -> None:
-    """Change a case only if nobody changed it since ``version`` was read."""
+def _claim(conn: sa.Connection, finding_id: int, version: int) -> Any:
+    """Take the case for this transaction if nobody changed it since ``version`` was read.
+
+    The version bump is the transaction's first statement, so the row (PostgreSQL) or the
+    database (SQLite) is write-locked before anything is read: two concurrent saves of the
+    same version serialise, and the second finds the version moved on.
+    """
     f = t.findings
     done = conn.execute(
         f.update()
         .where(f.c.id == finding_id, f.c.version == version)
-        .values(version=f.c.version + 1, **values)
+        .values(version=f.c.version + 1)
     )
     if done.rowcount != 1:
+        exists = conn.execute(sa.select(f.c.id).where(f.c.id == finding_id)).first()
+        if exists is None:
+            raise StoreError("no such case")
         raise ConflictError("the case was changed by someone else since you opened it")
-
-
-def _current(conn: sa.Connection, finding_id: int) -> Any:
-    f = t.findings
-    row = conn.execute(
-        sa.select(f.c.id, f.c.status, f.c.version, f.c.assignee_id).where(f.c.id == finding_id)
-    ).first()
-    if row is None:
-        raise StoreError("no such case")
-    return row
+    return conn.execute(
+        sa.select(f.c.id, f.c.status, f.c.assignee_id).where(f.c.id == finding_id)
+    ).one()
 
 
 def assign(store: Store, finding_id: int, assignee: int | None, *, by: User, version: int) -> None:
     """Assign (or unassign) a case; a new case becomes 'in review'."""
     with store.engine.begin() as conn:
-        row = _current(conn, finding_id)
-        if row.version != version:
-            raise ConflictError("the case was changed by someone else since you opened it")
+        row = _claim(conn, finding_id, version)
         if assignee is not None:
             found = conn.execute(sa.select(t.users.c.id).where(t.users.c.id == assignee))
             if found.first() is None:
                 raise StoreError("no such user")
         status = "in_review" if row.status == "new" and assignee is not None else row.status
-        _bump(conn, finding_id, version, assignee_id=assignee, status=status)
+        conn.execute(t.findings.update().where(t.findings.c.id == finding_id)
+                     .values(assignee_id=assignee, status=status))  # fmt: skip
         store.audit(conn, "case.assign", user_id=by.id, username=by.username,
                     finding_id=finding_id, assignee_id=assignee, status=status)  # fmt: skip
 
@@ -196,9 +196,7 @@ def save_review(
     the same reviewer reviewing twice).
     """
     with store.engine.begin() as conn:
-        row = _current(conn, finding_id)
-        if row.version != version:
-            raise ConflictError("another reviewer saved this case since you opened it")
+        row = _claim(conn, finding_id, version)
         round_ = review_round(row.status)
         if round_ is None:
             raise StoreError("this case is closed; an admin can send it for another review")
@@ -207,7 +205,8 @@ def save_review(
             raise StoreError("you have already reviewed this case; another reviewer must do "
                              "the next review")  # fmt: skip
         status = after_review(round_, review.is_mod, [r["is_mod"] for r in earlier])
-        _bump(conn, finding_id, version, status=status, assignee_id=None)
+        conn.execute(t.findings.update().where(t.findings.c.id == finding_id)
+                     .values(status=status, assignee_id=None))  # fmt: skip
         review_id = conn.execute(
             t.reviews.insert()
             .values(finding_id=finding_id, reviewer_id=by.id, round=round_,
@@ -229,12 +228,13 @@ def reopen_for_review(store: Store, finding_id: int, *, by: User, version: int) 
     if not by.is_admin:
         raise StoreError("only an admin can reopen a case")
     with store.engine.begin() as conn:
-        row = _current(conn, finding_id)
+        row = _claim(conn, finding_id, version)
         if row.status != "closed":
             raise StoreError("only closed cases can be sent for another review")
         n = len(_reviews(conn, finding_id))
         status = "second_review" if n <= 1 else "third_review"
-        _bump(conn, finding_id, version, status=status)
+        conn.execute(t.findings.update().where(t.findings.c.id == finding_id)
+                     .values(status=status))  # fmt: skip
         store.audit(conn, "case.reopen", user_id=by.id, username=by.username,
                     finding_id=finding_id, status=status)  # fmt: skip
 
