@@ -19,8 +19,8 @@ from plugin.rank.features import (
     REALTIME_FEATURES,
     REVIEW_FEATURES,
     encounter_features,
-    known_at,
     finding_features,
+    known_at,
     vector,
 )
 from plugin.rank.labels import LabelRow, label_for, realtime_candidates, realtime_label
@@ -121,7 +121,7 @@ def iter_timelines(data: Sequence[Path], *, validate: str = "fast") -> Iterator[
 
     report = ReadReport()
     for _pid, resources in iter_patients(list(data), validate=validate, report=report):
-        yield timeline_from_resources(resources, validate="fast")
+        yield timeline_from_resources(resources, validate="none")
 
 
 def fingerprint(paths: Iterable[Path]) -> str:

@@ -51,21 +51,53 @@ def dizziness_spec(pid: str, rng: random.Random) -> tuple[dict, bool]:
     if htn:
         events.append({"t": "-400d", "code": "snomed:38341003", "encounter": "pc1"})
     events += [
-        {"t": "0d", "setting": "ED", "end": "4h", "id": "ed", "disposition": "home",
-         "diagnosis": [rng.choice(["icd10:R42", "icd10:H81.10", "icd10:R51.9"])]},
-        {"t": "1h", "kind": "observation", "code": "loinc:8310-5", "value": 36.8,
-         "unit": "Cel", "encounter": "ed"},
-        {"t": "1h", "kind": "observation", "code": "loinc:8480-6",
-         "value": rng.randint(110, 190), "unit": "mm[Hg]", "encounter": "ed"},
+        {
+            "t": "0d",
+            "setting": "ED",
+            "end": "4h",
+            "id": "ed",
+            "disposition": "home",
+            "diagnosis": [rng.choice(["icd10:R42", "icd10:H81.10", "icd10:R51.9"])],
+        },
+        {
+            "t": "1h",
+            "kind": "observation",
+            "code": "loinc:8310-5",
+            "value": 36.8,
+            "unit": "Cel",
+            "encounter": "ed",
+        },
+        {
+            "t": "1h",
+            "kind": "observation",
+            "code": "loinc:8480-6",
+            "value": rng.randint(110, 190),
+            "unit": "mm[Hg]",
+            "encounter": "ed",
+        },
     ]
     if head_ct:
-        events.append({"t": "2h", "kind": "procedure", "code": "cpt:70450",
-                       "text": "CT Head WO contrast", "encounter": "ed"})
+        events.append(
+            {
+                "t": "2h",
+                "kind": "procedure",
+                "code": "cpt:70450",
+                "text": "CT Head WO contrast",
+                "encounter": "ed",
+            }
+        )
     gap = rng.randint(2, 25) if mod else rng.randint(5, 28)
-    events.append({"t": f"{gap}d", "setting": "IP", "end": "3d", "id": "adm",
-                   "diagnosis": ["icd10:I63.9"]})
-    return {"patient": {"id": pid, "birth_date": f"{2025 - age}-03-01",
-                        "sex": rng.choice(["female", "male"])}, "events": events}, mod
+    events.append(
+        {"t": f"{gap}d", "setting": "IP", "end": "3d", "id": "adm", "diagnosis": ["icd10:I63.9"]}
+    )
+    return {
+        "patient": {
+            "id": pid,
+            "birth_date": f"{2025 - age}-03-01",
+            "sex": rng.choice(["female", "male"]),
+        },
+        "events": events,
+    }, mod
 
 
 def abdominal_spec(pid: str, rng: random.Random) -> tuple[dict, bool, str]:
@@ -74,28 +106,79 @@ def abdominal_spec(pid: str, rng: random.Random) -> tuple[dict, bool, str]:
     hr = rng.randint(70, 130)
     wbc = round(rng.uniform(5, 20), 1)
     imaging = rng.random() < 0.5
-    mod = rng.random() < _sigmoid(-2.0 + 0.9 * (temp - 38.5) + 0.03 * (hr - 90)
-                                  + 0.15 * (wbc - 11) + 1.8 * (not imaging))
+    mod = rng.random() < _sigmoid(
+        -2.0 + 0.9 * (temp - 38.5) + 0.03 * (hr - 90) + 0.15 * (wbc - 11) + 1.8 * (not imaging)
+    )
     dx = "appendicitis" if age < 55 else "sepsis"
     code = "icd10:K35.80" if dx == "appendicitis" else "icd10:A41.9"
     events: list[dict] = [
-        {"t": "0d", "setting": "ED", "end": "5h", "id": "ed", "disposition": "home",
-         "diagnosis": ["icd10:R10.9"]},
-        {"t": "1h", "kind": "observation", "code": "loinc:8310-5", "value": temp, "unit": "Cel",
-         "encounter": "ed"},
-        {"t": "1h", "kind": "observation", "code": "loinc:8867-4", "value": hr, "unit": "/min",
-         "encounter": "ed"},
-        {"t": "2h", "kind": "observation", "code": "loinc:6690-2", "value": wbc,
-         "unit": "10*3/uL", "ref_low": 4.5, "ref_high": 11.0, "encounter": "ed"},
+        {
+            "t": "0d",
+            "setting": "ED",
+            "end": "5h",
+            "id": "ed",
+            "disposition": "home",
+            "diagnosis": ["icd10:R10.9"],
+        },
+        {
+            "t": "1h",
+            "kind": "observation",
+            "code": "loinc:8310-5",
+            "value": temp,
+            "unit": "Cel",
+            "encounter": "ed",
+        },
+        {
+            "t": "1h",
+            "kind": "observation",
+            "code": "loinc:8867-4",
+            "value": hr,
+            "unit": "/min",
+            "encounter": "ed",
+        },
+        {
+            "t": "2h",
+            "kind": "observation",
+            "code": "loinc:6690-2",
+            "value": wbc,
+            "unit": "10*3/uL",
+            "ref_low": 4.5,
+            "ref_high": 11.0,
+            "encounter": "ed",
+        },
     ]
     if imaging:
-        events.append({"t": "3h", "kind": "procedure", "code": "cpt:74177",
-                       "text": "CT Abdomen and Pelvis", "encounter": "ed"})
+        events.append(
+            {
+                "t": "3h",
+                "kind": "procedure",
+                "code": "cpt:74177",
+                "text": "CT Abdomen and Pelvis",
+                "encounter": "ed",
+            }
+        )
     gap = rng.randint(1, 9)
-    events.append({"t": f"{gap}d", "setting": "IP", "end": "4d", "id": "adm",
-                   "diagnosis": [code if mod else "icd10:N39.0"]})
-    return {"patient": {"id": pid, "birth_date": f"{2025 - age}-06-01",
-                        "sex": rng.choice(["female", "male"])}, "events": events}, mod, dx
+    events.append(
+        {
+            "t": f"{gap}d",
+            "setting": "IP",
+            "end": "4d",
+            "id": "adm",
+            "diagnosis": [code if mod else "icd10:N39.0"],
+        }
+    )
+    return (
+        {
+            "patient": {
+                "id": pid,
+                "birth_date": f"{2025 - age}-06-01",
+                "sex": rng.choice(["female", "male"]),
+            },
+            "events": events,
+        },
+        mod,
+        dx,
+    )
 
 
 def toy_population(n: int, seed: int) -> Population:
@@ -112,10 +195,16 @@ def toy_population(n: int, seed: int) -> Population:
             scen, trig = "abdominal_fever", "SP-3"
         tls.append(timeline_from_spec(spec))
         specs.append(spec)
-        labels[(pid, "Encounter/ed")] = [LabelRow(
-            patient_id=pid, index_ref="Encounter/ed", trigger=trig, scenario=scen, is_mod=mod,
-            missed_dx=dx if mod else "",
-        )]
+        labels[(pid, "Encounter/ed")] = [
+            LabelRow(
+                patient_id=pid,
+                index_ref="Encounter/ed",
+                trigger=trig,
+                scenario=scen,
+                is_mod=mod,
+                missed_dx=dx if mod else "",
+            )
+        ]
     return Population(tls, labels, specs)
 
 

@@ -18,8 +18,14 @@ from plugin.timeline.spec import timeline_from_spec
 # everything that can happen after an ED visit that ended at 4 h (the dizziness case)
 FUTURE_EVENTS = [
     {"t": "5h", "setting": "IP", "end": "2d", "id": "adm_early", "diagnosis": ["icd10:I63.9"]},
-    {"t": "6h", "kind": "observation", "code": "loinc:8310-5", "value": 39.5, "unit": "Cel",
-     "encounter": "ed"},  # a late result filed against the ED visit
+    {
+        "t": "6h",
+        "kind": "observation",
+        "code": "loinc:8310-5",
+        "value": 39.5,
+        "unit": "Cel",
+        "encounter": "ed",
+    },  # a late result filed against the ED visit
     {"t": "7h", "code": "icd10:I48.91", "encounter": "ed"},  # a late diagnosis linked to it
     {"t": "8h", "kind": "procedure", "code": "cpt:70450", "encounter": "ed"},
     {"t": "3d", "kind": "medication", "code": "rxnorm:10582"},
@@ -116,9 +122,17 @@ def test_review_features_stay_inside_the_rule_window(evaluator) -> None:  # type
 def test_labels_never_reach_the_features(train_pop, evaluator) -> None:  # type: ignore[no-untyped-def]
     tls = train_pop.timelines[:80]
     flipped = {
-        k: [LabelRow(patient_id=r.patient_id, index_ref=r.index_ref, trigger=r.trigger,
-                     scenario="x", is_mod=not r.is_mod, missed_dx="meningitis")
-            for r in rows]
+        k: [
+            LabelRow(
+                patient_id=r.patient_id,
+                index_ref=r.index_ref,
+                trigger=r.trigger,
+                scenario="x",
+                is_mod=not r.is_mod,
+                missed_dx="meningitis",
+            )
+            for r in rows
+        ]
         for k, rows in train_pop.labels.items()
     }
     a = collect(tls, evaluator, train_pop.labels, realtime=False)

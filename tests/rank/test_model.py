@@ -60,9 +60,9 @@ def test_shuffled_labels_give_chance_auroc(train_rows, test_rows) -> None:  # ty
     shuffled = train_rows.review.y.copy()
     rng.shuffle(shuffled)
     train_rows_shuffled = type(train_rows)(
-        review=type(train_rows.review)(**{
-            f: getattr(train_rows.review, f) for f in train_rows.review.__slots__
-        }),
+        review=type(train_rows.review)(
+            **{f: getattr(train_rows.review, f) for f in train_rows.review.__slots__}
+        ),
         realtime=train_rows.realtime,
     )
     train_rows_shuffled.review.y = list(shuffled)
