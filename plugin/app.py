@@ -1,0 +1,63 @@
+"""The web application: CDS Hooks service plus the review worklist, from one factory.
+
+Nothing is built at import time: ``create_app(Settings())`` (``dxsafety serve`` does it)
+loads the rules and the model once, refuses unsafe production settings, and mounts the
+worklist when :mod:`plugin.worklist.web` is installed.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+from fastapi import FastAPI
+
+from plugin import cds
+from plugin.cds.prefetch import FetcherFactory
+from plugin.config import Settings
+
+log = logging.getLogger(__name__)
+
+UNSIGNED_WARNING = (
+    "CDS Hooks UNSIGNED DEVELOPMENT MODE IS ON: calls without a valid JWT are accepted. "
+    "Never expose this server to real EHR traffic (unset DXSAFETY_CDS_UNSIGNED_DEV_MODE)."
+)
+
+
+def _mount_worklist(app: FastAPI, settings: Settings) -> None:
+    try:
+        web = importlib.import_module("plugin.worklist.web")
+    except ModuleNotFoundError as exc:
+        if exc.name != "plugin.worklist.web":
+            raise
+        log.warning("the worklist is not installed; serving CDS Hooks only")
+        return
+    app.state.cds.store = web.mount(app, settings)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    clock: Callable[[], datetime] | None = None,
+    fetcher_factory: FetcherFactory | None = None,
+    worklist: bool = True,
+) -> FastAPI:
+    """Build the app. ``clock``/``fetcher_factory`` exist for tests and benches."""
+    settings.check_production()
+    if settings.cds_unsigned_dev_mode:
+        log.warning(UNSIGNED_WARNING)
+    if settings.env == "production" and "*" in settings.cds_allowed_origins:
+        log.warning("CORS allows every origin ('*') in production; list the EHR origins instead")
+    app = FastAPI(
+        title="dxsafety",
+        summary="CDS Hooks 2.0 service and review worklist for diagnostic safety",
+        docs_url=None if settings.env == "production" else "/docs",
+        redoc_url=None,
+        openapi_url=None if settings.env == "production" else "/openapi.json",
+    )
+    cds.install(app, settings, clock=clock, fetcher_factory=fetcher_factory)
+    if worklist:
+        _mount_worklist(app, settings)
+    return app

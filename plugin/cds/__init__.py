@@ -1,0 +1,50 @@
+"""CDS Hooks 2.0 service: discovery, patient-view, encounter-start, encounter-discharge,
+order-sign and feedback, with JWT verification, spec prefetch semantics and cards built
+from the shared rule engine (and the ranker, when a model is configured).
+
+:func:`install` adds it to a FastAPI app; :func:`plugin.app.create_app` is the factory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
+
+from plugin.cds import routes
+from plugin.cds.limits import BodyLimit
+from plugin.cds.prefetch import FetcherFactory
+from plugin.cds.state import CdsState
+from plugin.config import Settings
+
+
+def install(
+    app: FastAPI,
+    settings: Settings,
+    *,
+    clock: Callable[[], datetime] | None = None,
+    fetcher_factory: FetcherFactory | None = None,
+) -> CdsState:
+    state = CdsState.build(settings, clock=clock, fetcher_factory=fetcher_factory)
+    app.state.cds = state
+    app.include_router(routes.discovery)
+    app.include_router(routes.hooks)
+    app.include_router(routes.feedback)
+    routes.install_error_handlers(app)
+    # Starlette wraps in reverse order: CORS outermost, so 401/412/413 replies carry CORS
+    # headers too and a browser client can read them.
+    app.add_middleware(BodyLimit, max_bytes=settings.cds_max_request_bytes)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cds_allowed_origins,
+        allow_methods=["GET", "POST", "OPTIONS"],
+        allow_headers=["Authorization", "Content-Type"],
+        allow_credentials=False,
+        max_age=600,
+    )
+    return state
+
+
+__all__ = ["CdsState", "install"]

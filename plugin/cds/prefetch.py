@@ -1,0 +1,169 @@
+"""Prefetch, exactly as the spec says (2.0 §"Prefetch", §"Providing FHIR Resources").
+
+For each template key of the service:
+
+* **present** (a resource or a Bundle): use it; if the client paginated (``next`` link), fetch
+  the remaining pages from ``fhirServer`` with the ``fhirAuthorization`` token;
+* **null**: the client ran the query and found nothing; do not re-query;
+* **an OperationOutcome**: the client hit an error; re-querying would most likely fail the
+  same way, and rules evaluated on partial data would report false "no follow-up" findings,
+  so the call fails with 412 (HAPI's ``CdsPrefetchFailureMode.FAIL``);
+* **absent**: fetch it from ``fhirServer`` (in parallel, within ``settings.cds_fetch_budget_s``).
+
+Data that is needed and cannot be had raises :class:`PrefetchUnavailable` (412). Resources
+that name another patient are dropped: a card must never be built from someone else's data.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from plugin.cds.fetch import Deadline, FhirFetcher, next_link
+from plugin.cds.issuers import Issuer
+from plugin.cds.models import HookRequest
+from plugin.errors import FhirError, PrefetchUnavailable
+
+_TOKEN = re.compile(r"\{\{\s*context\.([A-Za-z]+)\s*\}\}")
+MAX_PARALLEL_FETCHES = 4  # EHR FHIR servers are busy; a few concurrent searches per call
+
+FetcherFactory = Callable[[str, str | None, Deadline], FhirFetcher]
+
+
+def render(template: str, context: Mapping[str, Any]) -> str:
+    """Fill ``{{context.x}}`` tokens (first-level primitive context fields only)."""
+
+    def value(match: re.Match[str]) -> str:
+        v = context.get(match.group(1))
+        if not isinstance(v, str | int | float) or isinstance(v, bool) or v == "":
+            raise PrefetchUnavailable(f"context.{match.group(1)} is needed for prefetch")
+        return quote(str(v), safe="")
+
+    return _TOKEN.sub(value, template)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Gathered:
+    resources: list[dict[str, Any]]
+    patient_found: bool
+    fetched_keys: tuple[str, ...]  # keys we fetched ourselves (for logs and tests)
+
+
+def _refers_to_other_patient(resource: Mapping[str, Any], patient_id: str) -> bool:
+    if resource.get("resourceType") == "Patient":
+        return resource.get("id") != patient_id
+    for field in ("subject", "patient"):
+        ref = resource.get(field)
+        if isinstance(ref, dict) and isinstance(ref.get("reference"), str):
+            tail = ref["reference"].rstrip("/").split("/")[-2:]
+            if tail[0] == "Patient" and tail[-1] != patient_id:
+                return True
+    return False
+
+
+def _entries(bundle: Mapping[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for entry in bundle.get("entry") or []:
+        if not isinstance(entry, dict) or not isinstance(entry.get("resource"), dict):
+            continue
+        if (entry.get("search") or {}).get("mode") == "outcome":
+            continue  # search warnings, not data
+        if entry["resource"].get("resourceType") == "OperationOutcome":
+            continue
+        out.append(entry["resource"])
+    return out
+
+
+class PrefetchResolver:
+    def __init__(
+        self,
+        request: HookRequest,
+        *,
+        issuer: Issuer | None,
+        budget_s: float,
+        fetcher_factory: FetcherFactory | None = None,
+    ):
+        self.request = request
+        self.issuer = issuer
+        self.deadline = Deadline.after(budget_s)
+        self._factory = fetcher_factory or (lambda base, token, dl: FhirFetcher(base, token, dl))
+
+    def _fetcher(self, key: str) -> FhirFetcher:
+        server = self.request.fhirServer
+        if not server:
+            raise PrefetchUnavailable(
+                f"prefetch '{key}' is missing and there is no fhirServer", key=key
+            )
+        if self.issuer is not None and not self.issuer.may_call(server):
+            raise PrefetchUnavailable(
+                f"prefetch '{key}' is missing and fhirServer is not one "
+                "this client may have us call",
+                key=key,
+            )
+        auth = self.request.fhirAuthorization
+        token = auth.access_token.get_secret_value() if auth is not None else None
+        return self._factory(server, token, self.deadline)
+
+    def _from_value(self, key: str, value: Any) -> list[dict[str, Any]]:
+        if value is None:
+            return []
+        if not isinstance(value, dict) or "resourceType" not in value:
+            raise PrefetchUnavailable(f"prefetch '{key}' is not a FHIR resource", key=key)
+        if value["resourceType"] == "OperationOutcome":
+            issues = [i for i in value.get("issue") or [] if isinstance(i, dict)]
+            raise PrefetchUnavailable(
+                f"the client reported an error for prefetch '{key}'", key=key, client_issues=issues
+            )
+        if value["resourceType"] != "Bundle":
+            return [value]
+        resources = _entries(value)
+        if next_link(value) is not None:
+            try:
+                pages = self._fetcher(key).next_pages(value)
+            except FhirError as exc:
+                raise PrefetchUnavailable(
+                    f"cannot follow the pages of prefetch '{key}': {exc}", key=key
+                ) from exc
+            resources.extend(_entries({"entry": pages}))
+        return resources
+
+    def _fetch(self, key: str, query: str) -> list[dict[str, Any]]:
+        fetcher = self._fetcher(key)
+        try:
+            value = fetcher.query(query)
+        except FhirError as exc:
+            raise PrefetchUnavailable(f"cannot fetch prefetch '{key}': {exc}", key=key) from exc
+        return self._from_value(key, value)
+
+    def gather(self, templates: Mapping[str, str], patient_id: str) -> Gathered:
+        prefetch = self.request.prefetch or {}
+        missing = {
+            k: render(t, self.request.context) for k, t in templates.items() if k not in prefetch
+        }
+        if missing:
+            self._fetcher(next(iter(missing)))  # fail fast (412) before any work
+        results: dict[str, list[dict[str, Any]]] = {}
+        with ThreadPoolExecutor(max_workers=MAX_PARALLEL_FETCHES) as pool:
+            futures = {k: pool.submit(self._fetch, k, q) for k, q in missing.items()}
+            for key in templates:
+                if key in prefetch:
+                    results[key] = self._from_value(key, prefetch[key])
+            for key, future in futures.items():
+                results[key] = future.result()
+        seen: set[tuple[str, str]] = set()
+        resources: list[dict[str, Any]] = []
+        for key in templates:
+            for r in results[key]:
+                ident = (str(r.get("resourceType")), str(r.get("id")))
+                if r.get("id") is not None and ident in seen:
+                    continue
+                if _refers_to_other_patient(r, patient_id):
+                    continue
+                seen.add(ident)
+                resources.append(r)
+        found = any(r.get("resourceType") == "Patient" for r in resources)
+        return Gathered(resources=resources, patient_found=found, fetched_keys=tuple(missing))

@@ -1,0 +1,107 @@
+"""The services we advertise at ``GET /cds-services``.
+
+Prefetch templates stay inside the spec's recommended query subset: one instance read
+(``Patient/{{context.patientId}}``, ``Encounter/{{context.encounterId}}``) and type-level
+searches by patient reference. No date filters: 2.0 has no relative-date token, and the
+rules look back up to a year or more before an index event.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Literal
+
+from plugin.cds.models import (
+    EncounterContext,
+    OrderSignContext,
+    PatientContext,
+    ServiceDefinition,
+)
+
+Hook = Literal["patient-view", "encounter-start", "encounter-discharge", "order-sign"]
+
+_SEARCHES = {
+    "encounters": "Encounter",
+    "conditions": "Condition",
+    "observations": "Observation",
+    "procedures": "Procedure",
+    "reports": "DiagnosticReport",
+    "orders": "ServiceRequest",
+    "medications": "MedicationRequest",
+}
+PATIENT_TEMPLATES: dict[str, str] = {
+    "patient": "Patient/{{context.patientId}}",
+    **{key: f"{rtype}?patient={{{{context.patientId}}}}" for key, rtype in _SEARCHES.items()},
+}
+ENCOUNTER_TEMPLATES: dict[str, str] = {
+    **PATIENT_TEMPLATES,
+    "encounter": "Encounter/{{context.encounterId}}",
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Service:
+    id: str
+    hook: Hook
+    title: str
+    description: str
+    templates: MappingProxyType[str, str]
+    context_model: type[PatientContext]
+
+    def definition(self) -> ServiceDefinition:
+        return ServiceDefinition(
+            hook=self.hook,
+            title=self.title,
+            description=self.description,
+            id=self.id,
+            prefetch=dict(self.templates),
+            usageRequirements="Prefetch every template, or send fhirServer and fhirAuthorization "
+            "with read access to the patient's clinical resources; without either the service "
+            "answers 412.",
+        )
+
+
+SERVICES: dict[str, Service] = {
+    s.id: s
+    for s in (
+        Service(
+            id="dxsafety-patient-view",
+            hook="patient-view",
+            title="dxsafety: open diagnostic follow-ups",
+            description="Open e-trigger findings for this patient from the recent past (e.g. an "
+            "abnormal test with no follow-up in the expected window), with the evidence and a "
+            "link to the case in the dxsafety review worklist.",
+            templates=MappingProxyType(PATIENT_TEMPLATES),
+            context_model=PatientContext,
+        ),
+        Service(
+            id="dxsafety-encounter-start",
+            hook="encounter-start",
+            title="dxsafety: open follow-ups at encounter start",
+            description="Open e-trigger findings for this patient, shown as the encounter starts "
+            "so they can be addressed during it.",
+            templates=MappingProxyType(ENCOUNTER_TEMPLATES),
+            context_model=EncounterContext,
+        ),
+        Service(
+            id="dxsafety-encounter-discharge",
+            hook="encounter-discharge",
+            title="dxsafety: missed-diagnosis risk at discharge",
+            description="The estimated risk that a dangerous diagnosis (e.g. stroke, sepsis) is "
+            "being missed at this encounter, from the dxsafety model when one is configured, or "
+            "from the e-trigger rules whose index pattern this discharge matches.",
+            templates=MappingProxyType(ENCOUNTER_TEMPLATES),
+            context_model=EncounterContext,
+        ),
+        Service(
+            id="dxsafety-order-sign",
+            hook="order-sign",
+            title="dxsafety: follow-ups closed or still open at order signing",
+            description="Says when a draft order closes an open diagnostic follow-up (e.g. the "
+            "colonoscopy after a positive FIT), and suggests the follow-up orders still missing.",
+            templates=MappingProxyType(PATIENT_TEMPLATES),
+            context_model=OrderSignContext,
+        ),
+    )
+}

@@ -1,0 +1,66 @@
+"""``dxsafety serve``: the CDS Hooks service and the review worklist, under uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from plugin.errors import ExitCode, ModelError, RuleValidationError, SettingsError, fatal
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("serve", help="serve CDS Hooks (/cds-services) and the worklist")
+    p.add_argument("--host", default=None, help="interface (default DXSAFETY_HOST or 127.0.0.1)")
+    p.add_argument("--port", type=int, default=None, help="port (default DXSAFETY_PORT or 8000)")
+    p.add_argument("--model", type=Path, default=None, help="ranker model directory")
+    p.add_argument("--rules", type=Path, default=None, help="rules directory (default rules/)")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from plugin.app import UNSIGNED_WARNING, create_app
+    from plugin.config import Settings
+
+    overrides = {
+        k: v
+        for k, v in (
+            ("host", args.host),
+            ("port", args.port),
+            ("model_dir", args.model),
+            ("rules_dir", args.rules),
+        )
+        if v is not None
+    }
+    settings = Settings(**overrides)
+    if settings.cds_unsigned_dev_mode:
+        banner = "!" * 78
+        print(f"{banner}\n!! {UNSIGNED_WARNING}\n{banner}", file=sys.stderr)
+    try:
+        app = create_app(settings)
+    except SettingsError as exc:
+        fatal(str(exc), ExitCode.SETTINGS_INVALID)
+    except RuleValidationError as exc:
+        fatal(f"the rules do not load:\n{exc}", ExitCode.RULES_INVALID)
+    except ModelError as exc:
+        fatal(str(exc), ExitCode.MODEL_INVALID)
+    logging.getLogger("plugin").setLevel(logging.INFO)
+    print(
+        f"dxsafety: CDS Hooks discovery at {settings.public_base_url}/cds-services, "
+        f"worklist at {settings.public_base_url}/worklist (listening on "
+        f"{settings.host}:{settings.port})",
+        file=sys.stderr,
+    )
+    # access_log off: URLs are harmless but the habit of logging requests is not
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        access_log=False,
+        proxy_headers=True,
+        server_header=False,
+    )
+    return 0
