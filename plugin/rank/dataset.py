@@ -12,6 +12,7 @@ import hashlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -113,7 +114,9 @@ def collect(
     return out
 
 
-def iter_timelines(data: Sequence[Path], *, validate: str = "fast") -> Iterator[Timeline]:
+def iter_timelines(
+    data: Sequence[Path], *, validate: Literal["fast", "full", "none"] = "fast"
+) -> Iterator[Timeline]:
     """Timelines of every patient under ``data`` (Bulk NDJSON), via the FHIR edge."""
     from plugin.fhir.parse import timeline_from_resources
     from plugin.fhir.read import ReadReport
