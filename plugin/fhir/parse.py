@@ -29,12 +29,28 @@ from plugin.fhir.values import Malformed, parse_datetime, reference, text
 from plugin.timeline.build import build_timeline
 from plugin.timeline.model import Event, PatientInfo, Timeline
 
-__all__ = ["TIMELINE_TYPES", "patient_info", "resource_events", "timeline_from_resources"]
+__all__ = [
+    "TIMELINE_TYPES",
+    "PatientResources",
+    "patient_info",
+    "resource_events",
+    "timeline_from_resources",
+]
 
 JSON = dict[str, Any]
 # Resource types the timeline reads (Location: names and types for ICU detection;
 # Medication: codes behind MedicationRequest.medicationReference).
 TIMELINE_TYPES = frozenset({*CONVERTERS, "Location", "Medication"})
+
+
+class PatientResources(list[JSON]):
+    """A patient's resources as :func:`plugin.fhir.stage.iter_patients` yields them: a plain
+    list that also carries the timeline staging already built while validating (fast mode), so
+    :func:`timeline_from_resources` does not convert the same resources twice."""
+
+    def __init__(self, resources: Iterable[JSON], timeline: Timeline | None = None):
+        super().__init__(resources)
+        self.timeline = timeline
 
 
 def timeline_from_resources(
@@ -46,6 +62,13 @@ def timeline_from_resources(
 ) -> Timeline:
     """Build one patient's timeline. ``patient_id`` defaults to the Patient resource's id, or
     to the patient most resources refer to."""
+    if (
+        isinstance(resources, PatientResources)
+        and resources.timeline is not None
+        and validate != "full"
+        and patient_id in (None, resources.timeline.patient.id)
+    ):
+        return resources.timeline
     accepted: list[JSON] = []
     for r in resources:
         if validate == "full":

@@ -12,7 +12,8 @@ What is read:
   Bulk export's ``log.ndjson`` (not FHIR) is skipped and listed in ``ReadReport.ignored_files``.
 * ``*.json``, ``*.json.gz``: a Bundle (any type; ``entry[].resource``) or a single resource.
   A Bundle entry whose resource has no ``id`` but a ``fullUrl`` of ``urn:uuid:X`` gets ``id = X``
-  so that ``urn:uuid:`` references resolve (Synthea transaction Bundles).
+  so that ``urn:uuid:`` references resolve (Synthea transaction Bundles); when an entry has both
+  and they differ, references to its ``fullUrl`` are rewritten to ``Type/id``.
 * OperationOutcome resources (Bulk error files, searchset outcomes) are not patient data: they are
   counted in ``ReadReport.outcomes`` with their first messages kept, not yielded.
 * Folders named ``expected`` (golden outputs beside fixtures) and hidden files are not read.
@@ -99,6 +100,8 @@ class ReadReport:
     ignored_files: list[str] = field(default_factory=list)
     outcomes: int = 0  # OperationOutcome resources seen (not patient data)
     outcome_messages: list[str] = field(default_factory=list)
+    not_used: Counter[str] = field(default_factory=Counter)  # types the timeline does not read
+    no_patient: Counter[str] = field(default_factory=Counter)  # staged input with no patient
 
     def add_error(self, error: FhirParseError, reason: str | None = None) -> None:
         self.skipped += 1
@@ -232,6 +235,7 @@ def _bundle_entries(bundle: dict[str, Any], where: str) -> Iterator[ReadItem]:
     if not isinstance(entries, list):
         yield ReadItem(None, where, FhirParseError(where, "Bundle.entry is not a list", "Bundle"))
         return
+    aliases = _uuid_aliases(entries)
     for i, entry in enumerate(entries):
         at = f"{where}:entry[{i}]"
         if not isinstance(entry, dict):
@@ -248,7 +252,42 @@ def _bundle_entries(bundle: dict[str, Any], where: str) -> Iterator[ReadItem]:
             and full_url.startswith("urn:uuid:")
         ):
             resource["id"] = full_url[len("urn:uuid:") :]
+        if aliases and isinstance(resource, dict):
+            _rewrite_references(resource, aliases)
         yield from _items_from_object(resource, at)
+
+
+def _uuid_aliases(entries: list[Any]) -> dict[str, str]:
+    """``urn:uuid:Y`` → ``Type/X`` for entries whose ``id`` X differs from their fullUrl uuid Y
+    (rare: Synthea uses the same value); references to Y are then rewritten to ``Type/X``."""
+    aliases = {}
+    for entry in entries:
+        if not isinstance(entry, dict) or not isinstance(entry.get("resource"), dict):
+            continue
+        full_url, res = entry.get("fullUrl"), entry["resource"]
+        rid, rtype = res.get("id"), res.get("resourceType")
+        if (
+            isinstance(full_url, str)
+            and full_url.startswith("urn:uuid:")
+            and isinstance(rid, str)
+            and isinstance(rtype, str)
+            and full_url[len("urn:uuid:") :] != rid
+        ):
+            aliases[full_url] = f"{rtype}/{rid}"
+    return aliases
+
+
+def _rewrite_references(node: Any, aliases: dict[str, str]) -> None:
+    if isinstance(node, dict):
+        ref = node.get("reference")
+        if isinstance(ref, str) and ref in aliases:
+            node["reference"] = aliases[ref]
+        for value in node.values():
+            if isinstance(value, dict | list):
+                _rewrite_references(value, aliases)
+    elif isinstance(node, list):
+        for value in node:
+            _rewrite_references(value, aliases)
 
 
 def _error(where: str, what: str) -> FhirParseError:

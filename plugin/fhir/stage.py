@@ -1,0 +1,313 @@
+"""A population, one patient at a time, with bounded memory.
+
+Bulk NDJSON is grouped by resource type (all Conditions, then all Encounters...), but a timeline
+needs all the resources of one patient. :func:`iter_patients` stages the input:
+
+1. **Partition.** Every resource is read once (:func:`plugin.fhir.read.iter_resources`), its
+   patient found (``Patient.id``; ``subject`` / ``patient`` / ``beneficiary`` references in
+   ``Patient/X``, ``urn:uuid:X`` or absolute form; conditional ``Patient?identifier=`` references
+   are resolved after the pass against the Patients' identifiers), and the resource is appended
+   as one line ``patient<TAB>where<TAB>json`` to bucket file ``crc32(patient) % N`` in a temporary
+   directory. Resources with no patient are not staged: Locations are kept (names and types, for
+   ICU detection) and Medications (codes behind ``medicationReference``); Organization,
+   Practitioner and the like are dropped. Types the timeline does not read (``types``) are
+   counted and dropped, so Claims and EOBs cost nothing later.
+2. **Group.** Buckets are read one at a time, grouped by patient, each resource validated
+   (``validate``: ``"full"`` — R4B pydantic models; ``"fast"`` — the converters' typed reads,
+   see :mod:`plugin.fhir.validate`) with failures reported by ``file:line`` in ``report`` and
+   skipped, and the patients yielded in a deterministic order (bucket index, then patient id).
+   In fast mode the check *is* the conversion, so the yielded list
+   (:class:`~plugin.fhir.parse.PatientResources`) carries the timeline it built and
+   ``timeline_from_resources(resources, validate="none"|"fast")`` returns it without
+   converting again.
+   The Locations and Medications a patient's resources refer to are appended to its list.
+
+**Memory** is bounded by the largest bucket, not the population. ``N`` is chosen from the input
+size so that a bucket holds about ``BUCKET_BYTES`` (32 MB) of input JSON — roughly 2,000
+Synthea-sized patients, or ~150–250 MB of Python dicts, before the types filter. Write buffers
+are ``flush_bytes`` per bucket (capped so all buffers together stay under 64 MB). Inputs under
+one bucket are grouped in memory with no temporary files at all.
+
+**Scaling.** 100,000 patients of ~150 KB NDJSON each is ~15 GB of input → ~470 buckets; at
+1,000,000 patients, ~150 GB → ~4,700 buckets. Peak memory stays at one bucket (plus the
+Location/Medication tables, which grow with facilities, not patients); temporary disk is about
+the size of the staged (filtered) input; time is linear: every resource is parsed twice
+(partition and group). Files are opened per flush, so N is not limited by open-file limits.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import zlib
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from plugin.errors import FhirParseError
+from plugin.fhir.parse import TIMELINE_TYPES, PatientResources, timeline_from_resources
+from plugin.fhir.read import ReadReport, iter_resources, list_input_files
+from plugin.fhir.refs import ReferenceIndex
+from plugin.fhir.validate import Mode, check_full
+
+__all__ = ["BUCKET_BYTES", "choose_buckets", "iter_patients", "patient_of"]
+
+JSON = dict[str, Any]
+BUCKET_BYTES = 32 * 1024 * 1024
+_BUFFER_TOTAL = 64 * 1024 * 1024
+_GZ_RATIO = 8  # NDJSON compresses about 8:1
+_SHARED_TYPES = frozenset({"Location", "Medication"})
+_PATIENT_KEYS = ("subject", "patient", "beneficiary")
+
+
+def choose_buckets(paths: Iterable[Path], bucket_bytes: int = BUCKET_BYTES) -> int:
+    total = 0
+    for path in paths:
+        for f in list_input_files(path):
+            size = f.stat().st_size
+            total += size * _GZ_RATIO if f.name.lower().endswith(".gz") else size
+    return max(1, -(-total // bucket_bytes))
+
+
+def patient_of(r: JSON) -> str | None:
+    """The patient id a resource belongs to; ``?identifier...`` for a conditional reference;
+    None when it belongs to no patient."""
+    if r.get("resourceType") == "Patient":
+        rid = r.get("id")
+        return rid if isinstance(rid, str) else None
+    for key in _PATIENT_KEYS:
+        ref_obj = r.get(key)
+        ref = ref_obj.get("reference") if isinstance(ref_obj, dict) else None
+        if not isinstance(ref, str):
+            continue
+        if ref.startswith("urn:uuid:"):
+            return ref[len("urn:uuid:") :]
+        if ref.startswith("Patient?"):
+            return ref[len("Patient") :]
+        parts = ref.split("/")
+        if len(parts) >= 4 and parts[-2] == "_history":
+            parts = parts[:-2]
+        if len(parts) >= 2 and parts[-2] == "Patient":
+            return parts[-1]
+    return None
+
+
+class _Buckets:
+    """N append-only bucket files (or one in-memory list when N == 1)."""
+
+    def __init__(self, n: int, directory: Path):
+        self.n = n
+        self.dir = directory
+        self.memory: list[tuple[str, str, JSON]] = []
+        self.buffers = [bytearray() for _ in range(n)] if n > 1 else []
+        self.flush_bytes = max(16 * 1024, min(1024 * 1024, _BUFFER_TOTAL // n))
+
+    def add(self, pid: str, where: str, resource: JSON) -> None:
+        if self.n == 1:
+            self.memory.append((pid, where, resource))
+            return
+        i = zlib.crc32(pid.encode()) % self.n
+        buf = self.buffers[i]
+        buf += b"%s\t%s\t%s\n" % (pid.encode(), where.encode(), orjson.dumps(resource))
+        if len(buf) >= self.flush_bytes:
+            self._flush(i)
+
+    def _flush(self, i: int) -> None:
+        with (self.dir / f"{i:05d}.tsv").open("ab") as fh:
+            fh.write(self.buffers[i])
+        self.buffers[i] = bytearray()
+
+    def groups(self) -> Iterator[dict[str, list[tuple[str, JSON]]]]:
+        """Each bucket's resources grouped by patient (bucket order)."""
+        if self.n == 1:
+            grouped: dict[str, list[tuple[str, JSON]]] = {}
+            for pid, where, res in self.memory:
+                grouped.setdefault(pid, []).append((where, res))
+            self.memory = []
+            yield grouped
+            return
+        for i in range(self.n):
+            if self.buffers[i]:
+                self._flush(i)
+        for i in range(self.n):
+            path = self.dir / f"{i:05d}.tsv"
+            if not path.exists():
+                continue
+            grouped = {}
+            with path.open("rb") as fh:
+                for line in fh:
+                    key, at, raw = line.rstrip(b"\n").split(b"\t", 2)
+                    grouped.setdefault(key.decode(), []).append((at.decode(), orjson.loads(raw)))
+            path.unlink()
+            yield grouped
+
+
+def iter_patients(
+    paths: Iterable[str | Path],
+    *,
+    validate: Mode = "fast",
+    report: ReadReport | None = None,
+    buckets: int | None = None,
+    types: frozenset[str] | None = TIMELINE_TYPES,
+    tmp_dir: str | Path | None = None,
+) -> Iterator[tuple[str, list[JSON]]]:
+    """Yield ``(patient_id, resources)`` for every patient in ``paths``; see the module doc.
+
+    ``types=None`` keeps every resource type. The resources are validated here (``"none"``
+    skips it), so callers can pass ``validate="none"`` to
+    :func:`plugin.fhir.parse.timeline_from_resources`.
+    """
+    report = report if report is not None else ReadReport()
+    roots = [Path(p) for p in paths]
+    n = buckets or choose_buckets(roots)
+    with tempfile.TemporaryDirectory(prefix="dxsafety-stage-", dir=tmp_dir) as tmp:
+        store = _Buckets(n, Path(tmp))
+        shared = _partition(roots, store, report, types)
+        for grouped in store.groups():
+            for pid in sorted(grouped):
+                yield pid, _validated(grouped[pid], pid, validate, report, shared)
+
+
+class _Shared:
+    """Patient-less resources the timeline uses: Locations and Medications."""
+
+    def __init__(self) -> None:
+        self.by_ref: dict[str, JSON] = {}
+        self.index = ReferenceIndex(())
+
+    def add(self, r: JSON) -> None:
+        if r["resourceType"] == "Location":
+            keep = ("resourceType", "id", "name", "identifier", "type", "physicalType")
+            r = {k: r[k] for k in keep if k in r}
+        self.by_ref[f"{r['resourceType']}/{r.get('id')}"] = r
+
+    def finish(self) -> None:
+        self.index = ReferenceIndex(self.by_ref.values())
+
+    def referenced(self, resources: list[JSON]) -> list[JSON]:
+        if not self.by_ref:
+            return []
+        found: dict[str, JSON] = {}
+        for r in resources:
+            refs = []
+            if r.get("resourceType") == "Encounter" and isinstance(r.get("location"), list):
+                refs += [e.get("location") for e in r["location"] if isinstance(e, dict)]
+            refs.append(r.get("medicationReference"))
+            for ref in refs:
+                target = ref.get("reference") if isinstance(ref, dict) else None
+                res = self.index.resolve(target) if isinstance(target, str) else None
+                if res is not None:
+                    found.setdefault(f"{res['resourceType']}/{res.get('id')}", res)
+        return list(found.values())
+
+
+def _partition(
+    roots: list[Path], store: _Buckets, report: ReadReport, types: frozenset[str] | None
+) -> _Shared:
+    shared = _Shared()
+    deferred: list[tuple[str, str, JSON]] = []  # conditional Patient references
+    identifiers: dict[str, str] = {}  # "system|value" -> patient id, only when needed
+    patients_seen: list[JSON] = []
+    for root in roots:
+        for item in iter_resources(root, report=report):
+            r = item.resource
+            if r is None:
+                continue
+            rtype = r["resourceType"]
+            if rtype in _SHARED_TYPES:
+                shared.add(r)
+                continue
+            if types is not None and rtype not in types:
+                report.not_used[rtype] += 1
+                continue
+            pid = patient_of(r)
+            if pid is None:
+                report.no_patient[rtype] += 1
+                continue
+            if pid.startswith("?"):
+                deferred.append((pid, item.where, r))
+                continue
+            if rtype == "Patient":
+                patients_seen.append({"id": pid, "identifier": r.get("identifier")})
+            store.add(pid, item.where, r)
+    if deferred:
+        identifiers = _patient_identifiers(patients_seen)
+    for query, where, r in deferred:
+        pid = _resolve_conditional(query, identifiers)
+        if pid is None:
+            report.add_error(
+                FhirParseError(
+                    where,
+                    f"unresolved patient reference Patient{query}",
+                    r["resourceType"],
+                    r.get("id"),
+                ),
+                "unresolved patient reference",
+            )
+        else:
+            store.add(pid, where, r)
+    shared.finish()
+    return shared
+
+
+def _patient_identifiers(patients: list[JSON]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for p in patients:
+        for ident in p.get("identifier") or []:
+            if isinstance(ident, dict) and isinstance(ident.get("value"), str):
+                out.setdefault(f"{ident.get('system') or ''}|{ident['value']}", p["id"])
+                out.setdefault(f"|{ident['value']}", p["id"])
+    return out
+
+
+def _resolve_conditional(query: str, identifiers: dict[str, str]) -> str | None:
+    for param in query.lstrip("?").split("&"):
+        name, _, value = param.partition("=")
+        if name == "identifier":
+            key = value if "|" in value else f"|{value}"
+            if key in identifiers:
+                return identifiers[key]
+    return None
+
+
+def _validated(
+    items: list[tuple[str, JSON]], pid: str, mode: Mode, report: ReadReport, shared: _Shared
+) -> PatientResources:
+    resources = [r for _, r in items]
+    extra = shared.referenced(resources)
+    if mode == "none":
+        return PatientResources(resources + extra)
+    if mode == "full":
+        kept: list[JSON] = []
+        for where, r in items:
+            reason = check_full(r)
+            if reason is None:
+                kept.append(r)
+            else:
+                _reject(report, where, r, reason)
+        return PatientResources(kept + extra)
+    # fast: the conversion is the check; keep the timeline it builds.
+    errors: list[FhirParseError] = []
+    timeline = timeline_from_resources(
+        resources + extra, validate="fast", errors=errors, patient_id=pid
+    )
+    if not errors:
+        return PatientResources(resources + extra, timeline)
+    where_of = {(r.get("resourceType"), r.get("id")): where for where, r in items}
+    rejected = set()
+    for err in errors:
+        key = (err.resource_type, err.resource_id)
+        rejected.add(key)
+        report.add_error(
+            FhirParseError(where_of.get(key, err.where), err.what, *key), err.what.split(":")[0]
+        )
+    kept = [r for r in resources if (r.get("resourceType"), r.get("id")) not in rejected]
+    return PatientResources(kept + extra, timeline)
+
+
+def _reject(report: ReadReport, where: str, r: JSON, reason: str) -> None:
+    rid = r.get("id") if isinstance(r.get("id"), str) else None
+    report.add_error(
+        FhirParseError(where, reason, r.get("resourceType"), rid), reason.split(":")[0]
+    )
