@@ -1,0 +1,94 @@
+"""The published e-trigger catalogue in rules/: coverage, metadata and its own test cases."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+
+from plugin.rules import load_rules
+from plugin.rules import testing as rule_testing
+
+RULES = Path(__file__).resolve().parents[2] / "rules"
+RULESET = load_rules(RULES)
+CATALOGUE_IDS = {  # etriggers.md section 1
+    *(f"pc-{i}" for i in range(1, 7)), *(f"ed-{i}" for i in range(1, 5)),
+    *(f"ip-{i}" for i in range(1, 4)), *(f"sp-{i}" for i in range(1, 4)),
+    *(f"tr-{i}" for i in range(1, 9)), "ca-1", "ca-2", "lb-1", "fw-1", "fw-2",
+}
+REQUIRED = {
+    "pc-3", "pc-4", "ed-1", "ed-2", "ed-4", "ip-1", "ip-2", "sp-1", "sp-2", "sp-3",
+    "tr-1", "tr-3", "tr-4", "tr-5", "tr-6", "tr-7",
+}
+NO_CATALOGUE_ID = {"spade-sepsis"}  # SPADE pair without an id in etriggers.md
+
+
+def _trigger_tags(rule) -> list[str]:
+    return [t.split(".", 1)[1] for t in rule.tags if t.startswith("trigger.")]
+
+
+def test_at_least_15_rules_covering_the_required_triggers() -> None:
+    assert len(RULESET) >= 15
+    covered = {tag for r in RULESET.rules for tag in _trigger_tags(r)}
+    assert covered >= REQUIRED
+    ed1 = [r for r in RULESET.rules if _trigger_tags(r) == ["ed-1"]]
+    assert sorted(r.within.total_seconds() / 3600 for r in ed1) == [72, 240]
+
+
+@pytest.mark.parametrize("rule", RULESET.rules, ids=lambda r: Path(r.path).stem)
+def test_rule_metadata(rule) -> None:
+    tags = _trigger_tags(rule)
+    assert len(tags) == 1, "exactly one trigger.xx-n tag"
+    assert tags[0] in CATALOGUE_IDS | NO_CATALOGUE_ID
+    assert re.fullmatch(r"[a-z0-9_]{10,90}\.yaml", Path(rule.path).name)
+    assert uuid.UUID(rule.id).version == 4
+    assert any(re.search(r"pubmed|doi\.org|\d{4};\d+", ref) for ref in rule.references)
+    assert rule.spec.falsepositives
+    pub = rule.spec.published
+    assert pub is not None and pub.citation and pub.window
+    if rule.status.value == "stable":
+        assert pub.ppv is not None and pub.n is not None, "stable rules carry the published PPV"
+    else:
+        assert re.search(r"unverified|not expressible|approximat|gap", rule.description, re.I)
+
+
+def test_ids_are_unique() -> None:
+    counts = Counter(r.id for r in RULESET.rules)
+    assert max(counts.values()) == 1
+
+
+@pytest.mark.parametrize("rule", RULESET.rules, ids=lambda r: Path(r.path).stem)
+def test_each_rule_has_two_flag_and_two_no_flag_cases(rule) -> None:
+    cases = yaml.safe_load(rule_testing.test_file_for(rule).read_text())["cases"]
+    kinds = Counter(c["expect"] for c in cases)
+    assert kinds["flag"] >= 2 and kinds["no_flag"] >= 2
+
+
+def test_rule_cases_all_pass() -> None:
+    results, problems = rule_testing.run_tests_in(RULES)
+    assert not problems, [str(p) for p in problems]
+    assert len(results) >= 60
+    failed = [f"{r.rule_title} :: {r.name}: {r.message}" for r in results if r.passed is False]
+    assert not failed
+
+
+def test_a_broken_rule_change_is_caught_by_its_cases(tmp_path: Path) -> None:
+    """The cases are not vacuous: widening the SP-1 window to 31 d fails the day-31 case."""
+    src = RULES / "core" / "spade"
+    (tmp_path / "spade").mkdir()
+    rule = (src / "benign_dizziness_headache_stroke_30d.yaml").read_text()
+    (tmp_path / "spade" / "benign_dizziness_headache_stroke_30d.yaml").write_text(
+        rule.replace("within: 30d", "within: 31d")
+    )
+    (tmp_path / "spade" / "benign_dizziness_headache_stroke_30d.test.yaml").write_text(
+        (src / "benign_dizziness_headache_stroke_30d.test.yaml").read_text()
+    )
+    (tmp_path / "valuesets").symlink_to(RULES / "valuesets")
+    results, _ = rule_testing.run_tests_in(tmp_path)
+    assert [r.name for r in results if r.passed is False] == [
+        "window edge - stroke admission on day 31 is outside"
+    ]
