@@ -102,6 +102,12 @@ RISK_FACTORS: tuple[Group, ...] = (
         "14 15 16 17 18 19 20 V10",
     ),
 )
+CHRONIC: tuple[Group, ...] = (
+    _g("chf", "heart failure", "I50", "42343007 84114007", "428"),
+    _g("copd", "COPD", "J44 J43", "13645005 195951007", "491 492 496"),
+    _g("metastatic", "metastatic cancer", "C77 C78 C79 C80", "94381002 128462008", "196 197 198"),
+    _g("dementia", "dementia", "F01 F02 F03 G30", "52448006 26929004", "290 2941 331"),
+)
 TERMINAL = _g(
     "terminal", "hospice/palliative care", "Z515", "182964004 305336008 385763009", "V667"
 )

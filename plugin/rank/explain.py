@@ -16,7 +16,9 @@ import numpy as np
 from plugin.rank import codesets as cs
 from plugin.rank.features import DISPOSITIONS, OUTCOME_GROUPS, SETTINGS, SEXES, TRIGGERS
 
-_RF = {f"rf_{g.name}": g.label for g in cs.RISK_FACTORS}
+_RF = {f"rf_{g.name}": g.label for g in cs.RISK_FACTORS} | {
+    f"hx_{g.name}": g.label for g in cs.CHRONIC
+}
 _SYM = {f"sym_{g.name}": g.label for g in cs.SYMPTOMS}
 _SETTING_WORDS = {
     "ED": "ED visit",
@@ -63,6 +65,7 @@ _FLAGS: dict[str, tuple[str, str]] = {  # name -> (words when 1, words when 0)
     "win_terminal": ("hospice/palliative in window", "no hospice/palliative in window"),
     "win_declined": ("patient declined", "not documented as declined"),
     "win_nonadherence": ("non-adherence documented", "no non-adherence documented"),
+    "outcome_same_dx": ("readmitted for the same problem", "outcome differs from the visit"),
     "win_died": ("died in window", "alive at window end"),
 }
 _NUMBERS: dict[str, Callable[[float], str]] = {
@@ -81,6 +84,7 @@ _NUMBERS: dict[str, Callable[[float], str]] = {
     "n_risk_factors": lambda v: f"{v:.0f} vascular/other risk factors",
     "n_dx": lambda v: f"{v:.0f} visit diagnoses",
     "n_procedures": lambda v: f"{v:.0f} procedures at the visit",
+    "n_orders": lambda v: f"{v:.0f} orders/referrals at the visit",
     "prior_ed_30": lambda v: f"{v:.0f} ED visits in the prior 30 d",
     "prior_ed_365": lambda v: f"{v:.0f} ED visits in the prior year",
     "prior_amb_30": lambda v: f"{v:.0f} clinic visits in the prior 30 d",
@@ -115,6 +119,10 @@ _CATS: dict[str, tuple[Sequence[str], Callable[[str], str]]] = {
     "disposition": (DISPOSITIONS, lambda s: _DISPO_WORDS.get(s, s)),
     "trigger": (TRIGGERS, lambda s: f"trigger {s}"),
     "outcome_group": (OUTCOME_GROUPS, lambda s: f"outcome: {cs.TARGET_LABELS.get(s, s)}"),
+    "outcome_primary_group": (
+        OUTCOME_GROUPS,
+        lambda s: f"outcome main diagnosis: {cs.TARGET_LABELS.get(s, s)}",
+    ),
     "outcome_setting": (SETTINGS, lambda s: f"outcome: {_SETTING_WORDS.get(s, s)}"),
 }
 

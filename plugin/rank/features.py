@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 from plugin.rank import codesets as cs
 from plugin.timeline.model import Code, Event, Finding, Kind, Setting, Timeline
 
-FEATURE_VERSION = "2026-11-27.1"
+FEATURE_VERSION = "2026-11-27.2"
 NAN = math.nan
 
 SEXES = ("female", "male", "other")
@@ -82,6 +82,7 @@ ENCOUNTER_FEATURES: tuple[str, ...] = (
     "sex",
     *(f"rf_{g.name}" for g in cs.RISK_FACTORS),
     "n_risk_factors",
+    *(f"hx_{g.name}" for g in cs.CHRONIC),
     "terminal_hx",
     "setting",
     "disposition",
@@ -106,6 +107,7 @@ ENCOUNTER_FEATURES: tuple[str, ...] = (
     "imaging_any",
     "head_imaging",
     "n_procedures",
+    "n_orders",
     "prior_ed_30",
     "prior_ed_365",
     "prior_amb_30",
@@ -121,6 +123,8 @@ WINDOW_FEATURES: tuple[str, ...] = (
     "index_abnormal",
     "days_to_outcome",
     "outcome_group",
+    "outcome_primary_group",
+    "outcome_same_dx",
     "outcome_setting",
     "outcome_los_h",
     "outcome_planned",
@@ -147,7 +151,16 @@ WINDOW_FEATURES: tuple[str, ...] = (
 REVIEW_FEATURES: tuple[str, ...] = ENCOUNTER_FEATURES + WINDOW_FEATURES
 REALTIME_FEATURES: tuple[str, ...] = ENCOUNTER_FEATURES
 CATEGORICAL: frozenset[str] = frozenset(
-    {"sex", "setting", "disposition", "trigger", "index_kind", "outcome_group", "outcome_setting"}
+    {
+        "sex",
+        "setting",
+        "disposition",
+        "trigger",
+        "index_kind",
+        "outcome_group",
+        "outcome_primary_group",
+        "outcome_setting",
+    }
 )
 VOCABULARIES: dict[str, tuple[str, ...]] = {
     "sex": SEXES,
@@ -156,6 +169,7 @@ VOCABULARIES: dict[str, tuple[str, ...]] = {
     "trigger": TRIGGERS,
     "index_kind": INDEX_KINDS,
     "outcome_group": OUTCOME_GROUPS,
+    "outcome_primary_group": OUTCOME_GROUPS,
     "outcome_setting": SETTINGS,
 }
 Row = dict[str, float]
@@ -218,6 +232,11 @@ def _condition_codes(events: Iterable[Event]) -> list[Code]:
         elif e.kind is Kind.ENCOUNTER:
             out.extend(e.diagnoses)
     return out
+
+
+def _stem(c: Code) -> str:
+    """ICD-10 category (3 characters) or the full code of other systems."""
+    return f"{c.system}:{c.code[:3] if c.system == 'icd10' else c.code}"
 
 
 def _abnormal(e: Event) -> bool:
@@ -300,6 +319,8 @@ def encounter_features(tl: Timeline, index: Event) -> Row:
     for g in cs.RISK_FACTORS:
         row[f"rf_{g.name}"] = _b(g.any_of(history))
     row["n_risk_factors"] = sum(row[f"rf_{g.name}"] for g in cs.RISK_FACTORS)
+    for g in cs.CHRONIC:
+        row[f"hx_{g.name}"] = _b(g.any_of(history))
     row["terminal_hx"] = _b(cs.TERMINAL.any_of(history))
     d = enc.detail if enc is not None else None
     row["setting"] = _cat(SETTINGS, d.setting.value) if d else NAN
@@ -327,6 +348,7 @@ def encounter_features(tl: Timeline, index: Event) -> Row:
     row["imaging_any"] = _b(any(a for a, _ in img))
     row["head_imaging"] = _b(any(h for _, h in img))
     row["n_procedures"] = float(sum(e.kind is Kind.PROCEDURE for e in inside))
+    row["n_orders"] = float(sum(e.kind is Kind.ORDER for e in inside))
     prior = [e for e in tl.events if e.kind is Kind.ENCOUNTER and e.detail and e.t < start]
     for days in (30, 365):
         recent = [e for e in prior if e.t >= start - timedelta(days=days)]
@@ -380,6 +402,9 @@ def window_features(tl: Timeline, finding: Finding, index: Event, trigger: str |
         out = None
     codes = _all_codes(out) if out is not None else ()
     group = next((g.name for g in cs.TARGETS if g.any_of(codes)), "other" if out else None)
+    first = out.diagnoses[:1] if out is not None and out.diagnoses else codes[:1]
+    primary = next((g.name for g in cs.TARGETS if g.any_of(first)), "other" if out else None)
+    index_dx = {_stem(c) for c in index.diagnoses if c.system in ("icd10", "snomed")}
     d = out.detail if out is not None else None
     in_out = [
         e
@@ -390,6 +415,8 @@ def window_features(tl: Timeline, finding: Finding, index: Event, trigger: str |
         {
             "days_to_outcome": (out.t - anchor).total_seconds() / 86400 if out is not None else NAN,
             "outcome_group": _cat(OUTCOME_GROUPS, group),
+            "outcome_primary_group": _cat(OUTCOME_GROUPS, primary),
+            "outcome_same_dx": _b(bool(index_dx & {_stem(c) for c in codes})) if out else NAN,
             "outcome_setting": _cat(SETTINGS, d.setting.value) if d else NAN,
             "outcome_los_h": _hours(out.t, min(out.stop, finding.window_end)) if d and out else NAN,
             "outcome_planned": _b(d.planned) if d else NAN,
