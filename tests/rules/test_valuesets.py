@@ -128,6 +128,6 @@ def test_rules_covering_snomed_data_also_cover_icd() -> None:
 def test_value_sets_load_without_problems() -> None:
     from plugin.rules.loader import load_valuesets
 
-    compiled, specs, problems = load_valuesets(RULES / "valuesets")
+    compiled, _specs, problems = load_valuesets(RULES / "valuesets")
     assert not problems, [str(p) for p in problems]
     assert set(compiled) == {p.stem for p in VALUESETS}
