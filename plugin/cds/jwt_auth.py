@@ -20,6 +20,7 @@ from typing import Any
 
 import jwt
 import requests
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from plugin.cds.issuers import ACCEPTED_ALGORITHMS, Issuer
 from plugin.errors import CdsAuthError
@@ -40,6 +41,8 @@ class ClientIdentity:
     tenant: str | None = None
     issuer: Issuer | None = None  # None in unsigned development mode
 
+
+_KEY_TYPES = {"ES384": ec.EllipticCurvePublicKey, "RS384": rsa.RSAPublicKey}
 
 JwksFetcher = Callable[[str], dict[str, Any]]
 
@@ -175,6 +178,8 @@ class TokenVerifier:
         key = self._key(issuer, kid, header.get("jku"))
         if key is None:
             raise CdsAuthError("unknown kid")
+        if not isinstance(key, _KEY_TYPES[alg]):
+            raise CdsAuthError("the key of this kid is not for this algorithm")
         try:
             claims = jwt.decode(
                 token,
@@ -185,7 +190,7 @@ class TokenVerifier:
                 leeway=self.leeway_s,
                 options={"require": ["iss", "aud", "exp", "iat", "jti"], "strict_aud": False},
             )
-        except jwt.PyJWTError as exc:
+        except (jwt.PyJWTError, TypeError, ValueError) as exc:
             raise CdsAuthError(f"token rejected: {type(exc).__name__}") from exc
         return self._claims(issuer, claims)
 
