@@ -92,3 +92,23 @@ def test_a_broken_rule_change_is_caught_by_its_cases(tmp_path: Path) -> None:
     assert [r.name for r in results if r.passed is False] == [
         "window edge - stroke admission on day 31 is outside"
     ]
+
+
+@pytest.mark.parametrize(
+    "rule", [r for r in RULESET.rules if r.exclude or r.require], ids=lambda r: Path(r.path).stem
+)
+def test_exclusions_and_requirements_are_exercised(rule) -> None:
+    """A rule's exclude/require conditions are each load-bearing in some no_flag case: that
+    case flags once the conditions are dropped (so the case is not passing by accident)."""
+    from dataclasses import replace
+
+    from plugin.rules.schema import TestFile
+
+    spec = TestFile.model_validate(yaml.safe_load(rule_testing.test_file_for(rule).read_text()))
+    no_flag = [c for c in spec.cases if c.expect == "no_flag"]
+    for attr in ("exclude", "require"):
+        if not getattr(rule, attr):
+            continue
+        relaxed = replace(rule, **{attr: ()})
+        hits = [c.name for c in no_flag if rule_testing.run_case(relaxed, c, RULES)]
+        assert hits, f"no no_flag case depends on the rule's {attr} conditions"
