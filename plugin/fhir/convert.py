@@ -50,6 +50,8 @@ class Context:
     patient: str
     index: ReferenceIndex
     icu_locations: frozenset[str] = field(default_factory=frozenset)
+    # "Condition/x" -> the Encounter whose diagnosis lists it (for Conditions with no encounter)
+    diagnosis_of: dict[str, str] = field(default_factory=dict)
 
 
 _PREFER: dict[str, tuple[str, ...]] = {
@@ -102,6 +104,8 @@ def _status(r: JSON) -> str | None:
 
 def _encounter_start(r: JSON, ctx: Context) -> tuple[str | None, When]:
     ref = reference(r, "encounter") or reference(r, "context")
+    if ref is None and r.get("resourceType") == "Condition":
+        ref = ctx.diagnosis_of.get(source_of(r))
     enc = ctx.index.resolve(ref, "Encounter")
     start = None
     if enc is not None:

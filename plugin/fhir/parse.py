@@ -87,7 +87,12 @@ def timeline_from_resources(
         except Malformed as exc:
             _report(errors, patient_res, f"malformed: {exc}")
             accepted = [r for r in accepted if r is not patient_res]
-    ctx = Context(patient=pid, index=index, icu_locations=_icu_locations(accepted, index))
+    ctx = Context(
+        patient=pid,
+        index=index,
+        icu_locations=_icu_locations(accepted, index),
+        diagnosis_of=_diagnosis_of(accepted, index),
+    )
     events: list[Event] = []
     for r in accepted:
         try:
@@ -149,6 +154,22 @@ def _icu_locations(resources: list[JSON], index: ReferenceIndex) -> frozenset[st
                 if canonical:
                     found.add(canonical)
     return frozenset(found)
+
+
+def _diagnosis_of(resources: list[JSON], index: ReferenceIndex) -> dict[str, str]:
+    """``Condition/x`` → ``Encounter/y`` for Conditions listed in ``Encounter.diagnosis``, so a
+    Condition with neither a date nor ``Condition.encounter`` takes its encounter's time."""
+    found: dict[str, str] = {}
+    for r in resources:
+        if r.get("resourceType") != "Encounter" or not isinstance(r.get("diagnosis"), list):
+            continue
+        for d in r["diagnosis"]:
+            cond = d.get("condition") if isinstance(d, dict) else None
+            ref = cond.get("reference") if isinstance(cond, dict) else None
+            canonical = index.canonical(ref, "Condition") if isinstance(ref, str) else None
+            if canonical:
+                found.setdefault(canonical, f"Encounter/{r.get('id')}")
+    return found
 
 
 def _report(errors: list[FhirParseError] | None, r: JSON, reason: str) -> None:

@@ -279,15 +279,16 @@ def _validated(
     if mode == "none":
         return PatientResources(resources + extra)
     if mode == "full":
-        kept: list[JSON] = []
+        checked = []
         for where, r in items:
             reason = check_full(r)
             if reason is None:
-                kept.append(r)
+                checked.append((where, r))
             else:
                 _reject(report, where, r, reason)
-        return PatientResources(kept + extra)
-    # fast: the conversion is the check; keep the timeline it builds.
+        items = checked
+        resources = [r for _, r in items]
+    # fast (and after full): the conversion is the check; keep the timeline it builds.
     errors: list[FhirParseError] = []
     timeline = timeline_from_resources(
         resources + extra, validate="fast", errors=errors, patient_id=pid

@@ -2,8 +2,10 @@
 
 ``"full"``: the resource is validated against the ``fhir.resources`` **R4B** model of its type
 (``get_fhir_model_class(type).model_validate(resource)``; R4B because the default R5 models
-reject R4 Encounters). About 4–5k resources/s per core: use it for small inputs, for onboarding
-a new data source, or in CI on fixtures.
+reject R4 Encounters), then read as in fast mode. About 4–5k resources/s per core: use it for
+small inputs, for onboarding a new data source, or in CI on fixtures. (The R4B models coerce a
+number written as a string, ``"12.1"``; the typed read after them does not, so such a resource is
+rejected in both modes.)
 
 ``"fast"``: no pydantic. The converters of :mod:`plugin.fhir.convert` read every field through
 typed accessors that reject a wrong JSON type, an unparseable date or a non-numeric value, so a
