@@ -86,5 +86,5 @@ def test_the_check_covers_the_stable_catalogue(findings: dict[Key, str]) -> None
     stable = load_rules(RULES, statuses={"stable"})
     assert len(stable) >= 8
     # the readmission and ICU-transfer rules do fire on the real MIMIC data
-    fired = {stable.get(rid).trigger for rid, _p, _r in findings if stable.get(rid)}
+    fired = {rule.trigger for rid, _p, _r in findings if (rule := stable.get(rid)) is not None}
     assert {"IP-2", "ED-2"} <= fired

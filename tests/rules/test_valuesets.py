@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -33,7 +34,7 @@ def loinc_check_digit(number: str) -> int:
     return (10 - total % 10) % 10
 
 
-def _load(path: Path) -> dict:
+def _load(path: Path) -> dict[str, Any]:
     data = yaml.safe_load(path.read_text())
     assert isinstance(data, dict), path
     return data
