@@ -22,6 +22,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -68,13 +69,22 @@ class Issuer:
     fhir_servers: tuple[str, ...] | None = None
 
     def may_call(self, fhir_server: str) -> bool:
-        """Whether we may send this client's FHIR token to ``fhir_server``."""
+        """Whether we may send this client's FHIR token to ``fhir_server``: it must match an
+        entry of ``fhir_servers`` by scheme and host, by port when the entry has one, and
+        lie under the entry's path. No list: any server the authenticated client names."""
         if self.fhir_servers is None:
             return True
-        base = fhir_server.rstrip("/")
-        return any(
-            base == s.rstrip("/") or base.startswith(s.rstrip("/") + "/") for s in self.fhir_servers
-        )
+        return any(_under(fhir_server, entry) for entry in self.fhir_servers)
+
+
+def _under(url: str, entry: str) -> bool:
+    u, e = urlsplit(url), urlsplit(entry)
+    if (u.scheme, u.hostname) != (e.scheme, e.hostname):
+        return False
+    if e.port is not None and u.port != e.port:
+        return False
+    prefix = e.path.rstrip("/")
+    return u.path.rstrip("/") == prefix or u.path.startswith(prefix + "/")
 
 
 def load_issuers(path: Path) -> dict[str, Issuer]:

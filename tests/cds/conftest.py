@@ -48,6 +48,7 @@ def issuers_file(tmp_path: Path, keys: Keys) -> Path:
                     ]
                 },
                 "tenants": ["tenant-a", "tenant-b"],
+                "fhir_servers": ["http://127.0.0.1"],  # loopback only: tests never leave it
             },
             {"iss": JKU_ISS, "jku": [JKU_URL]},
             {
