@@ -170,14 +170,18 @@ class Store:
         f = t.findings
         with self.engine.begin() as conn:
             known = set(conn.execute(sa.select(f.c.key).where(f.c.key.in_(rows))).scalars())
-            stmt = self._insert(f).values(list(rows.values()))
+            stmt = self._insert(f)
             new = stmt.excluded
             update: dict[str, Any] = {c: new[c] for c in SCAN_COLUMNS}
             update["score"] = sa.func.coalesce(new.score, f.c.score)
             for col in ("missed_dx", "reasons"):
                 update[col] = sa.case((new.score.is_(None), f.c[col]), else_=new[col])
             update["snapshot"] = sa.case((new.snapshot.is_(None), f.c.snapshot), else_=new.snapshot)
-            conn.execute(stmt.on_conflict_do_update(index_elements=["key"], set_=update))
+            # executemany: one cached statement, sent in "insertmanyvalues" pages
+            conn.execute(
+                stmt.on_conflict_do_update(index_elements=["key"], set_=update),
+                list(rows.values()),
+            )
         return len(rows.keys() - known)
 
     def count_findings(self) -> int:

@@ -90,7 +90,9 @@ def test_feedback_is_idempotent(store: Store) -> None:
     assert store.record_feedback(**entry) is False
     assert store.record_feedback(**(entry | {"outcome_timestamp": "2024-03-05T16:00:00Z"}))
     with store.engine.connect() as conn:
-        assert conn.execute(sa.select(sa.func.count()).select_from(tables.cds_feedback)).scalar() == 2
+        assert (
+            conn.execute(sa.select(sa.func.count()).select_from(tables.cds_feedback)).scalar() == 2
+        )
 
 
 def test_reopening_applies_no_migration_twice(db_url: str) -> None:
