@@ -76,9 +76,16 @@ def csrf_of(html: str) -> str:
 
 def login(client: TestClient, username: str, password: str = PASSWORD) -> None:
     page = client.get("/worklist/login")
-    response = client.post("/worklist/login", data={
-        "username": username, "password": password, "csrf_token": csrf_of(page.text),
-        "next": "/worklist/"}, follow_redirects=False)  # fmt: skip
+    response = client.post(
+        "/worklist/login",
+        data={
+            "username": username,
+            "password": password,
+            "csrf_token": csrf_of(page.text),
+            "next": "/worklist/",
+        },
+        follow_redirects=False,
+    )
     assert response.status_code == 303, response.text
 
 

@@ -46,21 +46,44 @@ def postgres_server() -> Iterator[str]:
     run = lambda *cmd: subprocess.run(  # noqa: E731
         [*prefix, *cmd], check=True, capture_output=True, text=True, cwd="/"
     )
-    run(str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "-E", "UTF8",
-        "--no-sync")  # fmt: skip
+    run(
+        str(bindir / "initdb"),
+        "-D",
+        str(data),
+        "-U",
+        "postgres",
+        "-A",
+        "trust",
+        "-E",
+        "UTF8",
+        "--no-sync",
+    )
     options = (
         f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off "
         "-c synchronous_commit=off -c full_page_writes=off -c max_connections=60"
     )
-    run(str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(root / "log"),
-        "-w", "-t", "60", "start")  # fmt: skip
+    run(
+        str(bindir / "pg_ctl"),
+        "-D",
+        str(data),
+        "-o",
+        options,
+        "-l",
+        str(root / "log"),
+        "-w",
+        "-t",
+        "60",
+        "start",
+    )
     try:
         yield f"postgresql+psycopg://postgres@127.0.0.1:{port}"
     finally:
         subprocess.run(
             [*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
-            capture_output=True, cwd="/", check=False,
-        )  # fmt: skip
+            capture_output=True,
+            cwd="/",
+            check=False,
+        )
         shutil.rmtree(root, ignore_errors=True)
 
 

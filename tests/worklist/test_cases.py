@@ -30,17 +30,19 @@ def _version(store: Store, key: str) -> int:
 
 
 def test_queue_ranks_by_score_then_level(store: Store) -> None:
-    store.upsert_findings([
-        finding("low-noscore", level="low"),
-        finding("crit-noscore", level="critical"),
-        finding("s20", score=0.2, level="low"),
-        finding("s90", score=0.9, level="low"),
-        finding("high-noscore", level="high"),
-    ])  # fmt: skip
+    store.upsert_findings(
+        [
+            finding("low-noscore", level="low"),
+            finding("crit-noscore", level="critical"),
+            finding("s20", score=0.2, level="low"),
+            finding("s90", score=0.9, level="low"),
+            finding("high-noscore", level="high"),
+        ]
+    )
     rows = cases.queue(store, cases.QueueFilter()).rows
-    assert [r["key"] for r in rows] == [finding(p).key for p in
-                                        ("s90", "s20", "crit-noscore", "high-noscore",
-                                         "low-noscore")]  # fmt: skip
+    assert [r["key"] for r in rows] == [
+        finding(p).key for p in ("s90", "s20", "crit-noscore", "high-noscore", "low-noscore")
+    ]
 
 
 def test_queue_filters_and_pages(store: Store, users) -> None:

@@ -36,16 +36,28 @@ def finding_json(f: Finding) -> dict:
 
 
 def write_findings(path: Path, n: int) -> set[str]:
-    fs = [finding(f"pt{i:06d}", score=(i % 97) / 97, start=T0 + timedelta(minutes=i))
-          for i in range(n)]  # fmt: skip
+    fs = [
+        finding(f"pt{i:06d}", score=(i % 97) / 97, start=T0 + timedelta(minutes=i))
+        for i in range(n)
+    ]
     path.write_bytes(orjson.dumps([finding_json(f) for f in fs]))
     return {f.key for f in fs}
 
 
 def import_cmd(db_url: str, path: Path) -> list[str]:
     code = "import sys; from plugin.cli import main; sys.exit(main(sys.argv[1:]))"
-    return [sys.executable, "-c", code, "worklist", "--database-url", db_url, "import",
-            str(path), "--batch-size", str(BATCH)]  # fmt: skip
+    return [
+        sys.executable,
+        "-c",
+        code,
+        "worklist",
+        "--database-url",
+        db_url,
+        "import",
+        str(path),
+        "--batch-size",
+        str(BATCH),
+    ]
 
 
 def keys_in(store: Store) -> list[str]:
@@ -60,8 +72,9 @@ def test_import_killed_mid_batch_then_rerun_loses_and_duplicates_nothing(
     n = 8_000
     path = tmp_path / "findings.json"
     expected = write_findings(path, n)
-    proc = subprocess.Popen(import_cmd(db_url, path), cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)  # fmt: skip
+    proc = subprocess.Popen(
+        import_cmd(db_url, path), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     deadline = time.monotonic() + 120
     try:
         while store.count_findings() < 3 * BATCH:  # a few batches in, others in flight
@@ -77,21 +90,24 @@ def test_import_killed_mid_batch_then_rerun_loses_and_duplicates_nothing(
     assert len(partial) % BATCH == 0, "a batch is all-or-nothing"
     assert len(set(partial)) == len(partial)
     # the re-run completes the import
-    rerun = subprocess.run(import_cmd(db_url, path), cwd=ROOT, capture_output=True, text=True,
-                           timeout=300, check=False)  # fmt: skip
+    rerun = subprocess.run(
+        import_cmd(db_url, path), cwd=ROOT, capture_output=True, text=True, timeout=300, check=False
+    )
     assert rerun.returncode == 0, rerun.stderr
     assert f"{n - len(partial)} new" in rerun.stdout
     final = keys_in(store)
     assert len(final) == n and set(final) == expected
 
 
-def test_create_user_import_export_roundtrip(store: Store, db_url: str, tmp_path: Path,
-                                            capsys) -> None:  # fmt: skip
+def test_create_user_import_export_roundtrip(
+    store: Store, db_url: str, tmp_path: Path, capsys
+) -> None:
     pw = tmp_path / "pw"
     pw.write_text("a long password\n")
     base = ["worklist", "--database-url", db_url]
-    assert main([*base, "create-user", "rita", "--role", "reviewer",
-                 "--password-file", str(pw)]) == 0  # fmt: skip
+    assert (
+        main([*base, "create-user", "rita", "--role", "reviewer", "--password-file", str(pw)]) == 0
+    )
     assert authenticate(store, "rita", "a long password") is not None
     findings_file = tmp_path / "f.json"
     write_findings(findings_file, 3)
@@ -100,8 +116,13 @@ def test_create_user_import_export_roundtrip(store: Store, db_url: str, tmp_path
     assert "0 new, 3 already known" in capsys.readouterr().out
     rita = authenticate(store, "rita", "a long password")
     key = finding("pt000000").key
-    cases.save_review(store, cases.find_id(store, key) or 0,
-                      ReviewInput(items=[1] * 13, harm="none"), by=rita, version=1)  # fmt: skip
+    cases.save_review(
+        store,
+        cases.find_id(store, key) or 0,
+        ReviewInput(items=[1] * 13, harm="none"),
+        by=rita,
+        version=1,
+    )
     for fmt in ("csv", "detectedissue", "labels"):
         out = tmp_path / f"out.{fmt}"
         assert main([*base, "export", "--format", fmt, "--out", str(out)]) == 0

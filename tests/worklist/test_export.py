@@ -14,8 +14,12 @@ from plugin.worklist.saferdx import ReviewInput
 from plugin.worklist.store import Store
 from tests.worklist.factories import finding
 
-MOD = ReviewInput(items=[5] * 12 + [6], harm="severe", harm_duration="permanent",
-                  missed_dx="posterior circulation stroke")  # fmt: skip
+MOD = ReviewInput(
+    items=[5] * 12 + [6],
+    harm="severe",
+    harm_duration="permanent",
+    missed_dx="posterior circulation stroke",
+)
 NO_MOD = ReviewInput(items=[2] * 13, harm="none", miscoded=True)
 
 
@@ -65,12 +69,23 @@ def test_labels_have_the_train_format(store: Store, users) -> None:
     buf = io.StringIO()
     assert export.write_labels(store, buf, {"rule-sp1": "SP-1"}) == 2  # closed cases only
     reader = csv.DictReader(io.StringIO(buf.getvalue()))
-    assert reader.fieldnames == ["patient_id", "index_ref", "index_time", "trigger", "scenario",
-                                 "is_mod", "missed_dx"]  # fmt: skip
+    assert reader.fieldnames == [
+        "patient_id",
+        "index_ref",
+        "index_time",
+        "trigger",
+        "scenario",
+        "is_mod",
+        "missed_dx",
+    ]
     rows = {r["patient_id"]: r for r in reader}
     assert rows["p-mod"] == {
-        "patient_id": "p-mod", "index_ref": "Encounter/ed-p-mod",
-        "index_time": "2024-03-05T14:30:00+00:00", "trigger": "SP-1", "scenario": "reviewed",
-        "is_mod": "1", "missed_dx": "posterior circulation stroke",
-    }  # fmt: skip
+        "patient_id": "p-mod",
+        "index_ref": "Encounter/ed-p-mod",
+        "index_time": "2024-03-05T14:30:00+00:00",
+        "trigger": "SP-1",
+        "scenario": "reviewed",
+        "is_mod": "1",
+        "missed_dx": "posterior circulation stroke",
+    }
     assert rows["p-no"]["is_mod"] == "0" and rows["p-no"]["missed_dx"] == ""

@@ -56,9 +56,14 @@ def test_rule_stats_count_only_final_judgements(store: Store, users) -> None:
 def test_feedback_stats(store: Store) -> None:
     for i, outcome in enumerate(["accepted", "overridden", "overridden", "accepted"]):
         reason = {"reason": {"code": "fp", "display": "Already worked up"}} if i == 1 else None
-        store.record_feedback(service_id="svc", card_id=f"c{i}", outcome=outcome,
-                              outcome_timestamp=f"2024-01-0{i + 1}T00:00:00Z",
-                              override_reason=reason, accepted_suggestions=[])  # fmt: skip
+        store.record_feedback(
+            service_id="svc",
+            card_id=f"c{i}",
+            outcome=outcome,
+            outcome_timestamp=f"2024-01-0{i + 1}T00:00:00Z",
+            override_reason=reason,
+            accepted_suggestions=[],
+        )
     fb = stats.feedback_stats(store)
     assert fb.total == 4
     assert fb.by_service["svc"] == {"accepted": 2, "overridden": 2}

@@ -18,7 +18,7 @@ def test_upsert_is_idempotent_by_key(store: Store) -> None:
     timelines = {f.patient_id: timeline(f.patient_id) for f in batch}
     assert store.upsert_findings(batch, timelines) == 7
     assert store.upsert_findings(batch, timelines) == 0
-    assert store.upsert_findings(batch[:3] + [finding("p99")]) == 1
+    assert store.upsert_findings([*batch[:3], finding("p99")]) == 1
     assert store.count_findings() == 8
     with store.engine.connect() as conn:
         keys = conn.execute(sa.select(tables.findings.c.key)).scalars().all()
@@ -109,8 +109,9 @@ def test_append_only_tables_refuse_update_and_delete(store: Store, users, table:
     store.upsert_findings([f])
     case_id = cases.find_id(store, f.key)
     assert case_id is not None
-    cases.save_review(store, case_id, ReviewInput(items=[2] * 13, harm="none"),
-                      by=users["rev1"], version=1)  # fmt: skip
+    cases.save_review(
+        store, case_id, ReviewInput(items=[2] * 13, harm="none"), by=users["rev1"], version=1
+    )
     for statement in (f"UPDATE {table} SET id = id", f"DELETE FROM {table}"):
         with pytest.raises(sa.exc.DBAPIError, match="append-only"):
             with store.engine.begin() as conn:

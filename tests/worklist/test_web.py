@@ -13,11 +13,14 @@ from plugin.config import Settings
 from plugin.worklist import tables
 from plugin.worklist.store import Store
 from plugin.worklist.web import mount
-from tests.worklist.conftest import PASSWORD, csrf_of, login
+from tests.worklist.conftest import PASSWORD, csrf_of
 from tests.worklist.factories import finding, timeline
 
-REVIEW = {f"item{i}": "4" for i in range(1, 13)} | {"item13": "6", "harm": "moderate",
-                                                    "missed_dx": "vertebral dissection"}  # fmt: skip
+REVIEW = {f"item{i}": "4" for i in range(1, 13)} | {
+    "item13": "6",
+    "harm": "moderate",
+    "missed_dx": "vertebral dissection",
+}
 
 
 @pytest.fixture
@@ -29,8 +32,13 @@ def seeded(store: Store) -> list:
 
 def test_nothing_without_login(client_for, seeded) -> None:
     anon = client_for(None)
-    for path in ("/worklist/", f"/worklist/cases/{seeded[0].key}", "/worklist/dashboard",
-                 "/worklist/admin/users", "/worklist/admin/export/csv"):  # fmt: skip
+    for path in (
+        "/worklist/",
+        f"/worklist/cases/{seeded[0].key}",
+        "/worklist/dashboard",
+        "/worklist/admin/users",
+        "/worklist/admin/export/csv",
+    ):
         response = anon.get(path, follow_redirects=False)
         assert response.status_code == 303, path
         assert response.headers["location"].startswith("/worklist/login?next=")
@@ -38,16 +46,17 @@ def test_nothing_without_login(client_for, seeded) -> None:
     posted = anon.post(f"/worklist/cases/{seeded[0].key}/review", data=REVIEW)
     assert posted.status_code == 401
     assert anon.get("/", follow_redirects=False).headers["location"] == "/worklist/"
-    forged = anon.get("/worklist/", cookies={"dxsafety_session": "forged"},
-                      follow_redirects=False)  # fmt: skip
+    forged = anon.get("/worklist/", cookies={"dxsafety_session": "forged"}, follow_redirects=False)
     assert forged.status_code == 303
 
 
 def test_wrong_password_is_refused_and_audited(client_for, store: Store) -> None:
     anon = client_for(None)
     page = anon.get("/worklist/login")
-    response = anon.post("/worklist/login", data={"username": "bob", "password": "nope",
-                                                   "csrf_token": csrf_of(page.text)})  # fmt: skip
+    response = anon.post(
+        "/worklist/login",
+        data={"username": "bob", "password": "nope", "csrf_token": csrf_of(page.text)},
+    )
     assert response.status_code == 401 and "Wrong user name or password" in response.text
     assert "dxsafety_session" not in response.cookies
     with store.engine.connect() as conn:
@@ -58,9 +67,11 @@ def test_wrong_password_is_refused_and_audited(client_for, store: Store) -> None
 def test_session_cookie_flags(client_for) -> None:
     anon = client_for(None)
     page = anon.get("/worklist/login")
-    response = anon.post("/worklist/login", data={"username": "bob", "password": PASSWORD,
-                                                   "csrf_token": csrf_of(page.text)},
-                         follow_redirects=False)  # fmt: skip
+    response = anon.post(
+        "/worklist/login",
+        data={"username": "bob", "password": PASSWORD, "csrf_token": csrf_of(page.text)},
+        follow_redirects=False,
+    )
     cookie = response.headers["set-cookie"]
     assert cookie.startswith("dxsafety_session=")
     assert "HttpOnly" in cookie and "SameSite=lax" in cookie and "Path=/" in cookie
@@ -69,15 +80,18 @@ def test_session_cookie_flags(client_for) -> None:
 
 
 def test_session_cookie_is_secure_behind_https(store: Store, users, tmp_path) -> None:
-    settings = Settings(database_url=store.url, public_base_url="https://dx.example.org",
-                        rules_dir=tmp_path)  # fmt: skip
+    settings = Settings(
+        database_url=store.url, public_base_url="https://dx.example.org", rules_dir=tmp_path
+    )
     app = FastAPI()
     mount(app, settings, store)
     with TestClient(app, base_url="https://testserver") as client:
         page = client.get("/worklist/login")
-        response = client.post("/worklist/login", data={"username": "bob", "password": PASSWORD,
-                                                          "csrf_token": csrf_of(page.text)},
-                               follow_redirects=False)  # fmt: skip
+        response = client.post(
+            "/worklist/login",
+            data={"username": "bob", "password": PASSWORD, "csrf_token": csrf_of(page.text)},
+            follow_redirects=False,
+        )
     cookie = response.headers["set-cookie"]
     assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=lax" in cookie
 
@@ -90,11 +104,16 @@ def test_csrf_token_required_on_every_form(client_for, seeded) -> None:
     for data in (REVIEW | {"version": "1"}, REVIEW | {"version": "1", "csrf_token": "x" * 43}):
         refused = bob.post(f"/worklist/cases/{key}/review", data=data)
         assert refused.status_code == 403 and "security token" in refused.text
-    assert bob.post(f"/worklist/cases/{key}/assign", data={"assignee": "me",
-                                                            "version": "1"}).status_code == 403  # fmt: skip
+    assert (
+        bob.post(
+            f"/worklist/cases/{key}/assign", data={"assignee": "me", "version": "1"}
+        ).status_code
+        == 403
+    )
     assert bob.post("/worklist/logout", data={}).status_code == 403
-    ok = bob.post(f"/worklist/cases/{key}/review",
-                  data=REVIEW | {"version": "1", "csrf_token": token})  # fmt: skip
+    ok = bob.post(
+        f"/worklist/cases/{key}/review", data=REVIEW | {"version": "1", "csrf_token": token}
+    )
     assert ok.status_code == 200 and "second review" in ok.text
     # the login form has its own token (double-submit cookie)
     anon = client_for(None)
@@ -109,20 +128,34 @@ def test_reviewer_cannot_do_admin_actions(client_for, seeded, users) -> None:
     assert bob.get("/worklist/admin/users").status_code == 403
     assert bob.get("/worklist/admin/audit").status_code == 403
     assert bob.get("/worklist/admin/export/labels").status_code == 403
-    made = bob.post("/worklist/admin/users", data={"username": "mallory", "password": "x" * 12,
-                                                    "role": "admin", "csrf_token": token})  # fmt: skip
+    made = bob.post(
+        "/worklist/admin/users",
+        data={"username": "mallory", "password": "x" * 12, "role": "admin", "csrf_token": token},
+    )
     assert made.status_code == 403
     key = seeded[0].key
-    other = bob.post(f"/worklist/cases/{key}/assign", data={
-        "assignee": str(users["rev2"].id), "version": "1", "csrf_token": token})  # fmt: skip
+    other = bob.post(
+        f"/worklist/cases/{key}/assign",
+        data={"assignee": str(users["rev2"].id), "version": "1", "csrf_token": token},
+    )
     assert other.status_code == 403
-    assert bob.post(f"/worklist/cases/{key}/reopen", data={"version": "1",
-                                                            "csrf_token": token}).status_code == 403  # fmt: skip
+    assert (
+        bob.post(
+            f"/worklist/cases/{key}/reopen", data={"version": "1", "csrf_token": token}
+        ).status_code
+        == 403
+    )
     alice = client_for("alice")
     admin_token = csrf_of(alice.get("/worklist/admin/users").text)
-    made = alice.post("/worklist/admin/users", data={"username": "dave", "password": "y" * 12,
-                                                      "role": "reviewer",
-                                                      "csrf_token": admin_token})  # fmt: skip
+    made = alice.post(
+        "/worklist/admin/users",
+        data={
+            "username": "dave",
+            "password": "y" * 12,
+            "role": "reviewer",
+            "csrf_token": admin_token,
+        },
+    )
     assert made.status_code == 200 and "dave" in made.text
     assert alice.get("/worklist/admin/export/labels").status_code == 200
 
@@ -131,12 +164,16 @@ def test_conflicting_saves_in_the_browser_keep_the_loser_input(client_for, seede
     key = seeded[0].key
     bob, carol = client_for("bob"), client_for("carol")
     bob_page, carol_page = bob.get(f"/worklist/cases/{key}"), carol.get(f"/worklist/cases/{key}")
-    first = bob.post(f"/worklist/cases/{key}/review", data=REVIEW | {
-        "version": "1", "csrf_token": csrf_of(bob_page.text)})  # fmt: skip
+    first = bob.post(
+        f"/worklist/cases/{key}/review",
+        data=REVIEW | {"version": "1", "csrf_token": csrf_of(bob_page.text)},
+    )
     assert first.status_code == 200
     carol_input = REVIEW | {"item13": "2", "notes": "Carol's careful notes", "harm": "none"}
-    second = carol.post(f"/worklist/cases/{key}/review", data=carol_input | {
-        "version": "1", "csrf_token": csrf_of(carol_page.text)})  # fmt: skip
+    second = carol.post(
+        f"/worklist/cases/{key}/review",
+        data=carol_input | {"version": "1", "csrf_token": csrf_of(carol_page.text)},
+    )
     assert second.status_code == 409
     assert "Conflict" in second.text and "NOT saved" in second.text
     assert "Carol&#39;s careful notes" in second.text
@@ -145,16 +182,21 @@ def test_conflicting_saves_in_the_browser_keep_the_loser_input(client_for, seede
     # the re-rendered form carries the new version: saving again becomes the second review
     version = re.search(r'name="version" value="(\d+)"', second.text)
     assert version and version.group(1) == "2"
-    third = carol.post(f"/worklist/cases/{key}/review", data=carol_input | {
-        "version": "2", "csrf_token": csrf_of(second.text)})  # fmt: skip
+    third = carol.post(
+        f"/worklist/cases/{key}/review",
+        data=carol_input | {"version": "2", "csrf_token": csrf_of(second.text)},
+    )
     assert third.status_code == 200 and "third review" in third.text
 
 
 def test_second_reviewer_is_blinded_until_they_submit(client_for, seeded) -> None:
     key = seeded[0].key
     bob, carol = client_for("bob"), client_for("carol")
-    bob.post(f"/worklist/cases/{key}/review", data=REVIEW | {
-        "version": "1", "csrf_token": csrf_of(bob.get(f"/worklist/cases/{key}").text)})  # fmt: skip
+    bob.post(
+        f"/worklist/cases/{key}/review",
+        data=REVIEW
+        | {"version": "1", "csrf_token": csrf_of(bob.get(f"/worklist/cases/{key}").text)},
+    )
     page = carol.get(f"/worklist/cases/{key}")
     assert "hidden until you submit" in page.text and "vertebral dissection" not in page.text
     assert "Second review" in page.text
@@ -177,8 +219,9 @@ def test_invalid_review_is_rejected_with_input_kept(client_for, seeded) -> None:
     bob = client_for("bob")
     token = csrf_of(bob.get(f"/worklist/cases/{key}").text)
     partial = {k: v for k, v in REVIEW.items() if k != "item7"} | {"notes": "half done"}
-    response = bob.post(f"/worklist/cases/{key}/review",
-                        data=partial | {"version": "1", "csrf_token": token})  # fmt: skip
+    response = bob.post(
+        f"/worklist/cases/{key}/review", data=partial | {"version": "1", "csrf_token": token}
+    )
     assert response.status_code == 400 and "all 13 items" in response.text
     assert "half done" in response.text
 
@@ -196,9 +239,12 @@ def test_logout_ends_the_session(client_for, store: Store) -> None:
     bob = client_for("bob")
     token = csrf_of(bob.get("/worklist/").text)
     cookie = bob.cookies.get("dxsafety_session")
-    assert bob.post("/worklist/logout", data={"csrf_token": token},
-                    follow_redirects=False).status_code == 303  # fmt: skip
+    assert (
+        bob.post("/worklist/logout", data={"csrf_token": token}, follow_redirects=False).status_code
+        == 303
+    )
     replay = client_for(None)
-    response = replay.get("/worklist/", cookies={"dxsafety_session": cookie},
-                          follow_redirects=False)  # fmt: skip
+    response = replay.get(
+        "/worklist/", cookies={"dxsafety_session": cookie}, follow_redirects=False
+    )
     assert response.status_code == 303
