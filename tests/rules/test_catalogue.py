@@ -76,8 +76,11 @@ def test_rule_cases_all_pass() -> None:
     assert not failed
 
 
-def test_a_broken_rule_change_is_caught_by_its_cases(tmp_path: Path) -> None:
+def test_a_broken_rule_change_is_caught_by_its_cases(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The cases are not vacuous: widening the SP-1 window to 31 d fails the day-31 case."""
+    monkeypatch.chdir(RULES.parent)  # fixture cases name folders from the repository root
     src = RULES / "core" / "spade"
     (tmp_path / "spade").mkdir()
     rule = (src / "benign_dizziness_headache_stroke_30d.yaml").read_text()
