@@ -8,7 +8,8 @@ order and meanings are documented in ``rules/README.md``.
 from __future__ import annotations
 
 import re
-from datetime import date, timedelta
+import datetime as dt
+from datetime import timedelta
 from enum import IntEnum, StrEnum
 from typing import Annotated, Any, Literal
 from uuid import UUID
@@ -190,8 +191,8 @@ class RuleSpec(Strict):
     description: Str1
     references: Annotated[list[Str1], Field(min_length=1)]
     author: str | None = None
-    date: date | str | None = None
-    modified: date | str | None = None
+    date: dt.date | str | None = None
+    modified: dt.date | str | None = None
     tags: list[Annotated[str, Field(pattern=r"^[a-z0-9_-]+\.[a-z0-9._-]+$")]] = Field(
         default_factory=list
     )
@@ -204,7 +205,7 @@ class RuleSpec(Strict):
 
 class ValueSetSpec(Strict):
     name: Annotated[str, Field(pattern=r"^[a-z0-9_]+$")]
-    version: str | date
+    version: str | dt.date
     title: Str1
     source: Str1
     description: str | None = None
@@ -232,7 +233,7 @@ class TestCase(Strict):
     patient: dict[str, Any] | None = None
     events: list[dict[str, Any]] | None = None
     fixture: str | None = None
-    as_of: str | date | None = None
+    as_of: str | dt.date | None = None
     count: int | None = None
 
     @model_validator(mode="after")
