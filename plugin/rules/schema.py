@@ -7,8 +7,8 @@ order and meanings are documented in ``rules/README.md``.
 
 from __future__ import annotations
 
-import re
 import datetime as dt
+import re
 from datetime import timedelta
 from enum import IntEnum, StrEnum
 from typing import Annotated, Any, Literal

@@ -29,7 +29,9 @@ def imported_modules(path: Path) -> set[str]:
 
 
 SEMANTIC = sorted(
-    p for pkg in ("rules", "rank", "timeline") for p in (ROOT / pkg).glob("*.py")
+    p
+    for pkg in ("rules", "rank", "timeline")
+    for p in (ROOT / pkg).glob("*.py")
     if p.relative_to(ROOT).as_posix() not in LOADERS
 )
 
@@ -44,11 +46,16 @@ def test_there_is_something_to_check():
     assert len(SEMANTIC) >= 8
 
 
-@pytest.mark.parametrize("path", sorted(ROOT.rglob("*.py")), ids=lambda p: p.relative_to(ROOT).as_posix())
+@pytest.mark.parametrize(
+    "path", sorted(ROOT.rglob("*.py")), ids=lambda p: p.relative_to(ROOT).as_posix()
+)
 def test_library_code_never_prints(path):
     if path.relative_to(ROOT).parts[0] == "cli":
         return  # the command line is where printing belongs
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    prints = [n.lineno for n in ast.walk(tree)
-              if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "print"]
+    prints = [
+        n.lineno
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "print"
+    ]
     assert not prints, f"{path.relative_to(ROOT)} prints at lines {prints}"

@@ -41,36 +41,74 @@ def enc(
             LocationStay(name="MICU", start=start + timedelta(hours=icu_after), end=end, icu=True),
         )
     return Event(
-        patient="p1", t=start, end=end, kind=Kind.ENCOUNTER, system="setting",
-        code=setting.value, source=f"Encounter/e{n}",
+        patient="p1",
+        t=start,
+        end=end,
+        kind=Kind.ENCOUNTER,
+        system="setting",
+        code=setting.value,
+        source=f"Encounter/e{n}",
         detail=EncounterDetail(
-            setting=setting, class_code=setting.value, disposition=disposition,
-            diagnoses=tuple(Code("icd10", c) for c in dx), released=released, planned=planned,
+            setting=setting,
+            class_code=setting.value,
+            disposition=disposition,
+            diagnoses=tuple(Code("icd10", c) for c in dx),
+            released=released,
+            planned=planned,
             locations=locations,
         ),
     )
 
 
-def obs(n: int, at: timedelta, loinc: str, value: float | None, unit: str | None,
-        interp: tuple[str, ...] = ()) -> Event:
+def obs(
+    n: int,
+    at: timedelta,
+    loinc: str,
+    value: float | None,
+    unit: str | None,
+    interp: tuple[str, ...] = (),
+) -> Event:
     return Event(
-        patient="p1", t=T0 + at, kind=Kind.OBSERVATION, system="loinc", code=loinc,
-        value=value, unit=unit, interpretation=interp, source=f"Observation/o{n}",
+        patient="p1",
+        t=T0 + at,
+        kind=Kind.OBSERVATION,
+        system="loinc",
+        code=loinc,
+        value=value,
+        unit=unit,
+        interpretation=interp,
+        source=f"Observation/o{n}",
     )
 
 
 def proc(n: int, at: timedelta, cpt: str) -> Event:
-    return Event(patient="p1", t=T0 + at, kind=Kind.PROCEDURE, system="cpt", code=cpt,
-                 source=f"Procedure/pr{n}")
+    return Event(
+        patient="p1",
+        t=T0 + at,
+        kind=Kind.PROCEDURE,
+        system="cpt",
+        code=cpt,
+        source=f"Procedure/pr{n}",
+    )
 
 
 def cond(n: int, at: timedelta, icd: str) -> Event:
-    return Event(patient="p1", t=T0 + at, kind=Kind.CONDITION, system="icd10", code=icd,
-                 source=f"Condition/c{n}")
+    return Event(
+        patient="p1",
+        t=T0 + at,
+        kind=Kind.CONDITION,
+        system="icd10",
+        code=icd,
+        source=f"Condition/c{n}",
+    )
 
 
-def timeline(*events: Event, birth: date | None = date(1950, 6, 1), sex: str = "female",
-             deceased: datetime | None = None) -> Timeline:
+def timeline(
+    *events: Event,
+    birth: date | None = date(1950, 6, 1),
+    sex: str = "female",
+    deceased: datetime | None = None,
+) -> Timeline:
     return Timeline(
         patient=PatientInfo(id="p1", birth_date=birth, sex=sex, deceased=deceased),
         events=tuple(sorted(events, key=lambda e: (e.t, e.kind.value, e.source))),

@@ -121,28 +121,37 @@ def test_absence_exclusions(abs_rule):
     as_of = T0 + 400 * D
     assert not evaluate_rule(abs_rule, fit(birth=date(1940, 1, 1)), as_of=as_of)  # age 85
     assert evaluate_rule(abs_rule, fit(birth=None), as_of=as_of)  # unknown age: a human looks
-    assert not evaluate_rule(abs_rule, fit(cond(1, -100 * D, "Z51.5".replace(".", ""))), as_of=as_of)
+    assert not evaluate_rule(
+        abs_rule, fit(cond(1, -100 * D, "Z51.5".replace(".", ""))), as_of=as_of
+    )
     assert evaluate_rule(abs_rule, fit(cond(1, -400 * D, "Z515")), as_of=as_of)  # too long ago
     assert not evaluate_rule(abs_rule, fit(deceased=T0 + 30 * D), as_of=as_of)
     assert evaluate_rule(abs_rule, fit(deceased=T0 + 90 * D), as_of=as_of)
 
 
 def test_threshold_with_unit_conversion(tmp_path):
-    rule = one_rule(tmp_path, """  type: absence
+    rule = one_rule(
+        tmp_path,
+        """  type: absence
   index: {kind: observation, codes: [loinc:718-7], value: "<= 11 g/dL"}
   expect_any: [{kind: procedure, codes: [cpt:45378]}]
   within: 60d
-""")
+""",
+    )
     as_of = T0 + 400 * D
     assert evaluate_rule(rule, timeline(obs(1, timedelta(0), "718-7", 10.5, "g/dL")), as_of=as_of)
     assert evaluate_rule(rule, timeline(obs(1, timedelta(0), "718-7", 105, "g/L")), as_of=as_of)
     assert not evaluate_rule(rule, timeline(obs(1, timedelta(0), "718-7", 125, "g/L")), as_of=as_of)
-    assert not evaluate_rule(rule, timeline(obs(1, timedelta(0), "718-7", 10, "mmol/L")), as_of=as_of)
+    assert not evaluate_rule(
+        rule, timeline(obs(1, timedelta(0), "718-7", 10, "mmol/L")), as_of=as_of
+    )
     assert evaluate_rule(rule, timeline(obs(1, timedelta(0), "718-7", 11, "g/dL")), as_of=as_of)
 
 
 def test_expect_with_own_window_and_require(tmp_path):
-    rule = one_rule(tmp_path, """  type: absence
+    rule = one_rule(
+        tmp_path,
+        """  type: absence
   index: {kind: observation, codes: [loinc:3016-3], value: "> 10 mIU/L"}
   expect_any:
     - {kind: observation, codes: [loinc:3016-3], within: 60d}
@@ -151,7 +160,8 @@ def test_expect_with_own_window_and_require(tmp_path):
   require:
     - event: {kind: condition, codes: [icd10:E03]}
       between: [-3650d, 0d]
-""")
+""",
+    )
     as_of = T0 + 400 * D
     hypo = cond(1, -200 * D, "E039")
     tsh = obs(1, timedelta(0), "3016-3", 14.0, "uIU/mL")
@@ -166,19 +176,34 @@ def test_expect_with_own_window_and_require(tmp_path):
 
 
 def test_icu_transfer_from_location_history(tmp_path):
-    rule = one_rule(tmp_path, """  type: sequence
+    rule = one_rule(
+        tmp_path,
+        """  type: sequence
   index: {kind: encounter, setting: [IP]}
   outcome: {kind: transfer, codes: [location:icu]}
   anchor: start
   within: 24h
-""")
+""",
+    )
     from plugin.timeline.model import Event, Kind
 
     ip = enc(1, timedelta(0), Setting.IP, hours=100)
-    icu = Event(patient="p1", t=T0 + 20 * H, kind=Kind.TRANSFER, system="location", code="icu",
-                source="Encounter/e1")
-    late = Event(patient="p1", t=T0 + 30 * H, kind=Kind.TRANSFER, system="location", code="icu",
-                 source="Encounter/e1")
+    icu = Event(
+        patient="p1",
+        t=T0 + 20 * H,
+        kind=Kind.TRANSFER,
+        system="location",
+        code="icu",
+        source="Encounter/e1",
+    )
+    late = Event(
+        patient="p1",
+        t=T0 + 30 * H,
+        kind=Kind.TRANSFER,
+        system="location",
+        code="icu",
+        source="Encounter/e1",
+    )
     assert evaluate_rule(rule, timeline(ip, icu))
     assert not evaluate_rule(rule, timeline(ip, late))
 

@@ -27,8 +27,21 @@ def expected_findings() -> set[tuple[str, str, str]]:
 
 def test_scan_fixtures_finds_exactly_the_planted_positives(tmp_path, capsys):
     out = tmp_path / "findings.json"
-    assert main(["scan", str(FIXTURES), "--rules", str(ROOT / "rules"), "--as-of", AS_OF,
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "scan",
+                str(FIXTURES),
+                "--rules",
+                str(ROOT / "rules"),
+                "--as-of",
+                AS_OF,
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     got = {(f["patient_id"], f["rule_id"], f["index_ref"]) for f in json.loads(out.read_text())}
     want = expected_findings()
     assert len(want) >= 5
@@ -40,8 +53,20 @@ def test_scan_fixtures_finds_exactly_the_planted_positives(tmp_path, capsys):
 
 def test_fast_and_full_validation_give_the_same_findings(tmp_path):
     for mode in ("fast", "full"):
-        main(["scan", str(FIXTURES), "--as-of", AS_OF, "--validate", mode,
-              "--out", str(tmp_path / f"{mode}.csv"), "--rules", str(ROOT / "rules")])
+        main(
+            [
+                "scan",
+                str(FIXTURES),
+                "--as-of",
+                AS_OF,
+                "--validate",
+                mode,
+                "--out",
+                str(tmp_path / f"{mode}.csv"),
+                "--rules",
+                str(ROOT / "rules"),
+            ]
+        )
     fast = (tmp_path / "fast.csv").read_text()
     assert fast == (tmp_path / "full.csv").read_text()
     assert len(fast.splitlines()) > 1
@@ -53,14 +78,34 @@ def test_scan_shared_data_completes_with_summary(name, tmp_path, capsys):
     if not source.exists():
         pytest.skip(f"{source} not present")
     out = tmp_path / "f.csv"
-    assert main(["scan", str(source), "--as-of", "2300-01-01", "--out", str(out),
-                 "--rules", str(ROOT / "rules")]) == 0
+    assert (
+        main(
+            [
+                "scan",
+                str(source),
+                "--as-of",
+                "2300-01-01",
+                "--out",
+                str(out),
+                "--rules",
+                str(ROOT / "rules"),
+            ]
+        )
+        == 0
+    )
     err = capsys.readouterr().err
     assert "patients" in err and "resources read" in err and "findings" in err
     rows = list(csv.DictReader(out.open()))
     assert rows, "the published triggers fire on every one of these cohorts"
-    assert {"patient_id", "index_ref", "index_start", "rule_id", "rule_title", "level",
-            "evidence"} <= set(rows[0])
+    assert {
+        "patient_id",
+        "index_ref",
+        "index_start",
+        "rule_id",
+        "rule_title",
+        "level",
+        "evidence",
+    } <= set(rows[0])
     assert all(r["evidence"] for r in rows)
 
 
