@@ -1,0 +1,163 @@
+"""plugin.fhir.stage: a population grouped by patient, checked against in-memory grouping, and
+the fhir_fixtures scenarios scanned with the real rules."""
+
+import json
+from collections import defaultdict
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from plugin.fhir.parse import timeline_from_resources
+from plugin.fhir.read import ReadReport, iter_resources
+from plugin.fhir.refs import ReferenceIndex
+from plugin.fhir.stage import BUCKET_BYTES, choose_buckets, iter_patients, patient_of
+
+DATA = Path("/work/shared/data")
+REPO = Path(__file__).parents[2]
+FIXTURES = REPO / "fhir_fixtures"
+needs_data = pytest.mark.skipif(not DATA.exists(), reason="shared data not present")
+
+
+def ids(resources):
+    return sorted(f"{r['resourceType']}/{r['id']}" for r in resources)
+
+
+def naive(path, types):
+    groups = defaultdict(list)
+    for item in iter_resources(path):
+        r = item.resource
+        if r is not None and r["resourceType"] in types:
+            groups[patient_of(r)].append(r)
+    return {pid: ids(rs) for pid, rs in groups.items()}
+
+
+@needs_data
+@pytest.mark.parametrize("buckets", [1, 5])
+def test_staging_groups_every_resource_of_a_patient(buckets, tmp_path):
+    path = DATA / "bulk-ndjson-10-patients"
+    report = ReadReport()
+    staged = {
+        pid: [r for r in rs if r["resourceType"] != "Location"]
+        for pid, rs in iter_patients([path], report=report, buckets=buckets, tmp_dir=tmp_path)
+    }
+    expected = naive(path, {"Patient", "Encounter", "Condition", "Procedure", "MedicationRequest"})
+    assert {pid: ids(rs) for pid, rs in staged.items()} == expected
+    assert report.skipped == 0
+    # types the timeline does not read are counted, not staged; patient-less ones too
+    assert report.not_used["Immunization"] > 0 and report.not_used["Organization"] > 0
+    assert list(tmp_path.iterdir()) == []  # the staging directory is removed
+
+
+@needs_data
+def test_locations_are_attached_and_conditional_references_resolve():
+    checked = 0
+    for _pid, resources in iter_patients([DATA / "bulk-ndjson-10-patients"], buckets=3):
+        index = ReferenceIndex(resources)
+        for enc in (r for r in resources if r["resourceType"] == "Encounter"):
+            for entry in enc["location"]:
+                ref = entry["location"]["reference"]
+                assert ref.startswith("Location?identifier=")
+                location = index.resolve(ref)
+                assert location is not None and location["resourceType"] == "Location"
+                checked += 1
+    assert checked == 1215
+
+
+@needs_data
+def test_patients_come_out_in_a_deterministic_order():
+    paths = [DATA / "synthea-r4", DATA / "mimic-iv-demo-fhir"]
+    first = [pid for pid, _ in iter_patients(paths, buckets=4)]
+    second = [pid for pid, _ in iter_patients(paths, buckets=4)]
+    assert first == second
+    assert len(first) == len(set(first)) == 120
+
+
+@needs_data
+def test_bundles_and_types_none_keep_everything():
+    path = DATA / "synthea-r4" / "Alberto_Atencio_fc712d1f-5a2e-4407-9c55-a2a2bad623c2.json"
+    ((pid, resources),) = list(iter_patients([path], types=None))
+    bundle = [i.resource for i in iter_resources(path)]
+    with_patient = [r for r in bundle if patient_of(r) == pid]
+    assert ids(resources) == ids(with_patient)
+
+
+@needs_data
+def test_resources_of_no_patient_are_counted():
+    report = ReadReport()
+    list(iter_patients([DATA / "hl7-r4-examples"], report=report))
+    assert report.no_patient["Observation"] > 0  # e.g. subject Group/herd1
+
+
+def test_conditional_patient_references(tmp_path):
+    patient = {
+        "resourceType": "Patient",
+        "id": "p1",
+        "identifier": [{"system": "urn:mrn", "value": "123"}],
+    }
+    cond = {
+        "resourceType": "Condition",
+        "id": "c1",
+        "onsetDateTime": "2025-01-02",
+        "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "R42"}]},
+        "subject": {"reference": "Patient?identifier=urn:mrn|123"},
+    }
+    lost = {**cond, "id": "c2", "subject": {"reference": "Patient?identifier=urn:mrn|999"}}
+    (tmp_path / "Condition.ndjson").write_text(json.dumps(cond) + "\n" + json.dumps(lost) + "\n")
+    (tmp_path / "Patient.ndjson").write_text(json.dumps(patient) + "\n")
+    report = ReadReport()
+    result = {pid: ids(rs) for pid, rs in iter_patients([tmp_path], report=report, buckets=2)}
+    assert result == {"p1": ["Condition/c1", "Patient/p1"]}
+    (err,) = report.errors
+    assert err.where.endswith("Condition.ndjson:2")
+    assert "Patient?identifier=urn:mrn|999" in err.what
+
+
+@pytest.mark.parametrize("mode", ["fast", "full"])
+def test_bad_input_is_reported_by_line_and_the_rest_is_kept(mode):
+    report = ReadReport()
+    result = {
+        pid: ids(rs) for pid, rs in iter_patients([FIXTURES / "bad"], validate=mode, report=report)
+    }
+    assert result == {"bad-p1": ["Condition/bad-c2", "Patient/bad-p1"]}
+    expected = json.loads((FIXTURES / "bad" / "expected" / "skipped.json").read_text())
+    got = sorted(Path(e.where).name for e in report.errors)
+    assert got == sorted(e["where"] for e in expected if mode in e["modes"])
+    assert report.skipped == len(got)
+
+
+def test_choose_buckets_scales_with_input_size(tmp_path):
+    assert choose_buckets([FIXTURES]) == 1
+    big = tmp_path / "Condition.ndjson"
+    with big.open("wb") as fh:
+        fh.truncate(3 * BUCKET_BYTES + 1)  # sparse file: size without the bytes
+    assert choose_buckets([tmp_path]) == 4
+
+
+def _rule_short_names(ruleset):
+    names = {}
+    for rule in ruleset.rules:
+        trigger = [t for t in rule.tags if t.startswith("trigger.")]
+        names[rule.id] = trigger[0].split(".", 1)[1].upper() if trigger else rule.id
+    return names
+
+
+@pytest.mark.parametrize("mode", ["fast", "full"])
+def test_fixture_scenarios_give_exactly_the_expected_findings(mode):
+    rules = pytest.importorskip("plugin.rules")
+    ruleset = rules.load_rules(REPO / "rules")
+    short = _rule_short_names(ruleset)
+    as_of = datetime(2026, 6, 1, tzinfo=UTC)  # every 2025 window has closed
+    scenarios = sorted(p for p in FIXTURES.iterdir() if p.is_dir())
+    assert len(scenarios) >= 15
+    for scenario in scenarios:
+        got = []
+        for _pid, resources in iter_patients([scenario], validate=mode):
+            timeline = timeline_from_resources(resources, validate="none")
+            got += [
+                (f.patient_id, short[f.rule_id], f.rule_id, f.index_ref)
+                for f in rules.evaluate(ruleset, timeline, as_of=as_of)
+            ]
+        expected = json.loads((scenario / "expected" / "findings.json").read_text())
+        want = [(e["patient_id"], e["rule"], e["rule_id"], e["index_ref"]) for e in expected]
+        assert sorted(got) == sorted(want), scenario.name
