@@ -30,12 +30,28 @@ def _t(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
-def _ticks(start: datetime, stop: datetime, n: int = 8) -> list[datetime]:
-    span = (stop - start).total_seconds()
-    days = max(1, round(span / 86400 / n))
+def _ticks(start: datetime, stop: datetime, most: int = 10) -> list[datetime]:
+    days = (stop - start).total_seconds() / 86400
+    step = next((d for d in (1, 2, 7, 14, 30, 60, 90, 180, 365) if days / d <= most), 730)
     first = start.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
-    return [first + timedelta(days=i * days) for i in range(n + 1)
-            if first + timedelta(days=i * days) <= stop]  # fmt: skip
+    ticks = []
+    while first <= stop:
+        ticks.append(first)
+        first += timedelta(days=step)
+    return ticks
+
+
+def _span(events: list[dict[str, Any]], finding: dict[str, Any]) -> tuple[datetime, datetime]:
+    """From the first to the last event shown (always including the rule window), padded."""
+    times = [finding["index_start"], finding["window_end"]]
+    for ev in events:
+        for col in ("t", "end"):
+            moment = _t(ev.get(col))
+            if moment is not None:
+                times.append(moment)
+    lo, hi = min(times), max(times)
+    pad = max((hi - lo) * 0.03, timedelta(days=1))
+    return lo - pad, hi + pad
 
 
 def _label(ev: dict[str, Any]) -> str:
@@ -56,10 +72,8 @@ def _label(ev: dict[str, Any]) -> str:
 
 def timeline_svg(snapshot: dict[str, Any], finding: dict[str, Any], width: int = 980) -> Markup:
     """Lanes by event kind over the snapshot's time span; the rule window shaded."""
-    start, stop = _t(snapshot["from"]), _t(snapshot["to"])
-    if start is None or stop is None or stop <= start:
-        return Markup("")
-    events = snapshot.get("events", [])
+    events = sorted(snapshot.get("events", []), key=lambda e: bool(e.get("abnormal")))
+    start, stop = _span(events, finding)
     present = {e["kind"] for e in events}
     lanes = [(k, name) for k, name in LANES if k in present or k == "encounter"]
     left, right, top, lane_h = 150, 16, 28, 34
@@ -98,12 +112,17 @@ def timeline_svg(snapshot: dict[str, Any], finding: dict[str, Any], width: int =
                f'<text x="{ix + 4:.1f}" y="{top - 12}" fill="#1a202c">'
                "index event</text>")  # fmt: skip
     lane_of = {k: i for i, (k, _) in enumerate(lanes)}
+    crowd: dict[tuple[int, int], int] = {}
     for ev in events:
         lane = lane_of.get(ev["kind"])
         when = _t(ev["t"])
         if lane is None or when is None:
             continue
         cy = top + lane * lane_h + lane_h / 2
+        if ev["kind"] != "encounter":  # spread marks that fall on the same spot
+            spot = (lane, round(x(when) / 8))
+            crowd[spot] = crowd.get(spot, 0) + 1
+            cy += (0, -8, 8, -4, 4, -12, 12)[(crowd[spot] - 1) % 7]
         key = ev["source"] in marked
         stroke = ' stroke="#000" stroke-width="2"' if key else ""
         title = f"<title>{escape(_label(ev))}{' (rule evidence)' if key else ''}</title>"
@@ -113,7 +132,9 @@ def timeline_svg(snapshot: dict[str, Any], finding: dict[str, Any], width: int =
                                                                           "#718096")  # fmt: skip
             x0, x1 = x(max(when, start)), x(min(end, stop))
             out.append(f'<rect x="{x0:.1f}" y="{cy - 9}" width="{max(4.0, x1 - x0):.1f}" '
-                       f'height="18" rx="3" fill="{colour}"{stroke}>{title}</rect>')  # fmt: skip
+                       f'height="18" rx="3" fill="{colour}"{stroke}>{title}</rect>'
+                       f'<text x="{x0:.1f}" y="{cy - 12}" font-size="10" fill="#2d3748">'
+                       f'{escape(ev.get("setting", ""))}</text>')  # fmt: skip
         elif ev["kind"] == "observation":
             colour = "#e53e3e" if ev.get("abnormal") else "#a0aec0"
             out.append(f'<circle cx="{x(when):.1f}" cy="{cy}" r="{6 if key else 4.5}" '
