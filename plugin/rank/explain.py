@@ -100,6 +100,12 @@ _NUMBERS: dict[str, Callable[[float], str]] = {
     "win_orders": lambda v: f"{v:.0f} orders in the window",
     "win_procedures": lambda v: f"{v:.0f} procedures in the window",
     "win_meds": lambda v: f"{v:.0f} prescriptions in the window",
+    "win_reports": lambda v: f"{v:.0f} reports in the window",
+    "win_outside_reports": lambda v: f"{v:.0f} outside reports in the window",
+    "orders_active": lambda v: f"{v:.0f} orders still open",
+    "orders_revoked": lambda v: f"{v:.0f} orders cancelled",
+    "orders_completed": lambda v: f"{v:.0f} orders completed",
+    "days_since_thyroid_rx": lambda v: f"thyroid prescription {v:.0f} d before",
 }
 _LABS = {
     "wbc": "WBC",

@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 from plugin.rank import codesets as cs
 from plugin.timeline.model import Code, Event, Finding, Kind, Setting, Timeline
 
-FEATURE_VERSION = "2026-11-27.2"
+FEATURE_VERSION = "2026-11-27.3"
 NAN = math.nan
 
 SEXES = ("female", "male", "other")
@@ -114,6 +114,7 @@ ENCOUNTER_FEATURES: tuple[str, ...] = (
     "prior_amb_365",
     "prior_ip_365",
     "on_thyroid_rx",
+    "days_since_thyroid_rx",
 )
 WINDOW_FEATURES: tuple[str, ...] = (
     "trigger",
@@ -143,6 +144,11 @@ WINDOW_FEATURES: tuple[str, ...] = (
     "win_meds",
     "win_thyroid_rx",
     "win_repeat_lab",
+    "win_reports",
+    "win_outside_reports",
+    "orders_active",
+    "orders_revoked",
+    "orders_completed",
     "win_terminal",
     "win_declined",
     "win_nonadherence",
@@ -366,14 +372,14 @@ def encounter_features(tl: Timeline, index: Event) -> Row:
                     if e.detail
                 )
             )
-    row["on_thyroid_rx"] = _b(
-        any(
-            e.kind is Kind.MEDICATION
-            and (e.code in cs.THYROID_RX or "thyrox" in (e.text or "").lower())
-            and e.t >= stop - timedelta(days=365)
-            for e in tl.events
-        )
-    )
+    thyroid = [
+        e.t
+        for e in tl.events
+        if e.kind is Kind.MEDICATION
+        and (e.code in cs.THYROID_RX or "thyrox" in (e.text or "").lower())
+    ]
+    row["on_thyroid_rx"] = _b(any(t >= stop - timedelta(days=365) for t in thyroid))
+    row["days_since_thyroid_rx"] = (stop - max(thyroid)).total_seconds() / 86400 if thyroid else NAN
     return row
 
 
@@ -460,6 +466,18 @@ def window_features(tl: Timeline, finding: Finding, index: Event, trigger: str |
         index.kind is Kind.OBSERVATION
         and any(e.kind is Kind.OBSERVATION and e.code == index.code for e in win)
     )
+    reports = [e for e in win if e.kind is Kind.REPORT]
+    row["win_reports"] = float(len(reports))
+    row["win_outside_reports"] = float(sum(e.encounter is None for e in reports))
+    # orders placed at the index visit, by their status as recorded (review time)
+    visit = index.encounter if index.kind is not Kind.ENCOUNTER else index.source
+    placed = [
+        e
+        for e in tl.events
+        if e.kind is Kind.ORDER and (e.encounter == visit if visit else index.t <= e.t <= anchor)
+    ]
+    for status in ("active", "revoked", "completed"):
+        row[f"orders_{status}"] = float(sum((e.status or "") == status for e in placed))
     win_codes = _condition_codes(win)
     row["win_terminal"] = _b(cs.TERMINAL.any_of(win_codes))
     at_index = _condition_codes(e for e in tl.events if index.t <= e.t <= anchor)
