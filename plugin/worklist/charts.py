@@ -113,6 +113,7 @@ def timeline_svg(snapshot: dict[str, Any], finding: dict[str, Any], width: int =
                "index event</text>")  # fmt: skip
     lane_of = {k: i for i, (k, _) in enumerate(lanes)}
     crowd: dict[tuple[int, int], int] = {}
+    last_label = -1e9  # x of the last encounter label, to keep labels from overlapping
     for ev in events:
         lane = lane_of.get(ev["kind"])
         when = _t(ev["t"])
@@ -131,10 +132,12 @@ def timeline_svg(snapshot: dict[str, Any], finding: dict[str, Any], width: int =
             colour = "#c53030" if ev.get("icu") else SETTING_COLOURS.get(ev.get("setting", ""),
                                                                           "#718096")  # fmt: skip
             x0, x1 = x(max(when, start)), x(min(end, stop))
+            label = ev.get("setting", "") if x0 - last_label > 28 else ""
+            last_label = x0 if label else last_label
             out.append(f'<rect x="{x0:.1f}" y="{cy - 9}" width="{max(4.0, x1 - x0):.1f}" '
                        f'height="18" rx="3" fill="{colour}"{stroke}>{title}</rect>'
                        f'<text x="{x0:.1f}" y="{cy - 12}" font-size="10" fill="#2d3748">'
-                       f'{escape(ev.get("setting", ""))}</text>')  # fmt: skip
+                       f"{escape(label)}</text>")  # fmt: skip
         elif ev["kind"] == "observation":
             colour = "#e53e3e" if ev.get("abnormal") else "#a0aec0"
             out.append(f'<circle cx="{x(when):.1f}" cy="{cy}" r="{6 if key else 4.5}" '
