@@ -77,9 +77,7 @@ def load_private_key(path: Path) -> rsa.RSAPrivateKey | ec.EllipticCurvePrivateK
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError) as exc:
-        raise FhirAuthError(
-            f"{path} is not an unencrypted PEM private key ({exc})"
-        ) from None
+        raise FhirAuthError(f"{path} is not an unencrypted PEM private key ({exc})") from None
     if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
         raise FhirAuthError(f"{path}: only RSA and EC keys can sign SMART assertions")
     return key
@@ -126,8 +124,9 @@ class SmartBackendAuth:
     def from_files(
         cls, base_url: str, *, client_id: str, private_key_file: Path, **kwargs: Any
     ) -> SmartBackendAuth:
-        return cls(base_url, client_id=client_id, private_key=load_private_key(private_key_file),
-                   **kwargs)
+        return cls(
+            base_url, client_id=client_id, private_key=load_private_key(private_key_file), **kwargs
+        )
 
     def __repr__(self) -> str:
         return f"SmartBackendAuth(client_id={self.client_id!r}, alg={self.alg!r})"
@@ -151,7 +150,9 @@ class SmartBackendAuth:
         if self.token_url is None:
             url = f"{self.base_url}/.well-known/smart-configuration"
             try:
-                config = http.get_json(url, headers={"Accept": "application/json"})
+                config = http.get_json(
+                    url, headers={"Accept": "application/json"}, authenticate=False
+                )
             except FatalFhirError as exc:
                 raise FhirAuthError(
                     f"cannot discover the SMART token endpoint at {safe_url(url)}: {exc}"
@@ -166,27 +167,43 @@ class SmartBackendAuth:
         return self.token_url
 
     def _assertion(self, token_url: str) -> str:
-        now = int(self.clock())
-        claims = {"iss": self.client_id, "sub": self.client_id, "aud": token_url,
-                  "exp": now + ASSERTION_LIFETIME_S, "iat": now, "jti": uuid.uuid4().hex}
+        # the wall clock, not self.clock: the token endpoint checks iat/exp against its own
+        now = int(time.time())
+        claims = {
+            "iss": self.client_id,
+            "sub": self.client_id,
+            "aud": token_url,
+            "exp": now + ASSERTION_LIFETIME_S,
+            "iat": now,
+            "jti": uuid.uuid4().hex,
+        }
         headers = {"typ": "JWT", **({"kid": self.key_id} if self.key_id else {})}
         return jwt.encode(claims, self._key, algorithm=self.alg, headers=headers)
 
     def _fetch_token(self, http: FhirHttp) -> str:
         token_url = self.discover(http)
-        form = {"grant_type": "client_credentials", "scope": self.scope,
-                "client_assertion_type": ASSERTION_TYPE,
-                "client_assertion": self._assertion(token_url)}
+        form = {
+            "grant_type": "client_credentials",
+            "scope": self.scope,
+            "client_assertion_type": ASSERTION_TYPE,
+            "client_assertion": self._assertion(token_url),
+        }
         try:
-            resp = http.request("POST", token_url, data=form, authenticate=False,
-                                headers={"Accept": "application/json"})
+            resp = http.request(
+                "POST",
+                token_url,
+                data=form,
+                authenticate=False,
+                headers={"Accept": "application/json"},
+            )
         except FatalFhirError as exc:
             raise FhirAuthError(
                 f"the SMART token endpoint refused client {self.client_id!r}: {exc}. Check that "
                 "the private key matches the public key (or JWKS) registered for this client"
                 + (f" under kid {self.key_id!r}" if self.key_id else "")
                 + ", and that the requested scope is allowed",
-                status=exc.status, url=token_url,
+                status=exc.status,
+                url=token_url,
             ) from None
         body = parse_json_object(resp.content, token_url)
         token = body.get("access_token")

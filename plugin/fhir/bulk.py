@@ -123,29 +123,40 @@ class BulkExporter:
                     raise
                 log.warning("the saved export job is gone on the server; starting a new one")
                 (out_dir / JOB_FILE).unlink()
-                return self.export(out_dir, level=level, group_id=group_id, types=types,
-                                   since=since)
+                return self.export(
+                    out_dir, level=level, group_id=group_id, types=types, since=since
+                )
             job["manifest"] = manifest
             _write_json(out_dir / JOB_FILE, job)
         files, counts = self._download_all(out_dir, job)
         error_count = self._download_errors(out_dir, manifest)
         self._delete_job(job["status"])
         transaction_time = str(manifest.get("transactionTime", ""))
-        _write_json(out_dir / STATE_FILE, {"transactionTime": transaction_time,
-                                           "request": request_url})
+        _write_json(
+            out_dir / STATE_FILE, {"transactionTime": transaction_time, "request": request_url}
+        )
         (out_dir / JOB_FILE).unlink(missing_ok=True)
         self.progress(ExportProgress(phase="done", done=len(files), total=len(files)))
-        return ExportResult(out_dir=out_dir, transaction_time=transaction_time,
-                            files=tuple(files), counts=dict(counts), error_count=error_count,
-                            resumed=resumed)
+        return ExportResult(
+            out_dir=out_dir,
+            transaction_time=transaction_time,
+            files=tuple(files),
+            counts=dict(counts),
+            error_count=error_count,
+            resumed=resumed,
+        )
 
     # --- kick-off and polling ---------------------------------------------------------------
-    def _kickoff_url(self, level: Level, group_id: str | None, types: Sequence[str],
-                     since: str | None) -> str:
+    def _kickoff_url(
+        self, level: Level, group_id: str | None, types: Sequence[str], since: str | None
+    ) -> str:
         if level == "group" and not group_id:
             raise FatalFhirError("a Group-level export needs a group id")
-        path = {"system": "$export", "patient": "Patient/$export",
-                "group": f"Group/{group_id}/$export"}[level]
+        path = {
+            "system": "$export",
+            "patient": "Patient/$export",
+            "group": f"Group/{group_id}/$export",
+        }[level]
         params = [("_outputFormat", "application/fhir+ndjson")]
         if types:
             params.append(("_type", ",".join(types)))
@@ -156,14 +167,18 @@ class BulkExporter:
 
     def _kickoff(self, url: str) -> str:
         self.progress(ExportProgress(phase="kickoff", message="starting the export"))
-        resp = self.http.request("GET", url, headers={"Prefer": "respond-async",
-                                                      "Accept": "application/fhir+json"})
+        resp = self.http.request(
+            "GET", url, headers={"Prefer": "respond-async", "Accept": "application/fhir+json"}
+        )
         status_url = resp.headers.get("Content-Location")
         resp.close()
         if resp.status_code != 202 or not status_url:
             raise FatalFhirError(
                 f"{safe_url(url)}: expected 202 Accepted with a Content-Location, got "
-                f"HTTP {resp.status_code}", status=resp.status_code, url=url)
+                f"HTTP {resp.status_code}",
+                status=resp.status_code,
+                url=url,
+            )
         return status_url
 
     def _wait(self, status_url: str) -> dict[str, Any]:
@@ -184,7 +199,8 @@ class BulkExporter:
                 raise FhirDeadlineError(
                     f"the export at {safe_url(status_url)} was not ready within "
                     f"{self.budget_s:.0f}s; run again to keep waiting for the same job",
-                    url=status_url)
+                    url=status_url,
+                )
             self.http.sleep(wait)
 
     def _delete_job(self, status_url: str) -> None:
@@ -219,15 +235,19 @@ class BulkExporter:
             path = out_dir / name
             lines = _count_lines(path)
             if isinstance(out.get("count"), int) and out["count"] != lines:
-                log.warning("%s: the manifest says %d resources, the file has %d",
-                            name, out["count"], lines)
+                log.warning(
+                    "%s: the manifest says %d resources, the file has %d", name, out["count"], lines
+                )
             with lock:
                 done[out["url"]] = name
                 _write_json(out_dir / JOB_FILE, job)
                 counts[out["type"]] += lines
                 files.append(path)
-                self.progress(ExportProgress(phase="downloading", message=name,
-                                             done=len(files), total=len(plan)))
+                self.progress(
+                    ExportProgress(
+                        phase="downloading", message=name, done=len(files), total=len(plan)
+                    )
+                )
 
         self.progress(ExportProgress(phase="downloading", done=0, total=len(plan)))
         with ThreadPoolExecutor(max_workers=max(1, self.http.max_connections)) as pool:
@@ -246,8 +266,9 @@ class BulkExporter:
             if offset:
                 headers["Range"] = f"bytes={offset}-"
             try:
-                resp = self.http.request("GET", url, headers=headers, stream=True,
-                                         authenticate=token)
+                resp = self.http.request(
+                    "GET", url, headers=headers, stream=True, authenticate=token
+                )
             except FatalFhirError as exc:
                 if offset and exc.status == 416:  # our partial file is not a prefix: restart
                     part.unlink()
@@ -265,8 +286,7 @@ class BulkExporter:
                     raise TemporaryFhirError(
                         f"GET {safe_url(url)}: the download kept failing ({exc})", url=url
                     ) from None
-                log.warning("download of %s interrupted (%s); resuming", stem,
-                            type(exc).__name__)
+                log.warning("download of %s interrupted (%s); resuming", stem, type(exc).__name__)
                 self.http.sleep(self.http.retry_delays[attempt])
                 attempt += 1
                 continue
@@ -288,15 +308,21 @@ class BulkExporter:
             lines += [line for line in body.decode("utf-8", "replace").splitlines() if line]
         if lines:
             (out_dir / ERRORS_FILE).write_text("\n".join(lines) + "\n", encoding="utf-8")
-            log.warning("the server reported %d problem(s) with the export; see %s",
-                        len(lines), out_dir / ERRORS_FILE)
+            log.warning(
+                "the server reported %d problem(s) with the export; see %s",
+                len(lines),
+                out_dir / ERRORS_FILE,
+            )
         return len(lines)
 
 
 def _is_gzip(url: str, resp: requests.Response) -> bool:
     ctype = resp.headers.get("Content-Type", "").split(";")[0].strip().lower()
-    return (resp.headers.get("Content-Encoding", "").lower() == "gzip"
-            or ctype in GZIP_TYPES or urlsplit(url).path.endswith(".gz"))
+    return (
+        resp.headers.get("Content-Encoding", "").lower() == "gzip"
+        or ctype in GZIP_TYPES
+        or urlsplit(url).path.endswith(".gz")
+    )
 
 
 def _count_lines(path: Path) -> int:

@@ -42,15 +42,25 @@ log = logging.getLogger(__name__)
 
 # What the rules and the ranker read (plugin/fhir/parse.py maps each to a timeline Kind).
 RESOURCE_TYPES: tuple[str, ...] = (
-    "Patient", "Encounter", "Condition", "Observation", "Procedure", "DiagnosticReport",
-    "ServiceRequest", "MedicationRequest",
+    "Patient",
+    "Encounter",
+    "Condition",
+    "Observation",
+    "Procedure",
+    "DiagnosticReport",
+    "ServiceRequest",
+    "MedicationRequest",
 )
 # The search parameter that carries each type's clinical date, for ``since``. Condition has
 # none on purpose: a diagnosis made before the window is what tells a rule that a "new"
 # finding was already known, so conditions are always read in full.
 DATE_PARAMS: Mapping[str, str] = {
-    "Encounter": "date", "Observation": "date", "Procedure": "date",
-    "DiagnosticReport": "date", "ServiceRequest": "authored", "MedicationRequest": "authoredon",
+    "Encounter": "date",
+    "Observation": "date",
+    "Procedure": "date",
+    "DiagnosticReport": "date",
+    "ServiceRequest": "authored",
+    "MedicationRequest": "authoredon",
 }
 DEFAULT_PAGE_SIZE = 200
 MAX_PAGES = 100_000  # a backstop far above any real result; loops are caught earlier
@@ -83,9 +93,13 @@ class Capabilities:
         software = " ".join(str(cs.get(k, "")) for k in ("publisher", "name"))
         software += " " + str((cs.get("software") or {}).get("name", ""))
         low = software.lower()
-        server_type = (ServerType.EPIC if "epic" in low else
-                       ServerType.ORACLE if "oracle" in low or "cerner" in low else
-                       ServerType.OTHER)
+        server_type = (
+            ServerType.EPIC
+            if "epic" in low
+            else ServerType.ORACLE
+            if "oracle" in low or "cerner" in low
+            else ServerType.OTHER
+        )
         everything = False
         export: set[str] = set()
         params: dict[str, frozenset[str]] = {}
@@ -106,8 +120,13 @@ class Capabilities:
                     export.add("group")
                 params[rtype] = frozenset(p.get("name") for p in res.get("searchParam") or [])
                 includes[rtype] = frozenset(res.get("searchInclude") or [])
-        return cls(server_type=server_type, everything=everything, export=frozenset(export),
-                   search_params=params, includes=includes)
+        return cls(
+            server_type=server_type,
+            everything=everything,
+            export=frozenset(export),
+            search_params=params,
+            includes=includes,
+        )
 
     def supports(self, rtype: str, param: str) -> bool:
         # a server that lists no search parameters for a type gets the benefit of the doubt
@@ -118,8 +137,8 @@ class Capabilities:
 class FhirClient:
     """A FHIR R4 REST client for one server. Use as a context manager::
 
-        with FhirClient("https://ehr.example.org/fhir", auth=BearerAuth(token)) as client:
-            resources = client.fetch_patient("123", since=date(2024, 1, 1))
+    with FhirClient("https://ehr.example.org/fhir", auth=BearerAuth(token)) as client:
+        resources = client.fetch_patient("123", since=date(2024, 1, 1))
     """
 
     def __init__(
@@ -137,7 +156,10 @@ class FhirClient:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.http = http or FhirHttp(
-            auth=auth, read_timeout_s=timeout, deadline_s=deadline_s, retry_delays=retry_delays,
+            auth=auth,
+            read_timeout_s=timeout,
+            deadline_s=deadline_s,
+            retry_delays=retry_delays,
             max_connections=max_connections,
         )
         self.page_size = page_size
@@ -148,8 +170,12 @@ class FhirClient:
     def __enter__(self) -> FhirClient:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.close()
 
     def close(self) -> None:
@@ -161,17 +187,22 @@ class FhirClient:
         if self._capabilities is None:
             statement = self.http.get_json(f"{self.base_url}/metadata", headers=None)
             self._capabilities = Capabilities.from_statement(statement)
-            log.info("FHIR server %s: type %s, $everything %s, $export %s",
-                     safe_url(self.base_url), self._capabilities.server_type.value,
-                     self._capabilities.everything, sorted(self._capabilities.export))
+            log.info(
+                "FHIR server %s: type %s, $everything %s, $export %s",
+                safe_url(self.base_url),
+                self._capabilities.server_type.value,
+                self._capabilities.everything,
+                sorted(self._capabilities.export),
+            )
         return self._capabilities
 
     def url(self, path: str) -> str:
         return f"{self.base_url}/{path.lstrip('/')}"
 
     # --- paging -----------------------------------------------------------------------------
-    def iter_pages(self, path_or_url: str,
-                   params: list[tuple[str, str]] | None = None) -> Iterator[dict[str, Any]]:
+    def iter_pages(
+        self, path_or_url: str, params: list[tuple[str, str]] | None = None
+    ) -> Iterator[dict[str, Any]]:
         """Each Bundle page of a search, following ``link[rel=next]`` to the end."""
         url = path_or_url if "://" in path_or_url else self.url(path_or_url)
         url = requests.Request("GET", url, params=params or []).prepare().url or url
@@ -183,11 +214,19 @@ class FhirClient:
             if page.get("resourceType") != "Bundle":
                 raise FatalFhirError(
                     f"GET {safe_url(url)}: expected a Bundle, got "
-                    f"{page.get('resourceType') or 'no resourceType'}", url=url)
+                    f"{page.get('resourceType') or 'no resourceType'}",
+                    url=url,
+                )
             yield page
             seen.add(url)
-            next_url = next((link.get("url") for link in page.get("link") or []
-                             if link.get("relation") == "next" and link.get("url")), None)
+            next_url = next(
+                (
+                    link.get("url")
+                    for link in page.get("link") or []
+                    if link.get("relation") == "next" and link.get("url")
+                ),
+                None,
+            )
             if next_url is None:
                 return
             next_url = urljoin(url, next_url)
@@ -195,11 +234,14 @@ class FhirClient:
                 raise FatalFhirError(
                     f"a next link of {safe_url(url)} points to another server "
                     f"({urlsplit(next_url).netloc}); refusing to send our credentials there",
-                    url=next_url)
+                    url=next_url,
+                )
             if next_url in seen:
                 raise FatalFhirError(
                     f"the server's paging loops: the next link of {safe_url(url)} points back "
-                    f"to a page already read (after {len(seen)} pages)", url=next_url)
+                    f"to a page already read (after {len(seen)} pages)",
+                    url=next_url,
+                )
             url = next_url
         raise FatalFhirError(f"{safe_url(url)}: more than {MAX_PAGES} pages")
 
@@ -219,8 +261,9 @@ class FhirClient:
         # the type-level searches, whose date= semantics are standard, are used instead.
         return "everything" if since is None and self.capabilities.everything else "search"
 
-    def fetch_patient(self, patient_id: str,
-                      since: date | datetime | None = None) -> list[dict[str, Any]]:
+    def fetch_patient(
+        self, patient_id: str, since: date | datetime | None = None
+    ) -> list[dict[str, Any]]:
         """The patient and their resources of :data:`RESOURCE_TYPES`, each once.
 
         ``since`` limits dated resources (see :data:`DATE_PARAMS`) to those on or after it;
@@ -230,8 +273,9 @@ class FhirClient:
             raise FatalFhirError("a patient id must be a plain FHIR id")
         found = Deduplicator()
         if self.choose_strategy(since) == "everything":
-            for resource in self.search(f"Patient/{patient_id}/$everything",
-                                        [("_count", str(self.page_size))]):
+            for resource in self.search(
+                f"Patient/{patient_id}/$everything", [("_count", str(self.page_size))]
+            ):
                 if resource["resourceType"] in RESOURCE_TYPES:
                     found.add(resource)
         else:
@@ -243,8 +287,9 @@ class FhirClient:
                 found.add(self.http.get_json(self.url(f"Patient/{patient_id}")))
         return found.resources()
 
-    def search_plan(self, patient_id: str,
-                    since: date | datetime | None) -> list[tuple[str, list[tuple[str, str]]]]:
+    def search_plan(
+        self, patient_id: str, since: date | datetime | None
+    ) -> list[tuple[str, list[tuple[str, str]]]]:
         """The type-level searches for one patient: ``[(type, params), ...]``."""
         caps = self.capabilities
         plan = []

@@ -68,8 +68,11 @@ class Auth(Protocol):
 def safe_url(url: str) -> str:
     """``host/path`` with ids and the query removed: fit for logs and error messages."""
     parts = urlsplit(url)
-    kept = [s if (s[:1].isupper() or s.startswith("$") or s in ("fhir", "metadata")) else "…"
-            for s in parts.path.split("/") if s]
+    kept = [
+        s if (s[:1].isupper() or s.startswith("$") or s in ("fhir", "metadata")) else "…"
+        for s in parts.path.split("/")
+        if s
+    ]
     query = "?…" if parts.query else ""
     return f"{parts.netloc}/{'/'.join(kept)}{query}"
 
@@ -159,12 +162,22 @@ class FhirHttp:
             status: int | None = None
             try:
                 resp = self.session.request(
-                    method, url, params=params, headers=all_headers, data=data, stream=stream,
-                    timeout=(min(self.connect_timeout_s, remaining),
-                             min(self.read_timeout_s, remaining)),
+                    method,
+                    url,
+                    params=params,
+                    headers=all_headers,
+                    data=data,
+                    stream=stream,
+                    timeout=(
+                        min(self.connect_timeout_s, remaining),
+                        min(self.read_timeout_s, remaining),
+                    ),
                 )
-            except (requests.ConnectionError, requests.Timeout,
-                    requests.exceptions.ChunkedEncodingError) as exc:
+            except (
+                requests.ConnectionError,
+                requests.Timeout,
+                requests.exceptions.ChunkedEncodingError,
+            ) as exc:
                 problem = f"{type(exc).__name__}"
             else:
                 status = resp.status_code
@@ -174,23 +187,27 @@ class FhirHttp:
                     resp.close()
                     refreshed = True
                     if self.auth.invalidate():
-                        log.info("%s %s: 401, retrying once with a new token", method,
-                                 safe_url(url))
+                        log.info(
+                            "%s %s: 401, retrying once with a new token", method, safe_url(url)
+                        )
                         continue
                 if status not in RETRY_STATUSES:
                     detail = outcome_text(resp)
                     resp.close()
                     raise FatalFhirError(
                         f"{method} {safe_url(url)} failed with HTTP {status}"
-                        + (f": {detail}" if detail else ""), status=status, url=url,
+                        + (f": {detail}" if detail else ""),
+                        status=status,
+                        url=url,
                     )
                 wait = parse_retry_after(resp.headers.get("Retry-After"))
                 problem = f"HTTP {status}"
                 resp.close()
             if attempt >= len(self.retry_delays):
                 raise TemporaryFhirError(
-                    f"{method} {safe_url(url)}: {problem}, still failing after "
-                    f"{attempt} retries", status=status, url=url,
+                    f"{method} {safe_url(url)}: {problem}, still failing after {attempt} retries",
+                    status=status,
+                    url=url,
                 )
             if wait is None:
                 wait = self.retry_delays[attempt]
@@ -198,16 +215,23 @@ class FhirHttp:
             if self.clock() + wait > deadline:
                 raise FhirDeadlineError(
                     f"{method} {safe_url(url)}: {problem}; waiting {wait:.0f}s more would pass "
-                    "the call's deadline", status=status, url=url,
+                    "the call's deadline",
+                    status=status,
+                    url=url,
                 )
-            log.warning("%s %s: %s, retry %d in %.1fs", method, safe_url(url), problem,
-                        attempt + 1, wait)
+            log.warning(
+                "%s %s: %s, retry %d in %.1fs", method, safe_url(url), problem, attempt + 1, wait
+            )
             self.sleep(wait)
             attempt += 1
 
     def get_json(
-        self, url: str, *, params: Mapping[str, str] | list[tuple[str, str]] | None = None,
+        self,
+        url: str,
+        *,
+        params: Mapping[str, str] | list[tuple[str, str]] | None = None,
         headers: Mapping[str, str] | None = None,
+        authenticate: bool = True,
     ) -> dict[str, Any]:
         """GET a JSON object. A body that is not valid JSON (e.g. truncated) is fatal.
 
@@ -215,7 +239,9 @@ class FhirHttp:
         whole by :meth:`request` (requests raises before anyone sees a partial body).
         """
         all_headers = {"Accept": "application/fhir+json", **(headers or {})}
-        resp = self.request("GET", url, params=params, headers=all_headers)
+        resp = self.request(
+            "GET", url, params=params, headers=all_headers, authenticate=authenticate
+        )
         return parse_json_object(resp.content, resp.url or url)
 
 
@@ -241,8 +267,11 @@ def outcome_text(resp: requests.Response) -> str:
     if not isinstance(body, dict):
         return ""
     if body.get("resourceType") == "OperationOutcome":
-        texts = [i.get("diagnostics") or i.get("details", {}).get("text", "")
-                 for i in body.get("issue", []) if isinstance(i, dict)]
+        texts = [
+            i.get("diagnostics") or i.get("details", {}).get("text", "")
+            for i in body.get("issue", [])
+            if isinstance(i, dict)
+        ]
         return "; ".join(t for t in texts if t)[:300]
     if "error" in body:
         return f"{body['error']}: {body.get('error_description', '')}"[:300]

@@ -38,36 +38,67 @@ log = logging.getLogger(__name__)
 def add_remote_arguments(parser: argparse.ArgumentParser) -> None:
     """Options for reading from a FHIR server (shared by ``scan`` and ``fetch``)."""
     g = parser.add_argument_group("FHIR server (when the source is an http(s):// URL)")
-    g.add_argument("--patient", action="append", default=[], metavar="ID",
-                   help="fetch only this patient (repeatable); without it, a Bulk $export")
-    g.add_argument("--since", metavar="DATE",
-                   help="only data on or after DATE (YYYY-MM-DD); for a Bulk export, 'auto' "
-                   "continues from the previous export in the output directory")
-    g.add_argument("--auth", choices=("none", "bearer", "smart"), default=None,
-                   help="none, a static bearer token, or SMART Backend Services "
-                   "(default: smart if a client id is set, bearer if a token is, else none)")
+    g.add_argument(
+        "--patient",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="fetch only this patient (repeatable); without it, a Bulk $export",
+    )
+    g.add_argument(
+        "--since",
+        metavar="DATE",
+        help="only data on or after DATE (YYYY-MM-DD); for a Bulk export, 'auto' "
+        "continues from the previous export in the output directory",
+    )
+    g.add_argument(
+        "--auth",
+        choices=("none", "bearer", "smart"),
+        default=None,
+        help="none, a static bearer token, or SMART Backend Services "
+        "(default: smart if a client id is set, bearer if a token is, else none)",
+    )
     g.add_argument("--token-file", type=Path, metavar="FILE", help="file with a bearer token")
     g.add_argument("--client-id", help="SMART client id (or DXSAFETY_FHIR_CLIENT_ID)")
-    g.add_argument("--private-key", type=Path, metavar="FILE",
-                   help="PEM private key for SMART (or DXSAFETY_FHIR_PRIVATE_KEY_FILE)")
+    g.add_argument(
+        "--private-key",
+        type=Path,
+        metavar="FILE",
+        help="PEM private key for SMART (or DXSAFETY_FHIR_PRIVATE_KEY_FILE)",
+    )
     g.add_argument("--key-id", help="kid of the registered public key (or DXSAFETY_FHIR_KEY_ID)")
-    g.add_argument("--alg", choices=("RS384", "ES384"), help="signing algorithm (default: "
-                   "from the key type)")
+    g.add_argument(
+        "--alg", choices=("RS384", "ES384"), help="signing algorithm (default: from the key type)"
+    )
     g.add_argument("--scope", default=DEFAULT_SCOPE, help=f"SMART scope (default {DEFAULT_SCOPE})")
-    g.add_argument("--export-level", choices=("system", "patient", "group"), default="system",
-                   help="Bulk export level (default system)")
+    g.add_argument(
+        "--export-level",
+        choices=("system", "patient", "group"),
+        default="system",
+        help="Bulk export level (default system)",
+    )
     g.add_argument("--group", metavar="ID", help="Group id for --export-level group")
-    g.add_argument("--type", dest="types", action="append", default=[], metavar="TYPE",
-                   help="Bulk export only this resource type (repeatable; default: the types "
-                   "dxsafety reads)")
+    g.add_argument(
+        "--type",
+        dest="types",
+        action="append",
+        default=[],
+        metavar="TYPE",
+        help="Bulk export only this resource type (repeatable; default: the types dxsafety reads)",
+    )
 
 
 def build_auth(base_url: str, args: argparse.Namespace, settings: Settings) -> Auth:
     """The auth the options (or settings) ask for. Raises :class:`FhirAuthError`."""
     client_id = args.client_id or settings.fhir_client_id
     key_file = args.private_key or settings.fhir_private_key_file
-    mode = args.auth or ("smart" if client_id else
-                         "bearer" if args.token_file or settings.fhir_bearer_token else "none")
+    mode = args.auth or (
+        "smart"
+        if client_id
+        else "bearer"
+        if args.token_file or settings.fhir_bearer_token
+        else "none"
+    )
     if mode == "none":
         return NoAuth()
     if mode == "bearer":
@@ -77,11 +108,18 @@ def build_auth(base_url: str, args: argparse.Namespace, settings: Settings) -> A
             return BearerAuth(settings.fhir_bearer_token)
         raise FhirAuthError("--auth bearer needs --token-file or DXSAFETY_FHIR_BEARER_TOKEN")
     if not client_id or not key_file:
-        raise FhirAuthError("--auth smart needs --client-id and --private-key "
-                            "(or DXSAFETY_FHIR_CLIENT_ID and DXSAFETY_FHIR_PRIVATE_KEY_FILE)")
+        raise FhirAuthError(
+            "--auth smart needs --client-id and --private-key "
+            "(or DXSAFETY_FHIR_CLIENT_ID and DXSAFETY_FHIR_PRIVATE_KEY_FILE)"
+        )
     return SmartBackendAuth.from_files(
-        base_url, client_id=client_id, private_key_file=Path(key_file),
-        key_id=args.key_id or settings.fhir_key_id, alg=args.alg, scope=args.scope)
+        base_url,
+        client_id=client_id,
+        private_key_file=Path(key_file),
+        key_id=args.key_id or settings.fhir_key_id,
+        alg=args.alg,
+        scope=args.scope,
+    )
 
 
 def parse_since(value: str | None) -> date | datetime | None:
@@ -93,17 +131,23 @@ def parse_since(value: str | None) -> date | datetime | None:
         raise argparse.ArgumentTypeError(f"--since {value!r}: expected YYYY-MM-DD") from None
 
 
-def download(url: str, args: argparse.Namespace, out_dir: Path,
-             settings: Settings | None = None) -> Path:
+def download(
+    url: str, args: argparse.Namespace, out_dir: Path, settings: Settings | None = None
+) -> Path:
     """Fetch from the FHIR server at ``url`` into ``out_dir`` (Bulk NDJSON layout)."""
     settings = settings or Settings()
     out_dir.mkdir(parents=True, exist_ok=True)
     auth = build_auth(url, args, settings)
-    with FhirClient(url, auth=auth, timeout=settings.fhir_timeout_s,
-                    max_connections=settings.fhir_max_connections) as client:
+    with FhirClient(
+        url,
+        auth=auth,
+        timeout=settings.fhir_timeout_s,
+        max_connections=settings.fhir_max_connections,
+    ) as client:
         if args.patient:
-            fetch_patients(client, list(dict.fromkeys(args.patient)), parse_since(args.since),
-                           out_dir)
+            fetch_patients(
+                client, list(dict.fromkeys(args.patient)), parse_since(args.since), out_dir
+            )
         else:
             since = args.since
             if since and since != "auto":
@@ -112,17 +156,26 @@ def download(url: str, args: argparse.Namespace, out_dir: Path,
                 task = bar.add_task("Bulk export", total=None)
 
                 def report(p: ExportProgress) -> None:
-                    bar.update(task, description=f"Bulk export: {p.phase} {p.message}".strip(),
-                               completed=p.done, total=p.total or None)
+                    bar.update(
+                        task,
+                        description=f"Bulk export: {p.phase} {p.message}".strip(),
+                        completed=p.done,
+                        total=p.total or None,
+                    )
 
                 BulkExporter(client, progress=report).export(
-                    out_dir, level=args.export_level, group_id=args.group,
-                    types=args.types or RESOURCE_TYPES, since=since)
+                    out_dir,
+                    level=args.export_level,
+                    group_id=args.group,
+                    types=args.types or RESOURCE_TYPES,
+                    since=since,
+                )
     return out_dir
 
 
-def fetch_patients(client: FhirClient, patient_ids: list[str], since: date | datetime | None,
-                   out_dir: Path) -> dict[str, int]:
+def fetch_patients(
+    client: FhirClient, patient_ids: list[str], since: date | datetime | None, out_dir: Path
+) -> dict[str, int]:
     """Fetch each patient (a few at a time) and write ``<Type>.ndjson``; return counts."""
     counts: dict[str, int] = {}
     files: dict[str, Any] = {}
@@ -149,7 +202,13 @@ def fetch_patients(client: FhirClient, patient_ids: list[str], since: date | dat
 def _progress() -> Iterator[Progress]:
     """A rich progress bar on a terminal (stderr); silent otherwise."""
     console = Console(file=sys.stderr)
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                  MofNCompleteColumn(), console=console, transient=True,
-                  disable=not console.is_terminal) as bar:
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    ) as bar:
         yield bar

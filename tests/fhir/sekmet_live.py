@@ -66,37 +66,61 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _write_key(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey, private: Path,
-               public: Path) -> None:
-    private.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                          serialization.PrivateFormat.PKCS8,
-                                          serialization.NoEncryption()))
+def _write_key(
+    key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey, private: Path, public: Path
+) -> None:
+    private.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     private.chmod(0o600)
-    public.write_bytes(key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    public.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
 
 
-def start_server(workdir: Path, *, token_lifetime: int = 3600, timeout_s: float = 60.0
-                 ) -> LiveServer:
+def start_server(
+    workdir: Path, *, token_lifetime: int = 3600, timeout_s: float = 60.0
+) -> LiveServer:
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     base_url = f"http://127.0.0.1:{port}/fhir"
     token = secrets.token_urlsafe(24)
     rsa_key, ec_key = workdir / "rs384.pem", workdir / "es384.pem"
-    _write_key(rsa.generate_private_key(public_exponent=65537, key_size=2048), rsa_key,
-               workdir / "rs384.pub.pem")
+    _write_key(
+        rsa.generate_private_key(public_exponent=65537, key_size=2048),
+        rsa_key,
+        workdir / "rs384.pub.pem",
+    )
     _write_key(ec.generate_private_key(ec.SECP384R1()), ec_key, workdir / "es384.pub.pem")
     settings = {
-        "base_url": base_url, "host": "127.0.0.1", "port": port,
-        "data_dir": str(workdir / "data"), "simulator": {"enabled": False},
-        "log_inbound": False, "own_private_key_path": str(workdir / "no-such-key.pem"),
+        "base_url": base_url,
+        "host": "127.0.0.1",
+        "port": port,
+        "data_dir": str(workdir / "data"),
+        "simulator": {"enabled": False},
+        "log_inbound": False,
+        "own_private_key_path": str(workdir / "no-such-key.pem"),
         "server_auth": {
-            "types": ["bearer", "smart"], "tokens": [token], "token_lifetime": token_lifetime,
+            "types": ["bearer", "smart"],
+            "tokens": [token],
+            "token_lifetime": token_lifetime,
             "smart_clients": [
-                {"client_id": "dxsafety-rs", "public_key_path": str(workdir / "rs384.pub.pem"),
-                 "scopes": "system/*.read"},
-                {"client_id": "dxsafety-es", "public_key_path": str(workdir / "es384.pub.pem"),
-                 "scopes": "system/*.read"},
+                {
+                    "client_id": "dxsafety-rs",
+                    "public_key_path": str(workdir / "rs384.pub.pem"),
+                    "scopes": "system/*.read",
+                },
+                {
+                    "client_id": "dxsafety-es",
+                    "public_key_path": str(workdir / "es384.pub.pem"),
+                    "scopes": "system/*.read",
+                },
             ],
         },
     }
@@ -104,10 +128,21 @@ def start_server(workdir: Path, *, token_lifetime: int = 3600, timeout_s: float 
     config.write_text(json.dumps(settings))
     log_path = workdir / "sekmet.log"
     with log_path.open("wb") as log:
-        process = subprocess.Popen([str(SEKMET), "serve", "-c", str(config)], cwd=workdir,
-                                   stdout=log, stderr=subprocess.STDOUT)
-    server = LiveServer(base_url=base_url, process=process, workdir=workdir, token=token,
-                        rsa_key=rsa_key, ec_key=ec_key, log_path=log_path)
+        process = subprocess.Popen(
+            [str(SEKMET), "serve", "-c", str(config)],
+            cwd=workdir,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    server = LiveServer(
+        base_url=base_url,
+        process=process,
+        workdir=workdir,
+        token=token,
+        rsa_key=rsa_key,
+        ec_key=ec_key,
+        log_path=log_path,
+    )
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -126,8 +161,9 @@ def as_put_transaction(bundle: dict[str, Any]) -> dict[str, Any]:
     entries = []
     for entry in bundle["entry"]:
         res = entry["resource"]
-        entries.append({**entry, "request": {"method": "PUT",
-                                             "url": f"{res['resourceType']}/{res['id']}"}})
+        entries.append(
+            {**entry, "request": {"method": "PUT", "url": f"{res['resourceType']}/{res['id']}"}}
+        )
     return {**bundle, "entry": entries}
 
 
@@ -135,9 +171,12 @@ def load_synthea(server: LiveServer, directory: Path = SYNTHEA_DIR) -> None:
     """POST each bundle as a transaction; remember each patient's resources."""
     for path in sorted(directory.glob("*.json")):
         bundle = json.loads(path.read_text())
-        resp = requests.post(server.base_url, json=as_put_transaction(bundle), timeout=120,
-                             headers={**server.auth_header,
-                                      "Content-Type": "application/fhir+json"})
+        resp = requests.post(
+            server.base_url,
+            json=as_put_transaction(bundle),
+            timeout=120,
+            headers={**server.auth_header, "Content-Type": "application/fhir+json"},
+        )
         if resp.status_code != 200:
             raise RuntimeError(f"loading {path.name}: HTTP {resp.status_code} {resp.text[:500]}")
         resources = [e["resource"] for e in bundle["entry"]]

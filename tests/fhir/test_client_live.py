@@ -1,0 +1,103 @@
+"""FhirClient against a live SEKMET server loaded with the Synthea bundles."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import date
+
+import pytest
+from sekmet_live import LiveServer
+
+from plugin.errors import FatalFhirError
+from plugin.fhir.auth import BearerAuth
+from plugin.fhir.client import DATE_PARAMS, RESOURCE_TYPES, FhirClient
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
+
+
+def keys(resources):
+    return {(r["resourceType"], r["id"]) for r in resources}
+
+
+def wanted(resources):
+    return [r for r in resources if r["resourceType"] in RESOURCE_TYPES]
+
+
+def clinical_date(resource) -> str | None:
+    """The latest date a ``date=ge`` search compares (period end, else start, else instant)."""
+    for key in ("period", "effectivePeriod", "performedPeriod"):
+        if key in resource:
+            return resource[key].get("end") or resource[key].get("start")
+    for key in ("effectiveDateTime", "performedDateTime", "authoredOn"):
+        if key in resource:
+            return resource[key]
+    return None
+
+
+def test_capabilities_read_from_metadata(client: FhirClient):
+    caps = client.capabilities
+    assert caps.everything
+    assert caps.export == {"system", "patient", "group"}
+    assert "Condition:patient" in caps.includes["Condition"]
+    assert client.choose_strategy(None) == "everything"
+    assert client.choose_strategy(date(2015, 1, 1)) == "search"
+
+
+@pytest.mark.parametrize("strategy", ["everything", "search"])
+def test_fetch_patient_equals_the_bundle_on_disk(sekmet: LiveServer, strategy):
+    with FhirClient(
+        sekmet.base_url, auth=BearerAuth(sekmet.token), strategy=strategy, page_size=50
+    ) as client:
+        for patient_id, on_disk in sekmet.loaded.items():
+            fetched = client.fetch_patient(patient_id)
+            assert len(fetched) == len(keys(fetched)), "duplicates returned"
+            assert keys(fetched) == keys(wanted(on_disk)), patient_id
+            # the content is the file's (the server only adds meta and rewrites urn:uuid refs)
+            by_key = {(r["resourceType"], r["id"]): r for r in on_disk}
+            for res in fetched:
+                assert res.get("code") == by_key[(res["resourceType"], res["id"])].get("code")
+
+
+def test_since_limits_dated_resources_only(sekmet: LiveServer, client: FhirClient):
+    patient_id, on_disk = max(sekmet.loaded.items(), key=lambda kv: len(kv[1]))
+    since = date(2015, 6, 1)
+    fetched = client.fetch_patient(patient_id, since=since)
+    got = keys(fetched)
+    expected = set()
+    for r in wanted(on_disk):
+        d = clinical_date(r)
+        if r["resourceType"] in DATE_PARAMS and d is not None and d[:10] < since.isoformat():
+            continue
+        expected.add((r["resourceType"], r["id"]))
+    assert got == expected
+    counts = Counter(t for t, _ in got)
+    assert counts["Patient"] == 1
+    assert counts["Condition"] == sum(1 for r in on_disk if r["resourceType"] == "Condition")
+    assert len(got) < len(wanted(on_disk)), "the window removed nothing: pick another date"
+
+
+def test_small_pages_are_followed_to_the_end_without_duplicates(sekmet, client: FhirClient):
+    patient_id, on_disk = max(sekmet.loaded.items(), key=lambda kv: len(kv[1]))
+    client.page_size = 7
+    before = client.pages_read
+    seen = list(client.search("Observation", [("patient", patient_id), ("_count", "7")]))
+    expected = {r["id"] for r in on_disk if r["resourceType"] == "Observation"}
+    assert len(seen) == len(expected) == len({r["id"] for r in seen})
+    assert {r["id"] for r in seen} == expected
+    assert client.pages_read - before == -(-len(expected) // 7)
+
+
+def test_unknown_patient_is_fatal_404(client: FhirClient):
+    with pytest.raises(FatalFhirError) as err:
+        client.fetch_patient("no-such-patient")
+    assert err.value.status == 404
+
+
+def test_wrong_bearer_token_is_fatal_401(sekmet: LiveServer):
+    with (
+        FhirClient(sekmet.base_url, auth=BearerAuth("not-the-token")) as client,
+        pytest.raises(FatalFhirError) as err,
+    ):
+        client.fetch_patient(next(iter(sekmet.loaded)))
+    assert err.value.status == 401
+    assert "not-the-token" not in str(err.value)
