@@ -73,7 +73,7 @@ def _test(args: argparse.Namespace) -> int:
 
 def _window(rule) -> str:  # type: ignore[no-untyped-def]
     hours = rule.within.total_seconds() / 3600
-    return f"{hours:g} h" if hours < 72 and hours % 24 else f"{hours / 24:g} d"
+    return f"{hours:g} h" if hours <= 72 else f"{hours / 24:g} d"
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -102,20 +102,23 @@ def _show(args: argparse.Namespace) -> int:
     from plugin.rules.validators import walk_code_refs
 
     rules = _load(args.rules)
-    rule = rules.get(args.rule_id)
-    if rule is None:
+    found = rules.find(args.rule_id)
+    if not found:
         fatal(f"no rule {args.rule_id} in {args.rules}", ExitCode.USAGE)
-    print(Path(rule.path).read_text(encoding="utf-8").rstrip())
     _, specs, _ = load_valuesets(find_valueset_dir(Path(args.rules)))
-    names = dict.fromkeys(
-        ref.split(":", 1)[1]
-        for _, ref in walk_code_refs(rule.spec.model_dump(mode="json")["logic"])
-        if ref.startswith("valueset:")
-    )
-    for name in names:
-        spec = specs[name]
-        print(
-            f"\n# value set {name} (version {spec.version}): {spec.title}\n# source: {spec.source}"
+    for n, rule in enumerate(found):
+        if n:
+            print("\n" + "-" * 80 + "\n")
+        print(f"# {rule.path}")
+        print(Path(rule.path).read_text(encoding="utf-8").rstrip())
+        names = dict.fromkeys(
+            ref.split(":", 1)[1]
+            for _, ref in walk_code_refs(rule.spec.model_dump(mode="json")["logic"])
+            if ref.startswith("valueset:")
         )
-        print(yaml.safe_dump({"codes": spec.codes, "include": spec.include}, sort_keys=False))
+        for name in names:
+            spec = specs[name]
+            print(f"\n# value set {name} (version {spec.version}): {spec.title}")
+            print(f"# source: {spec.source}")
+            print(yaml.safe_dump({"codes": spec.codes, "include": spec.include}, sort_keys=False))
     return 0

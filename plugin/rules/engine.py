@@ -25,9 +25,21 @@ from plugin.timeline.model import Event, Finding, Timeline
 class CompiledCondition:
     matcher: Matcher | None = None
     between: tuple[timedelta, timedelta] | None = None
+    same_encounter: bool = False
+    before_outcome: bool = False
+    relative_to: str = "index"  # "index" | "outcome"
     age: AgeBounds | None = None
     died_within: timedelta | None = None
     sex: frozenset[str] | None = None
+    any: tuple[CompiledCondition, ...] = ()
+
+    @property
+    def on_outcome(self) -> bool:
+        return (
+            self.relative_to == "outcome"
+            or self.before_outcome
+            or any(c.on_outcome for c in self.any)
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -102,7 +114,14 @@ class RuleSet:
     valuesets: dict[str, object] = field(default_factory=dict)
 
     def get(self, rule_id: str) -> Rule | None:
-        return next((r for r in self.rules if r.id == rule_id or r.trigger == rule_id), None)
+        """The rule with this id, or the first rule of this catalogue id (``SP-1``)."""
+        found = self.find(rule_id)
+        return found[0] if found else None
+
+    def find(self, rule_id: str) -> list[Rule]:
+        """Every rule with this id or catalogue id (variants such as ED-1 72 h / 10 d)."""
+        want = rule_id.upper()
+        return [r for r in self.rules if r.id == rule_id or r.trigger == want]
 
     def __len__(self) -> int:
         return len(self.rules)
@@ -146,13 +165,45 @@ def _age_ok(bounds: AgeBounds, age: float) -> bool:
     )
 
 
+def _in_encounter(e: Event, index: Event) -> bool:
+    return e.encounter == index.source or (e.source == index.source and e.kind is not index.kind)
+
+
 def _condition(
-    cond: CompiledCondition, tl: Timeline, idx: _Index, index: Event, anchor: datetime
+    cond: CompiledCondition,
+    tl: Timeline,
+    idx: _Index,
+    index: Event,
+    anchor: datetime,
+    outcome: Event | None = None,
 ) -> tuple[bool | None, Event | None]:
     """(holds, evidence). ``holds`` is None when it cannot be decided (unknown age/sex)."""
-    if cond.matcher is not None and cond.between is not None:
-        lo, hi = anchor + cond.between[0], anchor + cond.between[1]
-        hit = _first((cond.matcher,), idx.between(lo, hi), index)
+    if cond.any:
+        results = [_condition(c, tl, idx, index, anchor, outcome) for c in cond.any]
+        hit = next((r for r in results if r[0]), None)
+        if hit is not None:
+            return hit
+        return (None, None) if any(r[0] is None for r in results) else (False, None)
+    if cond.relative_to == "outcome":
+        if outcome is None:
+            return None, None
+        anchor = outcome.t
+    if cond.matcher is not None:
+        if cond.between is not None:
+            candidates: Iterable[Event] = idx.between(
+                anchor + cond.between[0], anchor + cond.between[1]
+            )
+        else:
+            candidates = tl.events
+        if cond.same_encounter:
+            candidates = [e for e in candidates if _in_encounter(e, index)]
+        if cond.before_outcome:
+            if outcome is None:
+                return None, None
+            candidates = [e for e in candidates if e.t < outcome.t]
+        hit = _first((cond.matcher,), candidates, index)
+        if hit is not None and outcome is not None and hit is outcome:
+            hit = None
         return hit is not None, hit
     if cond.age is not None:
         age = tl.patient.age_at(index.t)
@@ -166,6 +217,34 @@ def _condition(
     return None, None
 
 
+def _conditions_pass(
+    rule: Rule,
+    tl: Timeline,
+    idx: _Index,
+    index: Event,
+    anchor: datetime,
+    outcome: Event | None,
+    evidence: list[str],
+) -> bool:
+    """Requirements hold and no exclusion does, for the conditions of this stage
+    (index-relative ones when ``outcome`` is None, outcome-relative ones otherwise)."""
+    stage = outcome is not None
+    for cond in rule.require:  # unknown (None) does not satisfy a requirement
+        if cond.on_outcome is not stage:
+            continue
+        holds, ev = _condition(cond, tl, idx, index, anchor, outcome)
+        if not holds:
+            return False
+        if ev is not None:
+            evidence.append(ev.source)
+    # unknown (None) does not exclude: a human looks rather than a case being lost
+    return not any(
+        _condition(c, tl, idx, index, anchor, outcome)[0]
+        for c in rule.exclude
+        if c.on_outcome is stage
+    )
+
+
 def evaluate_rule(rule: Rule, tl: Timeline, *, as_of: datetime | None = None) -> list[Finding]:
     """Findings of one rule for one patient."""
     as_of = as_of or datetime.now(UTC)
@@ -177,27 +256,23 @@ def evaluate_rule(rule: Rule, tl: Timeline, *, as_of: datetime | None = None) ->
             continue
         anchor = index.t if rule.anchor == "start" else index.stop
         evidence = [index.source]
-        ok = True
-        for cond in rule.require:  # unknown (None) does not satisfy a requirement
-            holds, ev = _condition(cond, tl, idx, index, anchor)
-            if not holds:
-                ok = False
-                break
-            if ev is not None:
-                evidence.append(ev.source)
-        if not ok:
-            continue
-        # unknown (None) does not exclude: a human looks rather than a case being lost
-        if any(_condition(c, tl, idx, index, anchor)[0] for c in rule.exclude):
+        if not _conditions_pass(rule, tl, idx, index, anchor, None, evidence):
             continue
         outcome: Event | None = None
         if rule.type == "sequence":
-            outcome = _first(
-                rule.outcome, idx.between(anchor, anchor + within, lo_open=True), index
-            )
+            window = idx.between(anchor, anchor + within, lo_open=True)
+            for candidate in window:
+                if candidate is index or not any(m(candidate) for m in rule.outcome):
+                    continue
+                if candidate.source == index.source and candidate.kind is index.kind:
+                    continue
+                extra: list[str] = []
+                if _conditions_pass(rule, tl, idx, index, anchor, candidate, extra):
+                    outcome = candidate
+                    evidence += [candidate.source, *extra]
+                    break
             if outcome is None:
                 continue
-            evidence.append(outcome.source)
         else:
             if anchor + within > as_of:
                 continue  # window still open
@@ -245,7 +320,7 @@ def _finding(
 
 def _days(delta: timedelta) -> str:
     hours = delta.total_seconds() / 3600
-    return f"{hours:g} h" if hours < 72 and hours % 24 else f"{hours / 24:g} days"
+    return f"{hours:g} h" if hours <= 72 else f"{hours / 24:g} days"
 
 
 def _describe(e: Event) -> str:

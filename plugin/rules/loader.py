@@ -187,6 +187,10 @@ def compile_rule(spec: RuleSpec, path: str, valuesets: Mapping[str, CodeSet]) ->
         return CompiledCondition(
             matcher=compile_selector(c.event, valuesets) if c.event is not None else None,
             between=c.between,
+            same_encounter=c.same_encounter,
+            before_outcome=c.before_outcome,
+            relative_to=c.relative_to,
+            any=tuple(cond(x) for x in c.any or ()),
             age=c.age,
             died_within=c.died_within,
             sex=frozenset(c.sex) if c.sex is not None else None,

@@ -124,25 +124,42 @@ class AgeBounds(Strict):
 
 
 class Condition(Strict):
-    """One of: ``event`` (+ ``between``), ``age``, ``died_within``, ``sex``."""
+    """One of: ``event`` (+ ``between`` and/or ``same_encounter``), ``age``, ``died_within``,
+    ``sex``, or ``any`` (a list of conditions of which one must hold)."""
 
     event: Selector | None = None
     between: tuple[Duration, Duration] | None = None
+    same_encounter: bool = False
+    before_outcome: bool = False
+    relative_to: Literal["index", "outcome"] = "index"
     age: AgeBounds | None = None
     died_within: Duration | None = None
     sex: list[Literal["male", "female", "other", "unknown"]] | None = None
+    any: Annotated[list[Condition], Field(min_length=1)] | None = None
 
     @model_validator(mode="after")
     def _one_kind(self) -> Condition:
-        given = [k for k in ("event", "age", "died_within", "sex") if getattr(self, k) is not None]
+        kinds = ("event", "age", "died_within", "sex", "any")
+        given = [k for k in kinds if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError(
-                "a condition needs exactly one of 'event', 'age', 'died_within', 'sex'"
+                "a condition needs exactly one of 'event', 'age', 'died_within', 'sex', 'any'"
                 + (f" (got {', '.join(given)})" if given else "")
             )
-        if (self.event is None) != (self.between is None):
-            raise ValueError("'between' goes with 'event' (and 'event' needs 'between')")
+        if self.event is not None and self.between is None and not self.same_encounter:
+            raise ValueError("an 'event' condition needs 'between' or 'same_encounter: true'")
+        if self.event is None and (
+            self.between is not None or self.same_encounter or self.before_outcome
+        ):
+            raise ValueError("'between', 'same_encounter' and 'before_outcome' go with 'event'")
         return self
+
+    def mentions_outcome(self) -> bool:
+        return (
+            self.relative_to == "outcome"
+            or self.before_outcome
+            or any(c.mentions_outcome() for c in self.any or ())
+        )
 
 
 class SequenceLogic(Strict):
@@ -163,6 +180,12 @@ class AbsenceLogic(Strict):
     anchor: Literal["start", "end"] = "start"
     require: list[Condition] = Field(default_factory=list)
     exclude: list[Condition] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _no_outcome(self) -> AbsenceLogic:
+        if any(c.mentions_outcome() for c in (*self.require, *self.exclude)):
+            raise ValueError("an absence rule has no outcome: 'relative_to: outcome' is invalid")
+        return self
 
 
 Logic = Annotated[SequenceLogic | AbsenceLogic, Field(discriminator="type")]

@@ -99,10 +99,14 @@ def run_rule_tests(rules: RuleSet, rules_root: Path) -> tuple[list[CaseResult], 
             except Exception as exc:  # a broken case is a failed case, not a crash
                 results.append(
                     CaseResult(
-                        rule_id=rule.id, rule_title=rule.title, name=case.name,
-                        expect=case.expect, findings=0,
+                        rule_id=rule.id,
+                        rule_title=rule.title,
+                        name=case.name,
+                        expect=case.expect,
+                        findings=0,
                         passed=None if case.expect.startswith("todo") else False,
-                        location=loc, message=f"{type(exc).__name__}: {exc}",
+                        location=loc,
+                        message=f"{type(exc).__name__}: {exc}",
                     )
                 )
                 continue
@@ -111,8 +115,12 @@ def run_rule_tests(rules: RuleSet, rules_root: Path) -> tuple[list[CaseResult], 
             ok = (n > 0 if case.count is None else n == case.count) if want_flag else n == 0
             results.append(
                 CaseResult(
-                    rule_id=rule.id, rule_title=rule.title, name=case.name, expect=case.expect,
-                    findings=n, passed=None if case.expect.startswith("todo") else ok,
+                    rule_id=rule.id,
+                    rule_title=rule.title,
+                    name=case.name,
+                    expect=case.expect,
+                    findings=n,
+                    passed=None if case.expect.startswith("todo") else ok,
                     location=loc,
                     message="" if ok else f"expected {case.expect}, got {n} finding(s)",
                 )

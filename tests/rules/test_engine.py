@@ -223,3 +223,94 @@ def test_window_property(tmp_path):
         assert bool(found) is (timedelta(0) < gap <= 30 * D)
 
     check()
+
+
+def test_any_of_conditions(tmp_path):
+    rule = one_rule(
+        tmp_path,
+        """  type: sequence
+  index: {kind: encounter, setting: [ED], released: true}
+  outcome: {kind: encounter, setting: [IP]}
+  within: 10d
+  require:
+    - any:
+        - event: {kind: observation, codes: [loinc:8310-5], value: ">= 38.0 Cel"}
+          between: [-24h, 0h]
+        - event: {kind: observation, codes: [loinc:8310-5], value: "< 36.0 Cel"}
+          between: [-24h, 0h]
+""",
+    )
+    ed = enc(1, timedelta(0), Setting.ED, released=True)
+    ip = enc(2, 3 * D, Setting.IP)
+    for temp, fires in ((38.5, True), (35.2, True), (37.0, False), (99.5, False)):
+        unit = "[degF]" if temp > 50 else "Cel"
+        tl = timeline(ed, ip, obs(1, 2 * H, "8310-5", temp, unit))
+        assert bool(evaluate_rule(rule, tl)) is fires, temp
+    tl = timeline(ed, ip, obs(1, 2 * H, "8310-5", 101.5, "[degF]"))  # 38.6 C
+    (f,) = evaluate_rule(rule, tl)
+    assert "Observation/o1" in f.evidence
+
+
+def test_conditions_relative_to_the_outcome(tmp_path):
+    from plugin.timeline.model import Event, Kind
+
+    rule = one_rule(
+        tmp_path,
+        """  type: sequence
+  index: {kind: encounter, setting: [IP]}
+  outcome: {kind: transfer, codes: [location:icu]}
+  anchor: start
+  within: 24h
+  require:
+    - event: {kind: transfer, codes: [location:ward]}
+      between: [0h, 24h]
+      same_encounter: true
+      before_outcome: true
+  exclude:
+    - event: {kind: condition, codes: [icd10:Z66]}
+      between: [-1h, 1h]
+      relative_to: outcome
+""",
+    )
+
+    def transfer(at, code, source="Encounter/e1"):
+        return Event(
+            patient="p1",
+            t=T0 + at,
+            kind=Kind.TRANSFER,
+            system="location",
+            code=code,
+            source=source,
+            encounter=source,
+        )
+
+    ip = enc(1, timedelta(0), Setting.IP, hours=100)
+    ward, icu = transfer(1 * H, "ward"), transfer(5 * H, "icu")
+    assert evaluate_rule(rule, timeline(ip, ward, icu))
+    assert not evaluate_rule(rule, timeline(ip, icu, transfer(8 * H, "ward")))  # ward after ICU
+    other_stay = transfer(1 * H, "ward", source="Encounter/e9")
+    assert not evaluate_rule(rule, timeline(ip, other_stay, icu))  # not this admission
+    dnr = cond(1, 5 * H + 30 * timedelta(minutes=1), "Z66")
+    assert not evaluate_rule(rule, timeline(ip, ward, icu, dnr))
+    # a later ICU transfer that does satisfy the conditions is the outcome
+    early_icu = transfer(30 * timedelta(minutes=1), "icu")
+    (f,) = evaluate_rule(rule, timeline(ip, early_icu, ward, icu))
+    assert f.evidence[-1] == "Encounter/e1" and f.summary.endswith("after 0.2 d")
+
+
+def test_outcome_conditions_are_invalid_in_absence_rules(tmp_path):
+    from plugin.errors import RuleValidationError
+
+    with pytest.raises(RuleValidationError, match="absence rule has no outcome"):
+        one_rule(
+            tmp_path,
+            """  type: absence
+  index: {kind: observation, codes: [loinc:29771-3]}
+  expect_any: [{kind: procedure, codes: [cpt:45378]}]
+  within: 60d
+  exclude:
+    - event: {kind: condition, codes: [icd10:Z515]}
+      between: [-1d, 1d]
+      relative_to: outcome
+""",
+        )
