@@ -23,10 +23,11 @@ needs all the resources of one patient. :func:`iter_patients` stages the input:
    The Locations and Medications a patient's resources refer to are appended to its list.
 
 **Memory** is bounded by the largest bucket, not the population. ``N`` is chosen from the input
-size so that a bucket holds about ``BUCKET_BYTES`` (32 MB) of input JSON — roughly 2,000
-Synthea-sized patients, or ~150–250 MB of Python dicts, before the types filter. Write buffers
-are ``flush_bytes`` per bucket (capped so all buffers together stay under 64 MB). Inputs under
-one bucket are grouped in memory with no temporary files at all.
+size so that a bucket holds about ``BUCKET_BYTES`` (32 MB) of input JSON — a few hundred
+Synthea-sized patients or a few thousand MIMIC-sized ones. Measured (``bench/fhir_edge_bench.py
+--replicate 10``: 106k resources, 104 MB of NDJSON): peak RSS 255 MiB with the 4 buckets chosen,
+149 MiB with 8. Write buffers are ``flush_bytes`` per bucket (capped so all buffers together stay
+under 64 MB). Inputs under one bucket are grouped in memory with no temporary files at all.
 
 **Scaling.** 100,000 patients of ~150 KB NDJSON each is ~15 GB of input → ~470 buckets; at
 1,000,000 patients, ~150 GB → ~4,700 buckets. Peak memory stays at one bucket (plus the
@@ -81,6 +82,8 @@ def patient_of(r: JSON) -> str | None:
         ref = ref_obj.get("reference") if isinstance(ref_obj, dict) else None
         if not isinstance(ref, str):
             continue
+        if ref.startswith("Patient/") and ref.count("/") == 1:  # the common case, fast
+            return ref[8:]
         if ref.startswith("urn:uuid:"):
             return ref[len("urn:uuid:") :]
         if ref.startswith("Patient?"):
