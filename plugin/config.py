@@ -40,7 +40,7 @@ class Settings(BaseSettings):
     cds_fetch_budget_s: float = 5.0
     cds_lookback_days: int = 365  # patient-view: open follow-ups whose window closed this recently
     cds_risk_threshold: float = 0.05  # encounter-discharge: smallest model risk shown as a card
-    cds_validate: Literal["fast", "full"] = "full"  # how hook-call FHIR is parsed (plugin/cds)
+    cds_validate: Literal["fast", "full"] = "fast"  # hook-call FHIR parsing: see plugin/cds/advice
 
     # --- FHIR client (plugin/fhir/client.py) ---
     fhir_timeout_s: float = 30.0

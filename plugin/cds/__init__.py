@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from plugin.cds import routes
-from plugin.cds.limits import BodyLimit
+from plugin.cds.middleware import BodyLimit, ServerTiming
 from plugin.cds.prefetch import FetcherFactory
 from plugin.cds.state import CdsState
 from plugin.config import Settings
@@ -34,8 +34,9 @@ def install(
     app.include_router(routes.feedback)
     routes.install_error_handlers(app)
     # Starlette wraps in reverse order: CORS outermost, so 401/412/413 replies carry CORS
-    # headers too and a browser client can read them.
+    # headers too and a browser client can read them; timing includes the size check.
     app.add_middleware(BodyLimit, max_bytes=settings.cds_max_request_bytes)
+    app.add_middleware(ServerTiming)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cds_allowed_origins,

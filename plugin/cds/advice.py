@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -26,11 +27,11 @@ from typing import Any
 from plugin.cds import cards
 from plugin.cds.models import Card, OrderSignContext, PatientContext
 from plugin.cds.services import Service
-from plugin.errors import ModelError
+from plugin.errors import FhirParseError, ModelError
 from plugin.fhir.parse import timeline_from_resources
 from plugin.rules import Rule, RuleSet, evaluate, load_rules
 from plugin.rules.codesets import CodeSet
-from plugin.rules.engine import _condition, _Index  # index-pattern check, see _pattern_hits
+from plugin.rules.engine import _conditions_pass, _Index  # see _pattern_hits
 from plugin.rules.loader import find_valueset_dir, load_valuesets
 from plugin.rules.schema import ValueSetSpec
 from plugin.rules.selectors import resolve_codes
@@ -164,11 +165,22 @@ class Advisor:
 
     # --- helpers --------------------------------------------------------------------------
     def timeline(self, resources: Sequence[dict[str, Any]], patient_id: str) -> Timeline:
-        return timeline_from_resources(
+        """Parse with ``settings.cds_validate``; "fast" by default. Fast rejects a resource
+        exactly when a field the timeline reads is malformed, and every card is built only
+        from those fields. Full (R4B models) also rejects resources for faults in fields we
+        never read, and a dropped colonoscopy would turn into a false "no follow-up" card;
+        it also costs ~5x the time (bench/cds_bench.py)."""
+        errors: list[FhirParseError] = []
+        tl = timeline_from_resources(
             resources,
             validate=self.validate,  # type: ignore[arg-type]
+            errors=errors,
             patient_id=patient_id,
         )
+        if errors:
+            kinds = Counter(e.resource_type or "?" for e in errors)
+            log.info("skipped %d unusable resource(s) in a hook call: %s", len(errors), dict(kinds))
+        return tl
 
     def _rule(self, rule_id: str) -> Rule:
         return next(r for r in self.rules if r.id == rule_id)
@@ -300,23 +312,16 @@ def _clinical_index(rule: Rule) -> bool:
 
 
 def _pattern_hits(rule: Rule, tl: Timeline, index: Event) -> list[str] | None:
-    """Evidence if ``index`` matches the rule's index selector and its require/exclude
-    conditions hold (the engine's own condition semantics); None otherwise.
+    """Evidence if ``index`` matches the rule's index selector and its index-relative
+    require/exclude conditions hold (the engine's own semantics); None otherwise.
 
-    Uses the engine's condition helper directly: ``plugin.rules`` has no public
-    "does this event start the pattern" call yet.
+    Calls the engine's condition check directly: ``plugin.rules`` has no public "does this
+    event start the pattern" call yet.
     """
     if not any(m(index) for m in rule.index):
         return None
     anchor = index.t if rule.anchor == "start" else index.stop
-    idx = _Index(tl.events)
     evidence = [index.source]
-    for cond in rule.require:
-        holds, ev = _condition(cond, tl, idx, index, anchor)
-        if not holds:
-            return None
-        if ev is not None:
-            evidence.append(ev.source)
-    if any(_condition(c, tl, idx, index, anchor)[0] for c in rule.exclude):
+    if not _conditions_pass(rule, tl, _Index(tl.events), index, anchor, None, evidence):
         return None
     return list(dict.fromkeys(evidence))

@@ -1,10 +1,16 @@
-"""A request-body size limit for the CDS routes (``settings.cds_max_request_bytes``).
+"""ASGI middleware of the CDS routes.
 
-Pure ASGI, so it works for bodies with and without ``Content-Length``: a declared length
-over the limit is refused before reading; a streamed body is counted as it arrives.
+* :class:`BodyLimit`: a request-body size limit (``settings.cds_max_request_bytes``) that works
+  with and without ``Content-Length``: a declared length over the limit is refused before
+  reading; a streamed body is counted as it arrives.
+* :class:`ServerTiming`: a ``Server-Timing: app;dur=<ms>`` header on every CDS response (time
+  from the request's arrival to the response start), so EHR integration teams and
+  ``bench/cds_bench.py`` can tell server time from network time.
 """
 
 from __future__ import annotations
+
+import time
 
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -77,3 +83,27 @@ class BodyLimit:
         except _TooLarge:
             if not started:
                 await self._refuse(send)
+
+
+class ServerTiming:
+    def __init__(self, app: ASGIApp, *, prefix: str = "/cds-services"):
+        self.app = app
+        self.prefix = prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(self.prefix):
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+
+        async def timed_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                ms = (time.perf_counter() - start) * 1000
+                headers = [
+                    *message.get("headers", []),
+                    (b"server-timing", f"app;dur={ms:.2f}".encode()),
+                ]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, timed_send)

@@ -1,0 +1,253 @@
+"""CDS Hooks latency and throughput through real HTTP.
+
+Starts ``dxsafety serve`` (uvicorn, one process) on a free loopback port with a throw-away
+issuers file and database, then sends patient-view and encounter-discharge calls with full
+prefetch for one patient of about 500 resources, at 1, 8 and 32 concurrent clients. Each call
+carries a fresh ES384 JWT (signed before timing starts: every ``jti`` is single use).
+
+Reports client-observed latency (p50/p95/p99), server time from the ``Server-Timing``
+header (request arrival to response start, inside the server), and throughput. Runs the
+parse modes given by ``--validate`` (default both) so the cost of full FHIR validation of
+the prefetch is visible.
+
+    .venv/bin/python bench/cds_bench.py [--requests 200] [--validate fast,full]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import jwt
+import orjson
+import requests
+import yaml
+from cryptography.hazmat.primitives.asymmetric import ec
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.cds import patients as P  # noqa: E402
+from tests.cds.helpers import Keys  # noqa: E402
+from tests.cds.live import free_port  # noqa: E402
+
+ISS = "https://bench.ehr"
+PID = "bench-patient"
+
+
+def bench_patient(now: datetime) -> list[dict[str, Any]]:
+    """~500 resources: an overdue positive FIT, atrial fibrillation, an ED dizziness visit
+    being discharged, 20 clinic visits, 8 conditions and vital signs over two years."""
+    out = P.fit_patient(PID, now, days_ago=90)
+    ed = P.dizzy_patient(PID, now)
+    out += [r for r in ed if r["resourceType"] != "Patient"]
+    out += [
+        P.encounter(PID, f"{PID}-visit-{i}", now - timedelta(days=30 * i + 7), 1) for i in range(20)
+    ]
+    out += [
+        P.condition(PID, f"{PID}-cond-{i}", code, code, now - timedelta(days=400 + i))
+        for i, code in enumerate(
+            ["E11.9", "I10", "E78.5", "K21.9", "M54.5", "J45.909", "F41.1", "N18.3"]
+        )
+    ]
+    out += P.padding(PID, now, 500 - len(out))
+    return out
+
+
+def start_server(tmp: Path, key: Any, validate: str) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    issuers = tmp / "issuers.yaml"
+    issuers.write_text(
+        yaml.safe_dump(
+            {"issuers": [{"iss": ISS, "jwks": {"keys": [Keys.public_jwk(key, "bench", "ES384")]}}]}
+        )
+    )
+    env = {
+        **os.environ,
+        "DXSAFETY_PUBLIC_BASE_URL": base,
+        "DXSAFETY_CDS_ISSUERS_FILE": str(issuers),
+        "DXSAFETY_DATABASE_URL": f"sqlite:///{tmp / f'db-{validate}.sqlite'}",
+        "DXSAFETY_CDS_VALIDATE": validate,
+        "DXSAFETY_ENV": "test",
+    }
+    log = (tmp / f"serve-{validate}.log").open("wb")
+    proc = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("dxsafety")),
+            "serve",
+            "--port",
+            str(port),
+            "--rules",
+            str(REPO / "rules"),
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=tmp,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            requests.get(f"{base}/cds-services", timeout=1)
+            return proc, base
+        except requests.ConnectionError:
+            if proc.poll() is not None:
+                raise RuntimeError((tmp / f"serve-{validate}.log").read_text()) from None
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("dxsafety serve did not start")
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def run_level(url: str, body: bytes, tokens: list[str], clients: int) -> dict[str, Any]:
+    per_client = [tokens[i::clients] for i in range(clients)]
+    client_ms: list[float] = []
+    server_ms: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(clients + 1)
+
+    def worker(mine: list[str]) -> None:
+        session = requests.Session()
+        local_c, local_s = [], []
+        barrier.wait()
+        for tok in mine:
+            t0 = time.perf_counter()
+            r = session.post(
+                url,
+                data=body,
+                headers={"Authorization": f"Bearer {tok}", "Content-Type": "application/json"},
+            )
+            dt = (time.perf_counter() - t0) * 1000
+            if r.status_code != 200:
+                with lock:
+                    errors.append(f"{r.status_code} {r.text[:200]}")
+                continue
+            local_c.append(dt)
+            timing = r.headers.get("server-timing", "")
+            if "dur=" in timing:
+                local_s.append(float(timing.split("dur=")[1]))
+        with lock:
+            client_ms.extend(local_c)
+            server_ms.extend(local_s)
+
+    threads = [threading.Thread(target=worker, args=(m,)) for m in per_client]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    start = time.perf_counter()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - start
+    if errors:
+        raise RuntimeError(f"{len(errors)} failed calls, e.g. {errors[0]}")
+    return {
+        "clients": clients,
+        "n": len(client_ms),
+        "rps": len(client_ms) / elapsed,
+        **{f"c{q}": pct(client_ms, q) for q in (50, 95, 99)},
+        **{f"s{q}": pct(server_ms, q) for q in (50, 95, 99)},
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=200, help="calls per level and hook")
+    parser.add_argument("--validate", default="fast,full", help="parse modes to run")
+    parser.add_argument("--levels", default="1,8,32", help="concurrent clients")
+    args = parser.parse_args()
+    key = ec.generate_private_key(ec.SECP384R1())
+    now = datetime.now(UTC)
+    resources = bench_patient(now)
+    calls = {
+        "patient-view": (
+            "dxsafety-patient-view",
+            {"userId": "Practitioner/b", "patientId": PID},
+            P.full_prefetch(resources),
+        ),
+        "encounter-discharge": (
+            "dxsafety-encounter-discharge",
+            {"userId": "Practitioner/b", "patientId": PID, "encounterId": f"{PID}-ed"},
+            P.full_prefetch(resources, encounter_id=f"{PID}-ed"),
+        ),
+    }
+    levels = [int(x) for x in args.levels.split(",")]
+    print(
+        f"patient: {len(resources)} resources; {args.requests} calls per hook and level; "
+        f"machine: {os.cpu_count()} cores (shared)"
+    )
+    print(
+        f"{'mode':5} {'hook':20} {'clients':>7} {'req/s':>7}  client p50/p95/p99 ms    "
+        f"server p50/p95/p99 ms   cards"
+    )
+    with tempfile.TemporaryDirectory() as tmpdir:
+        for mode in args.validate.split(","):
+            proc, base = start_server(Path(tmpdir), key, mode)
+            try:
+                for hook, (service, ctx, prefetch) in calls.items():
+                    body_obj = {
+                        "hook": hook,
+                        "hookInstance": str(uuid.uuid4()),
+                        "context": ctx,
+                        "prefetch": prefetch,
+                    }
+                    body = orjson.dumps(body_obj)
+                    url = f"{base}/cds-services/{service}"
+
+                    def sign(url: str = url) -> str:
+                        t = int(time.time())
+                        return jwt.encode(
+                            {
+                                "iss": ISS,
+                                "aud": url,
+                                "iat": t,
+                                "exp": t + 600,
+                                "jti": uuid.uuid4().hex,
+                            },
+                            key,
+                            algorithm="ES384",
+                            headers={"kid": "bench", "typ": "JWT"},
+                        )
+
+                    first = requests.post(
+                        url,
+                        data=body,
+                        headers={
+                            "Authorization": f"Bearer {sign()}",
+                            "Content-Type": "application/json",
+                        },
+                    )
+                    first.raise_for_status()
+                    n_cards = len(first.json()["cards"])
+                    run_level(url, body, [sign() for _ in range(20)], 1)  # warm-up
+                    for clients in levels:
+                        tokens = [sign() for _ in range(max(args.requests, clients))]
+                        r = run_level(url, body, tokens, clients)
+                        print(
+                            f"{mode:5} {hook:20} {clients:7d} {r['rps']:7.1f}  "
+                            f"{r['c50']:6.1f} {r['c95']:6.1f} {r['c99']:6.1f}      "
+                            f"{r['s50']:6.1f} {r['s95']:6.1f} {r['s99']:6.1f}    {n_cards}"
+                        )
+                    print(f"      (request body {len(body) / 1024:.0f} KiB)")
+            finally:
+                proc.terminate()
+                proc.wait(timeout=10)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
