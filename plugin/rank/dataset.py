@@ -24,7 +24,13 @@ from plugin.rank.features import (
     known_at,
     vector,
 )
-from plugin.rank.labels import LabelRow, label_for, realtime_candidates, realtime_label
+from plugin.rank.labels import (
+    LabelRow,
+    diagnosis_times,
+    label_for,
+    realtime_candidates,
+    realtime_label,
+)
 from plugin.timeline.model import Finding, Timeline
 
 LEVELS = {"informational": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
@@ -104,11 +110,12 @@ def collect(
             r.keys.append(f.key)
             out.findings_unlabelled += not lab.matched
         if realtime:
+            times = diagnosis_times(tl)
             for enc in realtime_candidates(tl):
                 known = known_at(tl, enc.stop)
                 row = encounter_features(known, enc)
                 out.realtime.X.append(vector(row, REALTIME_FEATURES))
-                out.realtime.y.append(realtime_label(tl, enc))
+                out.realtime.y.append(realtime_label(tl, enc, times))
                 out.realtime.patient.append(pid)
                 out.realtime.keys.append(enc.source)
     return out

@@ -321,7 +321,7 @@ def encounter_features(tl: Timeline, index: Event) -> Row:
     sex = (tl.patient.sex or "").lower() or None
     age = tl.patient.age_at(index.t)
     row: Row = {"age": NAN if age is None else age, "sex": _cat(SEXES, sex)}
-    history = _condition_codes(e for e in tl.events if e.t <= stop)
+    history = set(_condition_codes(e for e in tl.events if e.t <= stop))
     for g in cs.RISK_FACTORS:
         row[f"rf_{g.name}"] = _b(g.any_of(history))
     row["n_risk_factors"] = sum(row[f"rf_{g.name}"] for g in cs.RISK_FACTORS)

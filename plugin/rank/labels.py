@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import csv
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from plugin.errors import ModelError
@@ -115,24 +115,38 @@ def realtime_candidates(tl: Timeline) -> list[Event]:
     ]
 
 
-def realtime_label(tl: Timeline, enc: Event) -> str:
-    """The first dangerous diagnosis newly recorded within 30 d **after** the encounter
-    ended ("none" if there is none). Reads the future: a label, never a feature."""
-    end = enc.stop
-    known = {
-        g.name
-        for g in cs.TARGETS
-        for e in tl.events
-        if e.t <= end
-        and g.any_of(e.codes + e.diagnoses)
-        and e.kind in (Kind.CONDITION, Kind.ENCOUNTER)
-    }  # diagnosed by then: not missed
+CHRONIC_TARGETS = cs.CANCERS | {"hypothyroidism"}
+
+
+def diagnosis_times(tl: Timeline) -> dict[str, list[datetime]]:
+    """When each target diagnosis was recorded (conditions and encounter diagnoses)."""
+    times: dict[str, list[datetime]] = {}
     for e in tl.events:
-        if e.t <= end or e.kind not in (Kind.CONDITION, Kind.ENCOUNTER):
+        if e.kind not in (Kind.CONDITION, Kind.ENCOUNTER):
             continue
-        if e.t > end + REALTIME_HORIZON:
-            break
+        codes = e.codes + e.diagnoses
         for g in cs.TARGETS:
-            if g.name not in known and g.any_of(e.codes + e.diagnoses):
-                return g.name
-    return "none"
+            if g.any_of(codes):
+                times.setdefault(g.name, []).append(e.t)
+    return times
+
+
+def realtime_label(tl: Timeline, enc: Event, times: dict[str, list[datetime]] | None = None) -> str:
+    """The first dangerous diagnosis newly recorded within 30 d **after** the encounter
+    ended, or "none". Not new: a cancer or hypothyroidism recorded any time before, or an
+    acute diagnosis recorded in the 30 d up to the end (the same episode, already known).
+    Reads the future: a label, never a feature. ``times`` is :func:`diagnosis_times`."""
+    end = enc.stop
+    best: tuple[datetime, str] | None = None
+    for name, ts in (times if times is not None else diagnosis_times(tl)).items():
+        since = (
+            datetime.min.replace(tzinfo=end.tzinfo)
+            if name in CHRONIC_TARGETS
+            else (end - REALTIME_HORIZON)
+        )
+        if any(since <= t <= end for t in ts):
+            continue
+        nxt = next((t for t in ts if end < t <= end + REALTIME_HORIZON), None)
+        if nxt is not None and (best is None or nxt < best[0]):
+            best = (nxt, name)
+    return best[1] if best else "none"

@@ -139,3 +139,54 @@ def test_labels_never_reach_the_features(train_pop, evaluator) -> None:  # type:
     b = collect(tls, evaluator, flipped, realtime=False)
     assert a.review.y != b.review.y
     assert a.review.matrix().tobytes() == b.review.matrix().tobytes()
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ([{"t": "10d", "setting": "IP", "end": "2d", "diagnosis": ["icd10:I63.9"]}], "stroke"),
+        ([{"t": "40d", "setting": "IP", "end": "2d", "diagnosis": ["icd10:I63.9"]}], "none"),
+        (
+            [
+                {"t": "-700d", "code": "icd10:I63.9"},  # an old stroke; a new one is still new
+                {"t": "5d", "setting": "IP", "end": "2d", "diagnosis": ["icd10:I63.9"]},
+            ],
+            "stroke",
+        ),
+        (
+            [
+                {"t": "2h", "code": "icd10:I63.9", "encounter": "ed"},  # diagnosed at the visit
+                {"t": "5d", "setting": "IP", "end": "2d", "diagnosis": ["icd10:I63.9"]},
+            ],
+            "none",
+        ),
+        (
+            [
+                {"t": "-300d", "code": "icd10:C18.9"},  # a known cancer is not missed
+                {"t": "5d", "code": "icd10:C18.9"},
+            ],
+            "none",
+        ),
+        (
+            [
+                {"t": "20d", "code": "icd10:A41.9"},
+                {"t": "8d", "setting": "IP", "end": "1d", "diagnosis": ["icd10:I21.4"]},
+            ],
+            "mi",
+        ),
+    ],
+)
+def test_realtime_label(extra: list[dict], expected: str) -> None:
+    from plugin.rank.labels import realtime_label
+
+    spec = {
+        "patient": {"id": "lab"},
+        "events": [
+            {"t": "0d", "setting": "ED", "end": "4h", "id": "ed", "diagnosis": ["icd10:R42"]},
+            *extra,
+        ],
+    }
+    tl = timeline_from_spec(spec)
+    enc = F.find_event(tl, "Encounter/ed")
+    assert enc is not None
+    assert realtime_label(tl, enc) == expected
