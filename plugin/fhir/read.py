@@ -102,6 +102,7 @@ class ReadReport:
     outcome_messages: list[str] = field(default_factory=list)
     not_used: Counter[str] = field(default_factory=Counter)  # types the timeline does not read
     no_patient: Counter[str] = field(default_factory=Counter)  # staged input with no patient
+    duplicates: int = 0  # the same Type/id read more than once (kept once)
 
     def add_error(self, error: FhirParseError, reason: str | None = None) -> None:
         self.skipped += 1

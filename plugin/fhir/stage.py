@@ -20,7 +20,9 @@ needs all the resources of one patient. :func:`iter_patients` stages the input:
    (:class:`~plugin.fhir.parse.PatientResources`) carries the timeline it built and
    ``timeline_from_resources(resources, validate="none"|"fast")`` returns it without
    converting again.
-   The Locations and Medications a patient's resources refer to are appended to its list.
+   The Locations and Medications a patient's resources refer to are appended to its list. A
+   ``Type/id`` read twice (overlapping exports) is kept once and counted in
+   ``report.duplicates``.
 
 **Memory** is bounded by the largest bucket, not the population. ``N`` is chosen from the input
 size so that a bucket holds about ``BUCKET_BYTES`` (32 MB) of input JSON — a few hundred
@@ -112,6 +114,7 @@ class _Buckets:
             return
         i = zlib.crc32(pid.encode()) % self.n
         buf = self.buffers[i]
+        where = where.replace("\t", " ").replace("\n", " ")
         buf += b"%s\t%s\t%s\n" % (pid.encode(), where.encode(), orjson.dumps(resource))
         if len(buf) >= self.flush_bytes:
             self._flush(i)
@@ -231,6 +234,12 @@ def _partition(
             if pid.startswith("?"):
                 deferred.append((pid, item.where, r))
                 continue
+            if not pid or "\t" in pid or "\n" in pid:
+                report.add_error(
+                    FhirParseError(item.where, f"bad patient id {pid!r}", rtype, r.get("id")),
+                    "bad patient id",
+                )
+                continue
             if rtype == "Patient":
                 patients_seen.append({"id": pid, "identifier": r.get("identifier")})
             store.add(pid, item.where, r)
@@ -277,6 +286,7 @@ def _resolve_conditional(query: str, identifiers: dict[str, str]) -> str | None:
 def _validated(
     items: list[tuple[str, JSON]], pid: str, mode: Mode, report: ReadReport, shared: _Shared
 ) -> PatientResources:
+    items = _deduplicated(items, report)
     resources = [r for _, r in items]
     extra = shared.referenced(resources)
     if mode == "none":
@@ -308,6 +318,22 @@ def _validated(
         )
     kept = [r for r in resources if (r.get("resourceType"), r.get("id")) not in rejected]
     return PatientResources(kept + extra, timeline)
+
+
+def _deduplicated(items: list[tuple[str, JSON]], report: ReadReport) -> list[tuple[str, JSON]]:
+    """One copy of each ``Type/id`` (the first read); overlapping exports repeat resources."""
+    seen: set[tuple[str, str]] = set()
+    out = []
+    for where, r in items:
+        rid = r.get("id")
+        if isinstance(rid, str):
+            key = (r["resourceType"], rid)
+            if key in seen:
+                report.duplicates += 1
+                continue
+            seen.add(key)
+        out.append((where, r))
+    return out
 
 
 def _reject(report: ReadReport, where: str, r: JSON, reason: str) -> None:

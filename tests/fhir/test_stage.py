@@ -161,3 +161,15 @@ def test_fixture_scenarios_give_exactly_the_expected_findings(mode):
         expected = json.loads((scenario / "expected" / "findings.json").read_text())
         want = [(e["patient_id"], e["rule"], e["rule_id"], e["index_ref"]) for e in expected]
         assert sorted(got) == sorted(want), scenario.name
+
+
+def test_a_resource_read_twice_is_kept_once(tmp_path):
+    scenario = FIXTURES / "sp1_stroke_day31"
+    for name in ("a", "b"):  # the same export twice
+        (tmp_path / name).mkdir()
+        for f in scenario.glob("*.ndjson"):
+            (tmp_path / name / f.name).write_bytes(f.read_bytes())
+    report = ReadReport()
+    ((pid, resources),) = list(iter_patients([tmp_path], report=report, buckets=2))
+    assert pid == "sp1-p3"
+    assert len(resources) == 5 and report.duplicates == 5
