@@ -349,3 +349,84 @@ def test_fast_and_full_validation_give_the_same_timeline(dataset):
         assert fast_errors == full_errors
         compared += len(accepted)
     assert compared > 0.95 * sum(len(g) for g in groups.values())
+
+
+@needs_data
+def test_bulk_procedure_period_and_medication_request():
+    resources = naive_groups(DATA / "bulk-ndjson-10-patients")[
+        "79a66c97-6131-3213-f3c9-4606946ab056"
+    ]
+    tl = timeline_from_resources(resources)
+    procs = [e for e in tl.events if e.kind is Kind.PROCEDURE]
+    meds = [e for e in tl.events if e.kind is Kind.MEDICATION]
+    assert procs and meds
+    assert all(p.end is not None and p.end >= p.t and p.system == "snomed" for p in procs)
+    assert all(m.system == "rxnorm" and m.encounter for m in meds)
+    depression = next(
+        p for p in procs if p.source == "Procedure/0029b986-11ef-caa1-3b3e-a0e120d4acd9"
+    )
+    assert depression.t == datetime(1984, 12, 16, 4, 55, 44, tzinfo=UTC)  # 23:55:44-05:00
+
+
+@pytest.mark.parametrize(
+    ("code", "group"),
+    [
+        ("home", "home"),
+        ("hosp", "hospice"),
+        ("exp", "expired"),
+        ("aadvice", "ama"),
+        ("01", "home"),
+        ("1", "home"),
+        ("20", "expired"),
+        ("62", "rehab"),
+        ("306689006", "home"),
+        ("HOME HEALTH CARE", "home"),
+        ("SKILLED NURSING FACILITY", "snf"),
+        ("DIED", "expired"),
+        ("AGAINST ADVICE", "ama"),
+        ("CHRONIC/LONG TERM ACUTE CARE", "transfer"),
+        ("Admitted to ward", "admitted"),
+        ("something new", "other"),
+    ],
+)
+def test_disposition_groups(code, group):
+    from plugin.fhir.vocab import disposition_group
+
+    assert disposition_group(code) == group
+
+
+@pytest.mark.parametrize(
+    ("types", "name", "kind"),
+    [
+        (("ICU",), "Unit 4", "icu"),
+        ((), "Medical Intensive Care Unit (MICU)", "icu"),
+        ((), "Emergency Waiting Room", "ed"),
+        ((), "Ward 1, Room 42, Bed 1", "ward"),
+        ((), "LYON CO HLTH DEPT AND COMMUNITY CENTER", "other"),
+        (("ER",), "Triage", "ed"),
+    ],
+)
+def test_location_kinds(types, name, kind):
+    from plugin.fhir.vocab import location_kind
+
+    assert location_kind(types, name) == kind
+
+
+def test_planned_from_priority_admit_source_or_class():
+    base = {
+        "resourceType": "Encounter",
+        "status": "finished",
+        "subject": {"reference": "Patient/p"},
+        "period": {"start": "2025-01-01T00:00:00Z"},
+    }
+    imp = {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"}
+    cases = [
+        ({"class": imp, "priority": {"coding": [{"code": "EL"}]}}, True),
+        ({"class": imp, "hospitalization": {"admitSource": {"coding": [{"code": "EL"}]}}}, True),
+        ({"class": {"code": "SURGICAL SAME DAY ADMISSION"}}, True),
+        ({"class": imp, "priority": {"coding": [{"code": "EM"}]}}, False),
+        ({"class": {"code": "EW EMER."}}, False),
+    ]
+    for i, (fields, planned) in enumerate(cases):
+        tl = timeline_from_resources([{**base, "id": f"e{i}", **fields}])
+        assert tl.events[0].detail.planned is planned, fields
