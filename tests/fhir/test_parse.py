@@ -1,11 +1,14 @@
 """plugin.fhir.parse: FHIR resources → timeline, on the HL7 examples, MIMIC, Synthea and Bulk."""
 
+import json
 from collections import defaultdict
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from plugin.fhir.parse import timeline_from_resources
 from plugin.fhir.read import iter_resources
@@ -430,3 +433,57 @@ def test_planned_from_priority_admit_source_or_class():
     for i, (fields, planned) in enumerate(cases):
         tl = timeline_from_resources([{**base, "id": f"e{i}", **fields}])
         assert tl.events[0].detail.planned is planned, fields
+
+
+# --- robustness: a damaged resource is skipped, never fatal ------------------------------------
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=12),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+
+
+def _paths(node, prefix=()):
+    yield prefix
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _paths(v, (*prefix, k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _paths(v, (*prefix, i))
+
+
+def _replace(node, path, value):
+    if not path:
+        return value
+    copy = dict(node) if isinstance(node, dict) else list(node)
+    copy[path[0]] = _replace(node[path[0]], path[1:], value)
+    return copy
+
+
+_SAMPLES = [
+    json.loads(line)
+    for scenario in (
+        "sp1_dizziness_stroke_day12",
+        "tr1_fit_no_colonoscopy",
+        "tr1_colonoscopy_day59",
+    )
+    for f in sorted((Path(__file__).parents[2] / "fhir_fixtures" / scenario).glob("*.ndjson"))
+    for line in f.read_text().splitlines()
+]
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data())
+def test_any_damaged_field_is_skipped_or_read_never_fatal(data):
+    target = data.draw(st.integers(0, len(_SAMPLES) - 1))
+    paths = [p for p in _paths(_SAMPLES[target]) if p and p[0] != "resourceType"]
+    path = data.draw(st.sampled_from(paths))
+    damaged = _replace(_SAMPLES[target], path, data.draw(_JSON_VALUES))
+    resources = [*_SAMPLES[:target], damaged, *_SAMPLES[target + 1 :]]
+    errors = []
+    tl = timeline_from_resources(resources, errors=errors)
+    assert all(e.resource_type for e in errors)
+    assert all(ev.t.tzinfo is not None for ev in tl.events)
