@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -63,7 +64,9 @@ def bench_patient(now: datetime) -> list[dict[str, Any]]:
     return out
 
 
-def start_server(tmp: Path, key: Any, validate: str) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(
+    tmp: Path, key: Any, validate: str, workers: int
+) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     issuers = tmp / "issuers.yaml"
@@ -89,6 +92,8 @@ def start_server(tmp: Path, key: Any, validate: str) -> tuple[subprocess.Popen[b
             str(port),
             "--rules",
             str(REPO / "rules"),
+            "--workers",
+            str(workers),
         ],
         env=env,
         stdout=log,
@@ -164,11 +169,82 @@ def run_level(url: str, body: bytes, tokens: list[str], clients: int) -> dict[st
     }
 
 
+def stages(resources: list[dict[str, Any]], now: datetime, repeat: int = 30) -> None:
+    """CPU time per stage of one patient-view call, in process (independent of machine load
+    and HTTP): where the server time goes."""
+    from plugin.cds import cards as card_mod
+    from plugin.cds.advice import Advisor
+    from plugin.cds.models import CdsResponse, HookRequest, PatientContext
+    from plugin.cds.prefetch import PrefetchResolver
+    from plugin.cds.schema import check_response
+    from plugin.cds.services import SERVICES
+
+    service = SERVICES["dxsafety-patient-view"]
+    ctx = {"userId": "Practitioner/b", "patientId": PID}
+    raw = orjson.dumps(
+        {
+            "hook": "patient-view",
+            "hookInstance": "x",
+            "context": ctx,
+            "prefetch": P.full_prefetch(resources),
+        }
+    )
+    for mode in ("fast", "full"):
+        advisor = Advisor.build(
+            rules_dir=REPO / "rules",
+            model_dir=None,
+            base_url="http://b",
+            lookback_days=365,
+            risk_threshold=0.05,
+            validate=mode,
+        )
+        times: dict[str, list[float]] = {}
+
+        def clock(name: str, t0: float, times: dict[str, list[float]] = times) -> float:
+            t1 = time.thread_time()
+            times.setdefault(name, []).append((t1 - t0) * 1000)
+            return t1
+
+        for _ in range(repeat):
+            t = time.thread_time()
+            body = orjson.loads(raw)
+            t = clock("json decode", t)
+            request = HookRequest.model_validate(body)
+            context = PatientContext.model_validate(request.context)
+            t = clock("request models", t)
+            got = PrefetchResolver(request, issuer=None, budget_s=5).gather(service.templates, PID)
+            t = clock("prefetch checks", t)
+            tl = advisor.timeline(got.resources, PID)
+            t = clock(f"timeline ({mode})", t)
+            findings = advisor.open_findings(tl, now)
+            t = clock("rules", t)
+            built = [
+                card_mod.finding_card(
+                    f,
+                    advisor._rule(f.rule_id),
+                    base_url="http://b",
+                    follow=advisor.followups.get(f.rule_id),
+                    context=context.model_dump(),
+                    now=now,
+                )
+                for f in findings
+            ]
+            out = CdsResponse(cards=built).to_json()
+            t = clock("cards", t)
+            assert check_response(out) == []
+            orjson.dumps(out)
+            t = clock("schema check + encode", t)
+        total = sum(statistics.median(v) for v in times.values())
+        parts = ", ".join(f"{k} {statistics.median(v):.1f}" for k, v in times.items())
+        print(f"  {mode}: {total:.1f} ms CPU median per call = {parts}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=200, help="calls per level and hook")
     parser.add_argument("--validate", default="fast,full", help="parse modes to run")
     parser.add_argument("--levels", default="1,8,32", help="concurrent clients")
+    parser.add_argument("--workers", type=int, default=1, help="dxsafety serve --workers")
     args = parser.parse_args()
     key = ec.generate_private_key(ec.SECP384R1())
     now = datetime.now(UTC)
@@ -190,13 +266,17 @@ def main() -> int:
         f"patient: {len(resources)} resources; {args.requests} calls per hook and level; "
         f"machine: {os.cpu_count()} cores (shared)"
     )
+    print(f"load average before: {os.getloadavg()[0]:.1f}")
+    print("in-process CPU per stage, patient-view (ms, median of 30):")
+    stages(resources, now)
+    print(f"through HTTP, dxsafety serve --workers {args.workers}:")
     print(
         f"{'mode':5} {'hook':20} {'clients':>7} {'req/s':>7}  client p50/p95/p99 ms    "
         f"server p50/p95/p99 ms   cards"
     )
     with tempfile.TemporaryDirectory() as tmpdir:
         for mode in args.validate.split(","):
-            proc, base = start_server(Path(tmpdir), key, mode)
+            proc, base = start_server(Path(tmpdir), key, mode, args.workers)
             try:
                 for hook, (service, ctx, prefetch) in calls.items():
                     body_obj = {

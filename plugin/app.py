@@ -61,3 +61,9 @@ def create_app(
     if worklist:
         _mount_worklist(app, settings)
     return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for ``uvicorn --factory`` and ``dxsafety serve --workers N`` (one app per
+    worker process, settings from ``DXSAFETY_*``)."""
+    return create_app(Settings())

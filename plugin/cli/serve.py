@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -16,6 +17,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--port", type=int, default=None, help="port (default DXSAFETY_PORT or 8000)")
     p.add_argument("--model", type=Path, default=None, help="ranker model directory")
     p.add_argument("--rules", type=Path, default=None, help="rules directory (default rules/)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes (CPU-bound calls scale with cores; each loads rules and model)",
+    )
     p.set_defaults(handler=run)
 
 
@@ -54,6 +61,19 @@ def run(args: argparse.Namespace) -> int:
         f"{settings.host}:{settings.port})",
         file=sys.stderr,
     )
+    if args.workers > 1:  # each worker builds its own app from the same settings
+        os.environ.update({f"DXSAFETY_{k.upper()}": str(v) for k, v in overrides.items()})
+        uvicorn.run(
+            "plugin.app:app_from_env",
+            factory=True,
+            workers=args.workers,
+            host=settings.host,
+            port=settings.port,
+            access_log=False,
+            proxy_headers=True,
+            server_header=False,
+        )
+        return 0
     # access_log off: URLs are harmless but the habit of logging requests is not
     uvicorn.run(
         app,
