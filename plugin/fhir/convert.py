@@ -10,23 +10,38 @@ returns ``[]`` for resources the timeline leaves out:
 
 Primary code: the first coding of the preferred system (see ``_PREFER``); every other coding of
 the same CodeableConcept goes to ``alt``. Times: see :mod:`plugin.fhir.values`.
+
+Per type (Encounter: :mod:`plugin.fhir.encounter`):
+
+* **Condition** — time from ``onsetDateTime``, ``onsetPeriod.start``, ``recordedDate``, else the
+  start of its encounter (``Condition.encounter``, or the Encounter whose ``diagnosis`` lists
+  it); ``status`` is the clinical status; ``recorded`` the recorded date.
+* **Observation** — time from ``effective[x]``, else ``issued`` (also ``recorded``);
+  ``valueQuantity``/``valueInteger`` → ``value`` with the UCUM ``code`` as unit (else ``unit``);
+  interpretation codes (v3/v2 systems) upper case; when there is none, a coded or string value
+  meaning positive/detected/present gives ``POS`` and negative/not detected/absent ``NEG``;
+  the first reference range with a low or high. Each coded ``component`` (blood-pressure
+  systolic/diastolic...) is one more event with the same time and source, its own value,
+  unit, interpretation and range.
+* **Procedure** — ``performed[x]`` (period end → ``end``), else its encounter's start.
+* **DiagnosticReport** — ``effective[x]``, else ``issued``; ``conclusionCode`` codes go to ``alt``.
+* **ServiceRequest** — ``authoredOn``, else ``occurrence[x]``. **MedicationRequest** —
+  ``authoredOn``; code from ``medicationCodeableConcept`` or the referenced (or contained)
+  Medication. **Patient** — ``deceasedDateTime`` → one ``death`` event.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from plugin.fhir import vocab
 from plugin.fhir.refs import ReferenceIndex
 from plugin.fhir.values import (
     Malformed,
     codeable_text,
     codings,
     first_code,
-    lst,
     number,
     obj,
     objs,
@@ -35,7 +50,7 @@ from plugin.fhir.values import (
     text,
     when,
 )
-from plugin.timeline.model import Code, EncounterDetail, Event, Kind, LocationStay, Setting
+from plugin.timeline.model import Code, Event, Kind
 
 JSON = dict[str, Any]
 When = tuple[datetime, bool] | None
@@ -94,11 +109,11 @@ def primary(rtype: str, cc: JSON | None) -> tuple[Code | None, tuple[Code, ...],
     return code, alt, display or codeable_text(cc)
 
 
-def _first(*values: When) -> When:
+def first_of(*values: When) -> When:
     return next((v for v in values if v is not None), None)
 
 
-def _status(r: JSON) -> str | None:
+def status_of(r: JSON) -> str | None:
     return text(r, "status")
 
 
@@ -110,11 +125,11 @@ def _encounter_start(r: JSON, ctx: Context) -> tuple[str | None, When]:
     start = None
     if enc is not None:
         s, e = period(enc, "period")
-        start = _first(s, e)
+        start = first_of(s, e)
     return ctx.index.canonical(ref, "Encounter"), start
 
 
-def _event(r: JSON, ctx: Context, kind: Kind, at: When, code: Code | None, **kw: Any) -> Event:
+def make_event(r: JSON, ctx: Context, kind: Kind, at: When, code: Code | None, **kw: Any) -> Event:
     if at is None:
         raise Untimed("no usable date")
     return Event(
@@ -125,23 +140,23 @@ def _event(r: JSON, ctx: Context, kind: Kind, at: When, code: Code | None, **kw:
         system=code.system if code else "",
         code=code.code if code else "",
         source=source_of(r),
-        **{"status": _status(r), **kw},
+        **{"status": status_of(r), **kw},
     )
 
 
 def condition(r: JSON, ctx: Context) -> list[Event]:
     verification = first_code(obj(r, "verificationStatus"))
-    if _status(r) == "entered-in-error" or verification in ("entered-in-error", "refuted"):
+    if status_of(r) == "entered-in-error" or verification in ("entered-in-error", "refuted"):
         return []
     code, alt, label = primary("Condition", obj(r, "code"))
     onset_start, _ = period(r, "onsetPeriod")
     recorded = when(r, "recordedDate")
     encounter, enc_start = _encounter_start(r, ctx)
-    at = _first(when(r, "onsetDateTime"), onset_start, recorded, enc_start)
+    at = first_of(when(r, "onsetDateTime"), onset_start, recorded, enc_start)
     clinical = first_code(obj(r, "clinicalStatus"))
     recorded_at = recorded[0] if recorded else None
     return [
-        _event(
+        make_event(
             r,
             ctx,
             Kind.CONDITION,
@@ -195,11 +210,11 @@ def _reference_range(r: JSON) -> tuple[float | None, float | None]:
 
 
 def observation(r: JSON, ctx: Context) -> list[Event]:
-    if _status(r) in ("entered-in-error", "cancelled"):
+    if status_of(r) in ("entered-in-error", "cancelled"):
         return []
     start, _ = period(r, "effectivePeriod")
     issued = when(r, "issued")
-    at = _first(when(r, "effectiveDateTime"), when(r, "effectiveInstant"), start, issued)
+    at = first_of(when(r, "effectiveDateTime"), when(r, "effectiveInstant"), start, issued)
     encounter = ctx.index.canonical(reference(r, "encounter"), "Encounter")
     common = {"encounter": encounter, "recorded": issued[0] if issued else None}
     events = []
@@ -210,7 +225,7 @@ def observation(r: JSON, ctx: Context) -> list[Event]:
         value, unit, implied = _value(part)
         low, high = _reference_range(part)
         events.append(
-            _event(
+            make_event(
                 r,
                 ctx,
                 Kind.OBSERVATION,
@@ -230,14 +245,14 @@ def observation(r: JSON, ctx: Context) -> list[Event]:
 
 
 def procedure(r: JSON, ctx: Context) -> list[Event]:
-    if _status(r) in ("entered-in-error", "not-done"):
+    if status_of(r) in ("entered-in-error", "not-done"):
         return []
     code, alt, label = primary("Procedure", obj(r, "code"))
     start, end = period(r, "performedPeriod")
     encounter, enc_start = _encounter_start(r, ctx)
-    at = _first(when(r, "performedDateTime"), start, end, enc_start)
+    at = first_of(when(r, "performedDateTime"), start, end, enc_start)
     return [
-        _event(
+        make_event(
             r,
             ctx,
             Kind.PROCEDURE,
@@ -252,16 +267,16 @@ def procedure(r: JSON, ctx: Context) -> list[Event]:
 
 
 def diagnostic_report(r: JSON, ctx: Context) -> list[Event]:
-    if _status(r) in ("entered-in-error", "cancelled"):
+    if status_of(r) in ("entered-in-error", "cancelled"):
         return []
     code, alt, label = primary("DiagnosticReport", obj(r, "code"))
     conclusions = tuple(c for cc in objs(r, "conclusionCode") for c, _ in codings(cc))
     start, _ = period(r, "effectivePeriod")
     issued = when(r, "issued")
-    at = _first(when(r, "effectiveDateTime"), start, issued)
+    at = first_of(when(r, "effectiveDateTime"), start, issued)
     encounter = ctx.index.canonical(reference(r, "encounter"), "Encounter")
     return [
-        _event(
+        make_event(
             r,
             ctx,
             Kind.REPORT,
@@ -276,17 +291,17 @@ def diagnostic_report(r: JSON, ctx: Context) -> list[Event]:
 
 
 def service_request(r: JSON, ctx: Context) -> list[Event]:
-    if _status(r) == "entered-in-error":
+    if status_of(r) == "entered-in-error":
         return []
     code, alt, label = primary("ServiceRequest", obj(r, "code"))
     start, _ = period(r, "occurrencePeriod")
-    at = _first(when(r, "authoredOn"), when(r, "occurrenceDateTime"), start)
+    at = first_of(when(r, "authoredOn"), when(r, "occurrenceDateTime"), start)
     encounter = ctx.index.canonical(reference(r, "encounter"), "Encounter")
-    return [_event(r, ctx, Kind.ORDER, at, code, alt=alt, text=label, encounter=encounter)]
+    return [make_event(r, ctx, Kind.ORDER, at, code, alt=alt, text=label, encounter=encounter)]
 
 
 def medication_request(r: JSON, ctx: Context) -> list[Event]:
-    if _status(r) == "entered-in-error":
+    if status_of(r) == "entered-in-error":
         return []
     cc = obj(r, "medicationCodeableConcept")
     if cc is None:
@@ -295,7 +310,7 @@ def medication_request(r: JSON, ctx: Context) -> list[Event]:
     code, alt, label = primary("MedicationRequest", cc)
     encounter = ctx.index.canonical(reference(r, "encounter"), "Encounter")
     return [
-        _event(
+        make_event(
             r,
             ctx,
             Kind.MEDICATION,
@@ -312,156 +327,4 @@ def patient_death(r: JSON, ctx: Context) -> list[Event]:
     at = when(r, "deceasedDateTime")
     if at is None:
         return []
-    return [_event(r, ctx, Kind.DEATH, at, None)]
-
-
-def is_icu_encounter(r: JSON) -> bool:
-    """An ICU stay recorded as its own Encounter (MIMIC ``EncounterICU``: partOf a hospital stay,
-    ICU profile or identifier system), or an Encounter whose class says ICU."""
-    cls = obj(r, "class")
-    if cls is not None and (text(cls, "code") or "").upper() == "ICU":
-        return True
-    if r.get("partOf") is None:
-        return False
-    meta = obj(r, "meta")
-    marks = [p for p in lst(meta, "profile") if isinstance(p, str)] if meta else []
-    marks += [text(i, "system") or "" for i in objs(r, "identifier")]
-    return any("icu" in m.lower() for m in marks)
-
-
-def _locations(r: JSON, ctx: Context, default: When) -> tuple[list[LocationStay], list[str]]:
-    stays, kinds = [], []
-    for entry in objs(r, "location"):
-        ref_obj = obj(entry, "location")
-        ref = text(ref_obj, "reference") if ref_obj else None
-        loc = ctx.index.resolve(ref, "Location", container=r)
-        name = (
-            (text(ref_obj, "display") if ref_obj else None)
-            or (text(loc, "name") if loc else None)
-            or ref
-            or "?"
-        )
-        types = []
-        if loc is not None:
-            for cc in [*objs(loc, "type"), obj(loc, "physicalType")]:
-                types += [c.code for c, _ in codings(cc)]
-        canonical = ctx.index.canonical(ref, "Location") if ref else None
-        kind = "icu" if canonical in ctx.icu_locations else vocab.location_kind(tuple(types), name)
-        start, end = period(entry, "period")
-        start = start or default
-        stays.append(
-            LocationStay(
-                name=name,
-                start=start[0] if start else None,
-                end=end[0] if end else None,
-                icu=kind == "icu",
-            )
-        )
-        kinds.append(kind)
-    return stays, kinds
-
-
-def _diagnoses(r: JSON, ctx: Context) -> tuple[Code, ...]:
-    found: list[Code] = []
-    refs = [reference(d, "condition") for d in objs(r, "diagnosis")]
-    refs += [text(x, "reference") for x in objs(r, "reasonReference")]
-    for ref in refs:
-        cond = ctx.index.resolve(ref, "Condition")
-        if cond is not None:
-            try:
-                found += [c for c, _ in codings(obj(cond, "code"))]
-            except Malformed:  # the Condition itself is reported when it is converted
-                continue
-    found += [c for cc in objs(r, "reasonCode") for c, _ in codings(cc)]
-    return tuple(dict.fromkeys(found))
-
-
-def encounter(r: JSON, ctx: Context) -> list[Event]:
-    if _status(r) == "entered-in-error":
-        return []
-    start, end = period(r, "period")
-    at = _first(start, end)
-    cls = obj(r, "class")
-    class_code = (text(cls, "code") if cls else None) or ""
-    setting = (
-        Setting.ICU
-        if is_icu_encounter(r)
-        else vocab.setting_of(class_code)
-        if class_code
-        else Setting.OTHER
-    )
-    source = source_of(r)
-    part_of = ctx.index.canonical(reference(r, "partOf"), "Encounter")
-    hosp = obj(r, "hospitalization") or {}
-    admit_raw = first_code(obj(hosp, "admitSource"))
-    admit = vocab.admit_source_code(admit_raw) if admit_raw else None
-    dispo_raw = first_code(obj(hosp, "dischargeDisposition"))
-    priority = obj(r, "priority")
-    prio_code = (first_code(priority) or "").upper()
-    type_codes = [c for cc in objs(r, "type") for c in codings(cc)]
-    service = codings(obj(r, "serviceType"))
-    planned_texts = [codeable_text(priority) or "", *(d or "" for _, d in codings(priority))]
-    planned_texts += [d or "" for _, d in type_codes] + [
-        codeable_text(cc) or "" for cc in objs(r, "type")
-    ]
-    planned = (
-        admit == "elective"
-        or prio_code in vocab.PLANNED_PRIORITIES
-        or class_code.upper() in vocab.PLANNED_CLASSES
-        or any(vocab.is_planned_text(t) for t in planned_texts if t)
-    )
-    stays, kinds = _locations(r, ctx, at)
-    detail = EncounterDetail(
-        setting=setting,
-        class_code=class_code,
-        admit_source=admit,
-        disposition=vocab.disposition_group(dispo_raw) if dispo_raw else None,
-        diagnoses=_diagnoses(r, ctx),
-        locations=tuple(stays),
-        part_of=part_of if part_of != source else None,
-        planned=planned,
-    )
-    alt = tuple(dict.fromkeys(c for c, _ in type_codes + service))
-    label = next((d for _, d in type_codes if d), None) or class_code or None
-    ev = _event(
-        r,
-        ctx,
-        Kind.ENCOUNTER,
-        at,
-        Code("setting", setting.value),
-        alt=alt,
-        text=label,
-        end=end[0] if end else None,
-        detail=detail,
-    )
-    events = [ev]
-    for stay, kind in zip(stays, kinds, strict=True):
-        if stay.start is None:
-            continue
-        events.append(
-            Event(
-                patient=ctx.patient,
-                t=stay.start,
-                kind=Kind.TRANSFER,
-                system="location",
-                code=kind,
-                source=source,
-                end=stay.end,
-                encounter=source,
-                text=stay.name,
-                date_only=ev.date_only,
-            )
-        )
-    return events
-
-
-CONVERTERS: dict[str, Callable[[JSON, Context], list[Event]]] = {
-    "Encounter": encounter,
-    "Condition": condition,
-    "Observation": observation,
-    "Procedure": procedure,
-    "DiagnosticReport": diagnostic_report,
-    "ServiceRequest": service_request,
-    "MedicationRequest": medication_request,
-    "Patient": patient_death,
-}
+    return [make_event(r, ctx, Kind.DEATH, at, None)]

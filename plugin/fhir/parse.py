@@ -3,8 +3,8 @@
 ``timeline_from_resources(resources, validate="fast")`` is the only entry point rules and the
 ranker need: it validates (see :mod:`plugin.fhir.validate`), resolves references between the
 resources (:mod:`plugin.fhir.refs`: ``Type/id``, ``urn:uuid:``, conditional references),
-converts each resource (:mod:`plugin.fhir.convert`) and assembles the timeline
-(:func:`plugin.timeline.build.build_timeline`).
+converts each resource (:mod:`plugin.fhir.convert`, :mod:`plugin.fhir.encounter`) and
+assembles the timeline (:func:`plugin.timeline.build.build_timeline`).
 
 Resources it cannot use are skipped, never fatal: pass ``errors=[]`` to receive one
 :class:`FhirParseError` per skipped resource (``where`` is ``Type/id``; the file and line are
@@ -17,12 +17,14 @@ CAUTION — times are normalised to UTC; date-only and partial dates become midn
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import date
 from typing import Any
 
 from plugin.errors import FhirParseError
-from plugin.fhir.convert import CONVERTERS, Context, is_icu_encounter, source_of
+from plugin.fhir import convert
+from plugin.fhir.convert import Context, source_of
+from plugin.fhir.encounter import encounter, is_icu_encounter
 from plugin.fhir.refs import ReferenceIndex
 from plugin.fhir.validate import Mode, check_full
 from plugin.fhir.values import Malformed, parse_datetime, reference, text
@@ -38,6 +40,16 @@ __all__ = [
 ]
 
 JSON = dict[str, Any]
+CONVERTERS: dict[str, Callable[[JSON, Context], list[Event]]] = {
+    "Encounter": encounter,
+    "Condition": convert.condition,
+    "Observation": convert.observation,
+    "Procedure": convert.procedure,
+    "DiagnosticReport": convert.diagnostic_report,
+    "ServiceRequest": convert.service_request,
+    "MedicationRequest": convert.medication_request,
+    "Patient": convert.patient_death,
+}
 # Resource types the timeline reads (Location: names and types for ICU detection;
 # Medication: codes behind MedicationRequest.medicationReference).
 TIMELINE_TYPES = frozenset({*CONVERTERS, "Location", "Medication"})

@@ -1,0 +1,174 @@
+"""Encounter → one ``encounter`` event plus one ``transfer`` event per location entry.
+
+* **Setting** from ``Encounter.class`` (:func:`plugin.fhir.vocab.setting_of`); an ICU stay
+  recorded as its own Encounter (MIMIC ``EncounterICU``: ``partOf`` a hospital stay, with an ICU
+  profile or identifier system) is :attr:`Setting.ICU`.
+* ``hospitalization.admitSource`` / ``dischargeDisposition`` normalised by :mod:`plugin.fhir.vocab`;
+  ``planned`` from an elective admit source, an elective/routine/pre-op ``priority``, an elective
+  class (MIMIC ``ELECTIVE``, ``SURGICAL SAME DAY ADMISSION``) or "elective/planned/scheduled" in the
+  priority or type text.
+* **Diagnoses**: the Conditions ``Encounter.diagnosis`` and ``reasonReference`` point to, and
+  ``reasonCode`` (Conditions naming the encounter are added by :mod:`plugin.timeline.build`).
+* **Locations**: each ``Encounter.location`` entry becomes a :class:`LocationStay` and a
+  ``transfer`` event (system ``location``, code ``icu|ward|ed|other`` from the Location's type or
+  name; a Location an ICU encounter used counts as ICU). ``type`` and ``serviceType`` codes are
+  the encounter event's ``alt`` codes; its primary code is ``setting:<Setting>``.
+"""
+
+from __future__ import annotations
+
+from plugin.fhir import vocab
+from plugin.fhir.convert import JSON, Context, When, first_of, make_event, source_of, status_of
+from plugin.fhir.values import (
+    Malformed,
+    codeable_text,
+    codings,
+    first_code,
+    lst,
+    obj,
+    objs,
+    period,
+    reference,
+    text,
+)
+from plugin.timeline.model import Code, EncounterDetail, Event, Kind, LocationStay, Setting
+
+
+def is_icu_encounter(r: JSON) -> bool:
+    """An ICU stay recorded as its own Encounter (MIMIC ``EncounterICU``: partOf a hospital stay,
+    ICU profile or identifier system), or an Encounter whose class says ICU."""
+    cls = obj(r, "class")
+    if cls is not None and (text(cls, "code") or "").upper() == "ICU":
+        return True
+    if r.get("partOf") is None:
+        return False
+    meta = obj(r, "meta")
+    marks = [p for p in lst(meta, "profile") if isinstance(p, str)] if meta else []
+    marks += [text(i, "system") or "" for i in objs(r, "identifier")]
+    return any("icu" in m.lower() for m in marks)
+
+
+def _locations(r: JSON, ctx: Context, default: When) -> tuple[list[LocationStay], list[str]]:
+    stays, kinds = [], []
+    for entry in objs(r, "location"):
+        ref_obj = obj(entry, "location")
+        ref = text(ref_obj, "reference") if ref_obj else None
+        loc = ctx.index.resolve(ref, "Location", container=r)
+        name = (
+            (text(ref_obj, "display") if ref_obj else None)
+            or (text(loc, "name") if loc else None)
+            or ref
+            or "?"
+        )
+        types = []
+        if loc is not None:
+            for cc in [*objs(loc, "type"), obj(loc, "physicalType")]:
+                types += [c.code for c, _ in codings(cc)]
+        canonical = ctx.index.canonical(ref, "Location") if ref else None
+        kind = "icu" if canonical in ctx.icu_locations else vocab.location_kind(tuple(types), name)
+        start, end = period(entry, "period")
+        start = start or default
+        stays.append(
+            LocationStay(
+                name=name,
+                start=start[0] if start else None,
+                end=end[0] if end else None,
+                icu=kind == "icu",
+            )
+        )
+        kinds.append(kind)
+    return stays, kinds
+
+
+def _diagnoses(r: JSON, ctx: Context) -> tuple[Code, ...]:
+    found: list[Code] = []
+    refs = [reference(d, "condition") for d in objs(r, "diagnosis")]
+    refs += [text(x, "reference") for x in objs(r, "reasonReference")]
+    for ref in refs:
+        cond = ctx.index.resolve(ref, "Condition")
+        if cond is not None:
+            try:
+                found += [c for c, _ in codings(obj(cond, "code"))]
+            except Malformed:  # the Condition itself is reported when it is converted
+                continue
+    found += [c for cc in objs(r, "reasonCode") for c, _ in codings(cc)]
+    return tuple(dict.fromkeys(found))
+
+
+def encounter(r: JSON, ctx: Context) -> list[Event]:
+    if status_of(r) == "entered-in-error":
+        return []
+    start, end = period(r, "period")
+    at = first_of(start, end)
+    cls = obj(r, "class")
+    class_code = (text(cls, "code") if cls else None) or ""
+    setting = (
+        Setting.ICU
+        if is_icu_encounter(r)
+        else vocab.setting_of(class_code)
+        if class_code
+        else Setting.OTHER
+    )
+    source = source_of(r)
+    part_of = ctx.index.canonical(reference(r, "partOf"), "Encounter")
+    hosp = obj(r, "hospitalization") or {}
+    admit_raw = first_code(obj(hosp, "admitSource"))
+    admit = vocab.admit_source_code(admit_raw) if admit_raw else None
+    dispo_raw = first_code(obj(hosp, "dischargeDisposition"))
+    priority = obj(r, "priority")
+    prio_code = (first_code(priority) or "").upper()
+    type_codes = [c for cc in objs(r, "type") for c in codings(cc)]
+    service = codings(obj(r, "serviceType"))
+    planned_texts = [codeable_text(priority) or "", *(d or "" for _, d in codings(priority))]
+    planned_texts += [d or "" for _, d in type_codes] + [
+        codeable_text(cc) or "" for cc in objs(r, "type")
+    ]
+    planned = (
+        admit == "elective"
+        or prio_code in vocab.PLANNED_PRIORITIES
+        or class_code.upper() in vocab.PLANNED_CLASSES
+        or any(vocab.is_planned_text(t) for t in planned_texts if t)
+    )
+    stays, kinds = _locations(r, ctx, at)
+    detail = EncounterDetail(
+        setting=setting,
+        class_code=class_code,
+        admit_source=admit,
+        disposition=vocab.disposition_group(dispo_raw) if dispo_raw else None,
+        diagnoses=_diagnoses(r, ctx),
+        locations=tuple(stays),
+        part_of=part_of if part_of != source else None,
+        planned=planned,
+    )
+    alt = tuple(dict.fromkeys(c for c, _ in type_codes + service))
+    label = next((d for _, d in type_codes if d), None) or class_code or None
+    ev = make_event(
+        r,
+        ctx,
+        Kind.ENCOUNTER,
+        at,
+        Code("setting", setting.value),
+        alt=alt,
+        text=label,
+        end=end[0] if end else None,
+        detail=detail,
+    )
+    events = [ev]
+    for stay, kind in zip(stays, kinds, strict=True):
+        if stay.start is None:
+            continue
+        events.append(
+            Event(
+                patient=ctx.patient,
+                t=stay.start,
+                kind=Kind.TRANSFER,
+                system="location",
+                code=kind,
+                source=source,
+                end=stay.end,
+                encounter=source,
+                text=stay.name,
+                date_only=ev.date_only,
+            )
+        )
+    return events
