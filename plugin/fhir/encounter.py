@@ -48,7 +48,10 @@ def is_icu_encounter(r: JSON) -> bool:
     return any("icu" in m.lower() for m in marks)
 
 
-def _locations(r: JSON, ctx: Context, default: When) -> tuple[list[LocationStay], list[str]]:
+def _locations(
+    r: JSON, ctx: Context, default: When
+) -> tuple[list[LocationStay], list[tuple[str, bool]]]:
+    """The location stays, and for each its kind and whether its start is a date only."""
     stays, kinds = [], []
     for entry in objs(r, "location"):
         ref_obj = obj(entry, "location")
@@ -76,7 +79,7 @@ def _locations(r: JSON, ctx: Context, default: When) -> tuple[list[LocationStay]
                 icu=kind == "icu",
             )
         )
-        kinds.append(kind)
+        kinds.append((kind, start[1] if start else False))
     return stays, kinds
 
 
@@ -154,7 +157,7 @@ def encounter(r: JSON, ctx: Context) -> list[Event]:
         detail=detail,
     )
     events = [ev]
-    for stay, kind in zip(stays, kinds, strict=True):
+    for stay, (kind, date_only) in zip(stays, kinds, strict=True):
         if stay.start is None:
             continue
         events.append(
@@ -168,7 +171,7 @@ def encounter(r: JSON, ctx: Context) -> list[Event]:
                 end=stay.end,
                 encounter=source,
                 text=stay.name,
-                date_only=ev.date_only,
+                date_only=date_only,
             )
         )
     return events
