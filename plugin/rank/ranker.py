@@ -84,12 +84,19 @@ class Ranker:
     ) -> list[Finding]:
         """Findings with ``score``, ``missed_dx`` (top 3) and, for the ``explain_top``
         highest scores only, ``reasons``; returned best first. Findings whose patient is
-        not in ``timelines`` are returned last, unscored."""
-        known = [f for f in findings if f.patient_id in timelines]
-        unknown = [f for f in findings if f.patient_id not in timelines]
+        not in ``timelines`` (or whose index event is not in it) are returned last,
+        unscored."""
+        known, rows, unknown = [], [], []
+        for f in findings:
+            try:
+                rows.append(finding_features(timelines[f.patient_id], f, self._trigger(f)))
+            except KeyError:  # patient not given, or the index event is not in its timeline
+                unknown.append(f)
+            else:
+                known.append(f)
         if not known:
             return list(unknown)
-        rows, X = self.finding_matrix(known, timelines)
+        X = np.array([vector(r, REVIEW_FEATURES) for r in rows], dtype=np.float64)
         review = self.heads["review"]
         p = (
             review.predict_proba(X)[:, list(review.classes_).index(1)]
