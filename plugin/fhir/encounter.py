@@ -3,7 +3,8 @@
 * **Setting** from ``Encounter.class`` (:func:`plugin.fhir.vocab.setting_of`); an ICU stay
   recorded as its own Encounter (MIMIC ``EncounterICU``: ``partOf`` a hospital stay, with an ICU
   profile or identifier system) is :attr:`Setting.ICU`.
-* ``hospitalization.admitSource`` / ``dischargeDisposition`` normalised by :mod:`plugin.fhir.vocab`;
+* ``hospitalization.admitSource`` / ``dischargeDisposition`` normalised by :mod:`plugin.fhir.vocab`
+  (no admit source but a ``classHistory`` that starts in the ED: ``emd``);
   ``planned`` from an elective admit source, an elective/routine/pre-op ``priority``, an elective
   class (MIMIC ``ELECTIVE``, ``SURGICAL SAME DAY ADMISSION``) or "elective/planned/scheduled" in the
   priority or type text.
@@ -98,6 +99,13 @@ def _diagnoses(r: JSON, ctx: Context) -> tuple[Code, ...]:
     return tuple(dict.fromkeys(found))
 
 
+def _came_through_ed(r: JSON) -> bool:
+    """``classHistory`` starts in the ED: one encounter for the ED visit and the admission."""
+    history = objs(r, "classHistory")
+    first = obj(history[0], "class") if history else None
+    return first is not None and vocab.setting_of(text(first, "code") or "") is Setting.ED
+
+
 def encounter(r: JSON, ctx: Context) -> list[Event]:
     if status_of(r) == "entered-in-error":
         return []
@@ -117,6 +125,8 @@ def encounter(r: JSON, ctx: Context) -> list[Event]:
     hosp = obj(r, "hospitalization") or {}
     admit_raw = first_code(obj(hosp, "admitSource"))
     admit = vocab.admit_source_code(admit_raw) if admit_raw else None
+    if admit is None and _came_through_ed(r):
+        admit = "emd"
     dispo_raw = first_code(obj(hosp, "dischargeDisposition"))
     priority = obj(r, "priority")
     prio_code = (first_code(priority) or "").upper()

@@ -487,3 +487,20 @@ def test_any_damaged_field_is_skipped_or_read_never_fatal(data):
     tl = timeline_from_resources(resources, errors=errors)
     assert all(e.resource_type for e in errors)
     assert all(ev.t.tzinfo is not None for ev in tl.events)
+
+
+def test_class_history_through_the_ed_means_admitted_from_the_ed():
+    enc = {
+        "resourceType": "Encounter",
+        "id": "e",
+        "status": "finished",
+        "subject": {"reference": "Patient/p"},
+        "period": {"start": "2025-01-01T00:00:00Z"},
+        "class": {"code": "IMP"},
+        "classHistory": [
+            {"class": {"code": "EMER"}, "period": {"start": "2025-01-01T00:00:00Z"}},
+            {"class": {"code": "IMP"}, "period": {"start": "2025-01-01T04:00:00Z"}},
+        ],
+    }
+    (e,) = timeline_from_resources([enc]).events
+    assert (e.detail.setting, e.detail.admit_source) == (Setting.IP, "emd")
