@@ -86,8 +86,10 @@ class PrefetchResolver:
         issuer: Issuer | None,
         budget_s: float,
         fetcher_factory: FetcherFactory | None = None,
+        require_https: bool = False,
     ):
         self.request = request
+        self.require_https = require_https
         self.issuer = issuer
         self.deadline = Deadline.after(budget_s)
         self._factory = fetcher_factory or (lambda base, token, dl: FhirFetcher(base, token, dl))
@@ -97,6 +99,11 @@ class PrefetchResolver:
         if not server:
             raise PrefetchUnavailable(
                 f"prefetch '{key}' is missing and there is no fhirServer", key=key
+            )
+        if self.require_https and not server.lower().startswith("https://"):
+            raise PrefetchUnavailable(
+                f"prefetch '{key}' is missing and fhirServer is not https (required in production)",
+                key=key,
             )
         if self.issuer is not None and not self.issuer.may_call(server):
             raise PrefetchUnavailable(

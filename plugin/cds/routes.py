@@ -96,6 +96,7 @@ def _advise(state: CdsState, service: Service, request: HookRequest, issuer: Any
         issuer=issuer,
         budget_s=state.settings.cds_fetch_budget_s,
         fetcher_factory=state.fetcher_factory,
+        require_https=state.settings.env == "production",
     )
     gathered = resolver.gather(service.templates, ctx.patientId)
     if not gathered.patient_found:
