@@ -45,7 +45,7 @@ def sp_missed_stroke(chart: Chart, t: datetime) -> Planted:
         refs.append(_dizzy_visit(chart, t - timedelta(days=rng.uniform(2, 9)), sick=True,
                                  thorough=False)[0])
     ref, end = _dizzy_visit(chart, t, sick=True, thorough=False)
-    gap = min(0.3 + rng.expovariate(1 / 4.5), 29.0)
+    gap = min(1.0 + rng.expovariate(1 / 4.5), 29.0)
     stroke_admission(chart, days_after(end, gap))
     return Planted([ref, *refs], span(chart, t, days_after(end, gap + 10)), "stroke")
 
@@ -63,17 +63,17 @@ def sp_miscoded(chart: Chart, t: datetime) -> Planted:
     """A later admission for something else carries an old stroke coded as acute (I63.9)."""
     rng = chart.rng
     ref, end = _dizzy_visit(chart, t, sick=rng.random() < 0.3, thorough=rng.random() < 0.45)
-    gap = rng.uniform(0.5, 29.0)
+    gap = rng.uniform(1.0, 29.0)
     adm = V.pick_admission(rng, chart)
     adm.dxs = [d for d in adm.dxs if d.icd10 != "Z86.73"]
     adm.dxs.insert(1 + rng.randrange(len(adm.dxs)), C.OLD_STROKE)
-    V.emergency_admission(chart, days_after(end, gap), adm)
+    V.emergency_admission(chart, days_after(end, gap), adm, exact=True)
     return Planted([ref], span(chart, t, days_after(end, gap + 10)))
 
 
 def sp_excl_admitted(chart: Chart, t: datetime) -> Planted:
     """Dizziness at the ED, admitted straight away with a stroke: not treat-and-release."""
-    ed, _ = stroke_admission(chart, t)
+    ed, _ = stroke_admission(chart, t, exact=False)
     return Planted([ed], span(chart, t, t + timedelta(days=10)))
 
 
@@ -81,8 +81,8 @@ def sp_excl_admitted(chart: Chart, t: datetime) -> Planted:
 def _ed_return_gap(chart: Chart, mod: bool) -> float:
     rng = chart.rng
     if mod:
-        return rng.uniform(0.2, 2.6) if rng.random() < 0.85 else rng.uniform(3.0, 7.0)
-    return rng.uniform(0.2, 2.6) if rng.random() < 0.6 else rng.uniform(3.0, 9.5)
+        return rng.uniform(1.0, 2.7) if rng.random() < 0.85 else rng.uniform(3.0, 7.0)
+    return rng.uniform(1.0, 2.7) if rng.random() < 0.52 else rng.uniform(3.0, 9.5)
 
 
 def ed_missed(chart: Chart, t: datetime, missed: str) -> Planted:
@@ -105,7 +105,7 @@ def ed_appropriate_workup(chart: Chart, t: datetime) -> Planted:
     if rng.random() < 0.5:
         related_admission(chart, days_after(end, gap), missed)
     else:
-        V.emergency_admission(chart, days_after(end, gap), _medical(chart))
+        V.emergency_admission(chart, days_after(end, gap), _medical(chart), exact=True)
     return Planted([ref], span(chart, t, days_after(end, gap + 12)))
 
 
@@ -113,12 +113,12 @@ def ed_unrelated_admission(chart: Chart, t: datetime) -> Planted:
     """A minor complaint sent home; an unrelated medical admission days later."""
     rng = chart.rng
     p = V.background_complaint(chart, t)
-    if rng.random() < 0.12:  # a febrile gastroenteritis-like abdominal pain
+    if rng.random() < 0.2:  # a febrile gastroenteritis-like abdominal pain
         p = presentation(chart, t, "appendicitis", sick=False)
         V.abdominal_workup(chart, p, 0.5)
     ref, end = V.ed_visit(chart, t, p)
     gap = _ed_return_gap(chart, False)
-    V.emergency_admission(chart, days_after(end, gap), _medical(chart))
+    V.emergency_admission(chart, days_after(end, gap), _medical(chart), exact=True)
     return Planted([ref], span(chart, t, days_after(end, gap + 12)))
 
 
@@ -135,7 +135,7 @@ def ed_chronic_exacerbation(chart: Chart, t: datetime) -> Planted:
     gap = _ed_return_gap(chart, False)
     adm = V.Admission([C.DYSPNOEA], [dx, *V.secondary_dxs(chart)], 2 + rng.random() * 5,
                       imaging=[("xr_chest", None)])
-    V.emergency_admission(chart, days_after(end, gap), adm)
+    V.emergency_admission(chart, days_after(end, gap), adm, exact=True)
     return Planted([ref], span(chart, t, days_after(end, gap + 12)))
 
 
@@ -147,7 +147,7 @@ def ed_terminal_illness(chart: Chart, t: datetime) -> Planted:
     p.labs["hb"] = rng.uniform(8.5, 11.5)
     ref, end = V.ed_visit(chart, t, p)
     gap = _ed_return_gap(chart, False)
-    V.emergency_admission(chart, days_after(end, gap), _medical(chart))
+    V.emergency_admission(chart, days_after(end, gap), _medical(chart), exact=True)
     return Planted([ref], span(chart, t, days_after(end, gap + 12)))
 
 
@@ -156,10 +156,10 @@ def ed_excl_trauma(chart: Chart, t: datetime) -> Planted:
     rng = chart.rng
     p = V.baseline(chart, t, [rng.choice(C.ED_BENIGN[:4])])
     ref, end = V.ed_visit(chart, t, p)
-    gap = rng.uniform(0.5, 2.5)
+    gap = rng.uniform(1.0, 2.5)
     dx = C.ADMIT_TRAUMA[0]
     V.emergency_admission(chart, days_after(end, gap),
-                          V.Admission([dx], [dx], 3 + rng.random() * 4, ["hip_fix"]))
+                          V.Admission([dx], [dx], 3 + rng.random() * 4, ["hip_fix"]), exact=True)
     return Planted([ref], span(chart, t, days_after(end, gap + 12)))
 
 
@@ -211,7 +211,7 @@ def pc_appropriate_workup(chart: Chart, t: datetime) -> Planted:
     if rng.random() < 0.5:
         related_admission(chart, days_after(end, gap), missed)
     else:
-        V.emergency_admission(chart, days_after(end, gap), _medical(chart))
+        V.emergency_admission(chart, days_after(end, gap), _medical(chart), exact=True)
     return Planted([ref], span(chart, t, days_after(end, gap + 12)))
 
 
@@ -221,7 +221,8 @@ def pc_routine_unrelated(chart: Chart, t: datetime) -> Planted:
     p = V.baseline(chart, t, V.routine_dxs(chart))
     ref, end = V.pc_encounter(chart, t, p, acute=False)
     gap = _pc_gap(chart, False)
-    V.emergency_admission(chart, days_after(end, gap), V.pick_admission(rng, chart))
+    V.emergency_admission(chart, days_after(end, gap), V.pick_admission(rng, chart),
+                          exact=True)
     return Planted([ref], span(chart, t, days_after(end, gap + 12)))
 
 
@@ -234,7 +235,7 @@ def pc_chronic_progression(chart: Chart, t: datetime) -> Planted:
     chart.medication("furosemide" if dx is C.ADMIT_MEDICAL[1] else "tiotropium", end, enc=ref)
     gap = _pc_gap(chart, False)
     adm = V.Admission([C.DYSPNOEA], [dx, *V.secondary_dxs(chart)], 2 + rng.random() * 5)
-    V.emergency_admission(chart, days_after(end, gap), adm)
+    V.emergency_admission(chart, days_after(end, gap), adm, exact=True)
     return Planted([ref], span(chart, t, days_after(end, gap + 12)))
 
 
@@ -242,7 +243,7 @@ def pc_terminal_illness(chart: Chart, t: datetime) -> Planted:
     p = V.baseline(chart, t, [C.WEAKNESS])
     ref, end = V.pc_encounter(chart, t, p, acute=True)
     gap = _pc_gap(chart, False)
-    V.emergency_admission(chart, days_after(end, gap), _medical(chart))
+    V.emergency_admission(chart, days_after(end, gap), _medical(chart), exact=True)
     return Planted([ref], span(chart, t, days_after(end, gap + 12)))
 
 

@@ -57,7 +57,13 @@ def make_patient(
 ) -> tuple[Chart, list[Label], list[Label]]:
     """One patient: (chart, label rows, excluded-case rows)."""
     pick = bisect.bisect_right(cum, rng.random())
-    scenario: Scenario | None = SCENARIOS[pick] if pick < len(SCENARIOS) else None
+    return plant_patient(rng, frame, SCENARIOS[pick] if pick < len(SCENARIOS) else None)
+
+
+def plant_patient(
+    rng: random.Random, frame: Frame, scenario: Scenario | None
+) -> tuple[Chart, list[Label], list[Label]]:
+    """One patient with ``scenario`` planted (None: background care only)."""
     if scenario is not None:
         lo, mode, hi = scenario.age
         age = rng.triangular(lo, hi, mode)

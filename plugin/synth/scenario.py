@@ -41,6 +41,7 @@ def span(chart: Chart, first: datetime, last: datetime) -> tuple[datetime, datet
 
 
 def days_after(t: datetime, days: float) -> datetime:
+    """When a return visit arrives: ``days`` after ``t`` (the end of the index visit)."""
     return t + timedelta(days=days)
 
 
@@ -50,7 +51,7 @@ def fever(chart: Chart, p: V.Presentation, lo: float = 38.0, hi: float = 39.4) -
     p.hr += rng.uniform(10, 25)
 
 
-def stroke_admission(chart: Chart, t: datetime) -> tuple[str, str]:
+def stroke_admission(chart: Chart, t: datetime, *, exact: bool = True) -> tuple[str, str]:
     rng = chart.rng
     dx = rng.choices(C.STROKE, weights=(40, 20, 20, 8, 12))[0]
     infarct = C.INFARCT if dx.icd10 != "G45.9" else None
@@ -62,7 +63,7 @@ def stroke_admission(chart: Chart, t: datetime) -> tuple[str, str]:
         imaging=[("ct_head", infarct if rng.random() < 0.5 else None), ("mri_brain", infarct)],
         disposition=rng.choices(["home", "rehab", "snf"], weights=(50, 35, 15))[0],
     )
-    return V.emergency_admission(chart, t, adm)
+    return V.emergency_admission(chart, t, adm, exact=exact)
 
 
 def related_admission(chart: Chart, t: datetime, missed: str) -> tuple[str, str]:
@@ -86,7 +87,7 @@ def related_admission(chart: Chart, t: datetime, missed: str) -> tuple[str, str]
                           [("cta_chest", _PE)])
     else:
         raise ValueError(missed)
-    return V.emergency_admission(chart, t, adm)
+    return V.emergency_admission(chart, t, adm, exact=True)
 
 
 _APPENDICITIS = ("74400008", "Appendicitis")

@@ -96,14 +96,19 @@ def normal_lab(chart: Chart, name: str) -> float:
     mid, half = (lab.low + lab.high) / 2, (lab.high - lab.low) / 2
     if name == "hb" and chart.sex == "female":
         mid -= 1.0
-    return g(mid, half / 2.2)
+    value = g(mid, half / 2.2)
+    # background labs stay clear of the iron-deficiency trigger (Hb <= 11 with MCV <= 81)
+    if name == "hb":
+        return max(value, 11.4)
+    return max(value, 82.0) if name == "mcv" else value
 
 
 def ed_visit(
-    chart: Chart, t: datetime, p: Presentation, *, disposition: str = "home"
+    chart: Chart, t: datetime, p: Presentation, *, disposition: str = "home", exact: bool = False
 ) -> tuple[str, datetime]:
-    """An ED visit; returns (Encounter reference, end time)."""
-    start = ed_time(chart, t)
+    """An ED visit; returns (Encounter reference, end time). ``exact``: arrive at ``t`` (a
+    return visit timed from an earlier one), else at a typical hour of ``t``'s local day."""
+    start = t if exact else ed_time(chart, t)
     end = start + timedelta(hours=p.hours)
     ref = chart.encounter("ED", start, end, p.dxs, service="ed", disposition=disposition)
     v = start + timedelta(minutes=8 + chart.rng.randrange(20))
@@ -120,14 +125,16 @@ def ed_visit(
     return ref, end
 
 
-def emergency_admission(chart: Chart, t: datetime, adm: Admission) -> tuple[str, str]:
+def emergency_admission(
+    chart: Chart, t: datetime, adm: Admission, *, exact: bool = False
+) -> tuple[str, str]:
     """ED visit, then an inpatient stay from the ED. Returns (ED ref, IP ref)."""
     p = baseline(chart, t, adm.ed_dxs)
     if adm.febrile:
         p.temp, p.hr = chart.rng.uniform(38.1, 39.6), p.hr + chart.rng.uniform(15, 30)
     p.labs = {n: normal_lab(chart, n) for n in ("hb", "wbc", "creat", "na", "k")}
     p.hours = 3 + chart.rng.random() * 5
-    ed, ed_end = ed_visit(chart, t, p, disposition="admitted")
+    ed, ed_end = ed_visit(chart, t, p, disposition="admitted", exact=exact)
     end = ed_end + timedelta(days=adm.days)
     ip = chart.encounter(
         "IP", ed_end, end, adm.dxs, service="ip", disposition=adm.disposition, admit_source="emd"
@@ -303,7 +310,7 @@ def pc_visit(chart: Chart, t: datetime, quiet: list[tuple[datetime, datetime]]) 
 
 def _due(chart: Chart, what: str, t: datetime, days: int) -> bool:
     last = chart.last.get(what)
-    return last is None or (t - last).days >= days
+    return last is None or abs((t - last).days) >= days
 
 
 def _tsh_check(chart: Chart, enc: str, t: datetime, quiet: list[tuple[datetime, datetime]]) -> None:
