@@ -3,8 +3,8 @@
 One :class:`FhirHttp` owns one ``requests.Session``. Every call either returns a response
 with a status below 400 or raises one of (all from :mod:`plugin.errors`):
 
-* :class:`FatalFhirError` -- retrying will not help: 401/403/404 and other 4xx, a body
-  that is not valid JSON where JSON is due;
+* :class:`FatalFhirError` -- retrying will not help: 404 and other 4xx, a body that is
+  not valid JSON where JSON is due; 401/403 raise its subclass :class:`FhirAuthError`;
 * :class:`TemporaryFhirError` -- 429/500/502/503/504 or a connection error, still failing
   after every retry in ``retry_delays``;
 * :class:`FhirDeadlineError` -- the call's overall deadline passed (or a ``Retry-After``
@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 import requests
 from requests.adapters import HTTPAdapter
 
-from plugin.errors import FatalFhirError, FhirDeadlineError, TemporaryFhirError
+from plugin.errors import FatalFhirError, FhirAuthError, FhirDeadlineError, TemporaryFhirError
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +194,8 @@ class FhirHttp:
                 if status not in RETRY_STATUSES:
                     detail = outcome_text(resp)
                     resp.close()
-                    raise FatalFhirError(
+                    error = FhirAuthError if status in (401, 403) else FatalFhirError
+                    raise error(
                         f"{method} {safe_url(url)} failed with HTTP {status}"
                         + (f": {detail}" if detail else ""),
                         status=status,

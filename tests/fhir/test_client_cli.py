@@ -1,0 +1,96 @@
+"""``dxsafety fetch`` end to end against the live server."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from sekmet_live import LiveServer
+
+from plugin.cli import main
+from plugin.errors import ExitCode, FatalError
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
+
+
+def lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_fetch_bulk_export_to_ndjson(sekmet: LiveServer, tmp_path: Path, capsys):
+    token = tmp_path / "token"
+    token.write_text(sekmet.token)
+    out = tmp_path / "out"
+    code = main(
+        [
+            "fetch",
+            sekmet.base_url,
+            "--out",
+            str(out),
+            "--token-file",
+            str(token),
+            "--type",
+            "Patient",
+            "--type",
+            "Condition",
+        ]
+    )
+    assert code == 0
+    assert {p["id"] for p in lines(out / "Patient.ndjson")} == set(sekmet.loaded)
+    assert (out / "Condition.ndjson").is_file()
+    assert "wrote 2 file(s)" in capsys.readouterr().err
+
+
+def test_fetch_patients_with_smart(sekmet: LiveServer, tmp_path: Path):
+    ids = sorted(sekmet.loaded)[:2]
+    out = tmp_path / "out"
+    code = main(
+        [
+            "fetch",
+            sekmet.base_url,
+            "--out",
+            str(out),
+            "--auth",
+            "smart",
+            "--client-id",
+            "dxsafety-es",
+            "--private-key",
+            str(sekmet.ec_key),
+            "--patient",
+            ids[0],
+            "--patient",
+            ids[1],
+            "--since",
+            "2010-01-01",
+        ]
+    )
+    assert code == 0
+    assert [p["id"] for p in lines(out / "Patient.ndjson")] == ids
+
+
+def test_fetch_exit_codes(sekmet: LiveServer, tmp_path: Path):
+    token = tmp_path / "token"
+    token.write_text("wrong")
+    with pytest.raises(FatalError) as err:
+        main(
+            [
+                "fetch",
+                sekmet.base_url,
+                "--out",
+                str(tmp_path),
+                "--token-file",
+                str(token),
+                "--patient",
+                next(iter(sekmet.loaded)),
+            ]
+        )
+    assert err.value.exit_code == ExitCode.FHIR_AUTH
+    assert "HTTP 401" in err.value.message and "wrong" not in err.value.message
+    with pytest.raises(FatalError) as err:
+        main(["fetch", sekmet.base_url, "--out", str(tmp_path), "--auth", "smart"])
+    assert err.value.exit_code == ExitCode.FHIR_AUTH
+    assert "--client-id" in err.value.message
+    with pytest.raises(FatalError) as err:
+        main(["fetch", "ftp://example.org", "--out", str(tmp_path)])
+    assert err.value.exit_code == ExitCode.USAGE
