@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import itertools
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -12,13 +12,13 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from plugin.config import Settings
+from plugin.worklist import tables
 from plugin.worklist.store import Store
-from plugin.worklist.users import create_user
+from plugin.worklist.users import User
 from plugin.worklist.web import mount
-from tests.worklist.pg import create_database, postgres_server
+from tests.worklist.pg import create_database, empty_tables, postgres_server
 
 PASSWORD = "correct horse battery"
-_counter = itertools.count()
 
 
 @pytest.fixture(scope="session")
@@ -27,17 +27,19 @@ def pg_base_url() -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(scope="session")
+def pg_database(pg_base_url: str) -> str:
+    """One database for the session; each test starts from empty tables (see db_url)."""
+    return create_database(pg_base_url, "worklist_tests")
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/worklist.db"
-    base = request.getfixturevalue("pg_base_url")
-    return create_database(
-        base,
-        f"t{next(_counter)}_{request.node.name[:20].lower()}".replace("[", "_")
-        .replace("]", "_")
-        .replace("-", "_"),
-    )
+    url: str = request.getfixturevalue("pg_database")
+    empty_tables(url)
+    return url
 
 
 @pytest.fixture
@@ -59,12 +61,32 @@ def app(settings: Settings, store: Store) -> FastAPI:
     return app
 
 
+@pytest.fixture(scope="session")
+def password_hash() -> str:
+    """One real argon2id hash of PASSWORD, reused (hashing costs ~0.1-0.4 s each)."""
+    from argon2 import PasswordHasher
+
+    return PasswordHasher().hash(PASSWORD)
+
+
+def add_user(store: Store, name: str, role: str, password_hash: str) -> User:
+    """Insert a user with a ready hash (``users.create_user`` is tested on its own)."""
+    with store.engine.begin() as conn:
+        user_id = conn.execute(
+            tables.users.insert()
+            .values(username=name, password_hash=password_hash, role=role, active=True,
+                    created_at=datetime.now(UTC))
+            .returning(tables.users.c.id)
+        ).scalar_one()  # fmt: skip
+    return User(id=user_id, username=name, role=role)
+
+
 @pytest.fixture
-def users(store: Store) -> dict[str, object]:
+def users(store: Store, password_hash: str) -> dict[str, User]:
     return {
-        "admin": create_user(store, "alice", PASSWORD, "admin"),
-        "rev1": create_user(store, "bob", PASSWORD, "reviewer"),
-        "rev2": create_user(store, "carol", PASSWORD, "reviewer"),
+        "admin": add_user(store, "alice", "admin", password_hash),
+        "rev1": add_user(store, "bob", "reviewer", password_hash),
+        "rev2": add_user(store, "carol", "reviewer", password_hash),
     }
 
 

@@ -94,3 +94,18 @@ def create_database(base_url: str, name: str) -> str:
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     return f"{base_url}/{name}"
+
+
+def empty_tables(url: str) -> None:
+    """TRUNCATE every table but Alembic's (TRUNCATE does not fire the append-only triggers,
+    which guard rows, not the test harness)."""
+    import psycopg
+
+    dsn = url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        names = [row[0] for row in conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+            "AND tablename <> 'alembic_version'")]  # fmt: skip
+        if names:
+            conn.execute("TRUNCATE " + ", ".join(f'"{n}"' for n in names) +
+                         " RESTART IDENTITY CASCADE")  # fmt: skip

@@ -163,16 +163,16 @@ def test_views_and_changes_are_audited_without_patient_data(store: Store, users)
     assert "patient-secret-42" not in dumped and "stroke" not in dumped
 
 
-def test_simultaneous_saves_one_wins_the_rest_conflict(store: Store, users) -> None:
+def test_simultaneous_saves_one_wins_the_rest_conflict(store: Store, password_hash) -> None:
     """Four reviewers press save at the same moment on the same version."""
     import threading
 
-    from plugin.worklist.users import create_user
+    from tests.worklist.conftest import add_user
 
     f = finding("p1")
     store.upsert_findings([f])
     case_id = _id(store, f.key)
-    reviewers = [create_user(store, f"r{i}", "long enough pw", "reviewer") for i in range(4)]
+    reviewers = [add_user(store, f"r{i}", "reviewer", password_hash) for i in range(4)]
     barrier = threading.Barrier(len(reviewers))
     outcomes: list[str] = []
 

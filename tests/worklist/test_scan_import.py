@@ -30,7 +30,8 @@ def test_scan_store_then_json_import_is_idempotent(
     as_of = "2030-01-01T00:00:00Z"
     findings_json = tmp_path / "findings.json"
     assert main(["scan", str(population), "--rules", rules, "--as-of", as_of,
-                 "--out", str(findings_json), "--format", "json", "--store", db_url]) == 0  # fmt: skip
+                 "--out", str(findings_json), "--format", "json",
+                 "--store", db_url]) == 0  # fmt: skip
     written = orjson.loads(findings_json.read_bytes())
     assert written, "the synthetic population should trigger some rules"
     assert store.count_findings() == len(written)
