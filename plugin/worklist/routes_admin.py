@@ -66,8 +66,14 @@ def router(web: Web) -> APIRouter:
         if not cookie or not isinstance(sent, str) or not hmac.compare_digest(cookie, sent):
             raise Forbidden("The login form's security token is missing or stale; reload it.")
         name, password = str(form.get("username") or ""), str(form.get("password") or "")
-        user = users.authenticate(web.store, name, password)
         target = _safe_next(str(form.get("next") or ""))
+        if users.locked_out(web.store, name):
+            with web.store.engine.begin() as conn:
+                web.store.audit(conn, "login.locked", username=name[:80])
+            return web.render("login.html", session=None, status=429, login_csrf=cookie,
+                              next=target, error="Too many failed attempts for this user; "
+                              "try again in 15 minutes or ask an admin.")  # fmt: skip
+        user = users.authenticate(web.store, name, password)
         with web.store.engine.begin() as conn:
             web.store.audit(conn, "login" if user else "login.failed",
                             user_id=user.id if user else None,

@@ -30,8 +30,8 @@ def _date(text: str | None) -> datetime | None:
 def _filter(params: dict[str, str], session: Session) -> cases.QueueFilter:
     who = params.get("assignee") or ""
     assignee = session.user.id if who == "me" else 0 if who == "none" else None
-    if who.isdigit():
-        assignee = int(who)
+    if _int(who):
+        assignee = _int(who)
     page = params.get("page", "1")
     return cases.QueueFilter(
         rule=params.get("rule") or None,
@@ -41,14 +41,20 @@ def _filter(params: dict[str, str], session: Session) -> cases.QueueFilter:
         level=params.get("level") if params.get("level") in LEVEL_RANK else None,
         since=_date(params.get("since")),
         until=_date(params.get("until")),
-        page=int(page) if page.isdigit() and int(page) > 0 else 1,
+        page=max(1, _int(page)),
     )  # fmt: skip
+
+
+def _int(value: object) -> int:
+    """A posted integer (version, user id); 0 when missing or not a number."""
+    text = str(value or "")
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 9 else 0
 
 
 def review_input(form: dict[str, Any]) -> saferdx.ReviewInput:
     def score(i: int) -> int:
         raw = form.get(f"item{i}")
-        return int(raw) if isinstance(raw, str) and raw.isdigit() else 0
+        return _int(raw)
 
     return saferdx.ReviewInput(
         items=[score(i) for i in range(1, len(saferdx.ITEMS) + 1)],
@@ -116,11 +122,10 @@ def router(web: Web) -> APIRouter:
         finding_id = cases.find_id(web.store, key)
         if finding_id is None:
             return case_page(session, key)
-        version = str(form.get("version") or "")
         try:
             data = review_input(form)
             new_status = cases.save_review(web.store, finding_id, data, by=session.user,
-                                           version=int(version or 0))  # fmt: skip
+                                           version=_int(form.get("version")))  # fmt: skip
         except ValidationError as exc:
             fields = sorted({str(e["loc"][0]) for e in exc.errors()})
             text = "Please complete: " + ", ".join(fields).replace("items", "all 13 items")
@@ -149,12 +154,12 @@ def router(web: Web) -> APIRouter:
         if finding_id is None:
             return case_page(session, key)
         raw = str(form.get("assignee") or "")
-        target = session.user.id if raw == "me" else int(raw) if raw.isdigit() else None
+        target = session.user.id if raw == "me" else _int(raw) or None
         if not session.user.is_admin and target not in (None, session.user.id):
             raise Forbidden("Reviewers can assign cases to themselves only.")
         try:
             cases.assign(web.store, finding_id, target, by=session.user,
-                         version=int(str(form.get("version") or 0)))  # fmt: skip
+                         version=_int(form.get("version")))  # fmt: skip
         except StoreError as exc:
             return case_page(session, key, status=409, message=str(exc), kind="error",
                              audit=False)  # fmt: skip
@@ -169,7 +174,7 @@ def router(web: Web) -> APIRouter:
             return case_page(session, key)
         try:
             cases.reopen_for_review(web.store, finding_id, by=session.user,
-                                    version=int(str(form.get("version") or 0)))  # fmt: skip
+                                    version=_int(form.get("version")))  # fmt: skip
         except StoreError as exc:
             return case_page(session, key, status=409, message=str(exc), kind="error",
                              audit=False)  # fmt: skip

@@ -18,6 +18,8 @@ from plugin.worklist.store import Store, now, utc
 
 ROLES = ("reviewer", "admin")
 SESSION_LIFETIME = timedelta(hours=12)
+LOCKOUT_FAILURES = 5  # failed logins for one user name within LOCKOUT_WINDOW lock it that long
+LOCKOUT_WINDOW = timedelta(minutes=15)
 _hasher = PasswordHasher()  # argon2id with the library's current (RFC 9106 low-memory) defaults
 # verified when the user does not exist, so a wrong name costs the same time as a wrong password
 _DUMMY_HASH = _hasher.hash("not a password")
@@ -125,3 +127,14 @@ def load_session(store: Store, token: str) -> Session | None:
 def close_session(store: Store, token: str) -> None:
     with store.engine.begin() as conn:
         conn.execute(t.sessions.delete().where(t.sessions.c.token_hash == _token_hash(token)))
+
+
+def locked_out(store: Store, username: str) -> bool:
+    """Too many failed logins for this user name recently (counted from the audit log)."""
+    a = t.audit_log
+    since = now() - LOCKOUT_WINDOW
+    query = sa.select(sa.func.count()).where(
+        a.c.action == "login.failed", a.c.username == username[:80], a.c.at >= since
+    )
+    with store.engine.connect() as conn:
+        return int(conn.execute(query).scalar_one()) >= LOCKOUT_FAILURES

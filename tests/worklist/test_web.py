@@ -248,3 +248,38 @@ def test_logout_ends_the_session(client_for, store: Store) -> None:
         "/worklist/", cookies={"dxsafety_session": cookie}, follow_redirects=False
     )
     assert response.status_code == 303
+
+
+def test_repeated_failed_logins_lock_the_user_name(client_for) -> None:
+    anon = client_for(None)
+    token = csrf_of(anon.get("/worklist/login").text)
+    for _ in range(5):
+        wrong = anon.post(
+            "/worklist/login", data={"username": "bob", "password": "guess", "csrf_token": token}
+        )
+        assert wrong.status_code == 401
+    locked = anon.post(
+        "/worklist/login", data={"username": "bob", "password": PASSWORD, "csrf_token": token}
+    )
+    assert locked.status_code == 429 and "Too many failed attempts" in locked.text
+    assert "dxsafety_session" not in locked.cookies
+    # another user is not affected
+    other = anon.post(
+        "/worklist/login",
+        data={"username": "carol", "password": PASSWORD, "csrf_token": token},
+        follow_redirects=False,
+    )
+    assert other.status_code == 303
+
+
+def test_garbage_form_values_are_refused_cleanly(client_for, seeded) -> None:
+    key = seeded[0].key
+    bob = client_for("bob")
+    token = csrf_of(bob.get(f"/worklist/cases/{key}").text)
+    for version in ("abc", "²", "9" * 40, "-1"):
+        response = bob.post(
+            f"/worklist/cases/{key}/review", data=REVIEW | {"version": version, "csrf_token": token}
+        )
+        assert response.status_code == 409, version
+    assert bob.get("/worklist/?page=zz&assignee=%C2%B2&since=nonsense").status_code == 200
+    assert bob.get("/worklist/cases/does-not-exist").status_code == 404
