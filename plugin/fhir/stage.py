@@ -208,13 +208,42 @@ class _Shared:
         return list(found.values())
 
 
+class _Spool:
+    """An append-only side file of tab-separated lines, written through a buffer."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.buffer = bytearray()
+        self.count = 0
+
+    def write(self, *fields: bytes) -> None:
+        self.buffer += b"\t".join(fields) + b"\n"
+        self.count += 1
+        if len(self.buffer) >= 1024 * 1024:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.buffer:
+            with self.path.open("ab") as fh:
+                fh.write(self.buffer)
+            self.buffer = bytearray()
+
+    def lines(self) -> Iterator[list[bytes]]:
+        self.flush()
+        if self.path.exists():
+            with self.path.open("rb") as fh:
+                for line in fh:
+                    yield line.rstrip(b"\n").split(b"\t")
+
+
 def _partition(
     roots: list[Path], store: _Buckets, report: ReadReport, types: frozenset[str] | None
 ) -> _Shared:
     shared = _Shared()
-    deferred: list[tuple[str, str, JSON]] = []  # conditional Patient references
-    identifiers: dict[str, str] = {}  # "system|value" -> patient id, only when needed
-    patients_seen: list[JSON] = []
+    # Conditional patient references are resolved after the pass, from two side files (so
+    # neither they nor every patient's identifiers are held in memory).
+    deferred = _Spool(store.dir / "deferred.tsv")  # query, where, resource JSON
+    identifiers = _Spool(store.dir / "identifiers.tsv")  # "system|value", patient id
     for root in roots:
         for item in iter_resources(root, report=report):
             r = item.resource
@@ -231,55 +260,68 @@ def _partition(
             if pid is None:
                 report.no_patient[rtype] += 1
                 continue
-            if pid.startswith("?"):
-                deferred.append((pid, item.where, r))
-                continue
             if not pid or "\t" in pid or "\n" in pid:
                 report.add_error(
                     FhirParseError(item.where, f"bad patient id {pid!r}", rtype, r.get("id")),
                     "bad patient id",
                 )
                 continue
+            if pid.startswith("?"):
+                where = item.where.replace("\t", " ").encode()
+                deferred.write(pid.encode(), where, orjson.dumps(r))
+                continue
             if rtype == "Patient":
-                patients_seen.append({"id": pid, "identifier": r.get("identifier")})
+                for key in _identifier_keys(r):
+                    identifiers.write(key.encode(), pid.encode())
             store.add(pid, item.where, r)
-    if deferred:
-        identifiers = _patient_identifiers(patients_seen)
-    for query, where, r in deferred:
-        pid = _resolve_conditional(query, identifiers)
+    if deferred.count:
+        _resolve_deferred(deferred, identifiers, store, report)
+    shared.finish()
+    return shared
+
+
+def _identifier_keys(patient: JSON) -> Iterator[str]:
+    idents = patient.get("identifier")
+    for ident in idents if isinstance(idents, list) else []:
+        if isinstance(ident, dict) and isinstance(ident.get("value"), str):
+            system = ident.get("system") if isinstance(ident.get("system"), str) else ""
+            yield f"{system}|{ident['value']}"
+            yield f"|{ident['value']}"
+
+
+def _resolve_deferred(
+    deferred: _Spool, identifiers: _Spool, store: _Buckets, report: ReadReport
+) -> None:
+    wanted = {_query_key(q.decode()) for q, _w, _r in deferred.lines()}
+    wanted.discard(None)
+    found: dict[str, str] = {}
+    for ident, patient in identifiers.lines():
+        if ident.decode() in wanted:
+            found.setdefault(ident.decode(), patient.decode())
+    for query, where, raw in deferred.lines():
+        r = orjson.loads(raw)
+        wanted_key = _query_key(query.decode())
+        pid = found.get(wanted_key) if wanted_key else None
         if pid is None:
             report.add_error(
                 FhirParseError(
-                    where,
-                    f"unresolved patient reference Patient{query}",
-                    r["resourceType"],
+                    where.decode(),
+                    f"unresolved patient reference Patient{query.decode()}",
+                    r.get("resourceType"),
                     r.get("id"),
                 ),
                 "unresolved patient reference",
             )
         else:
-            store.add(pid, where, r)
-    shared.finish()
-    return shared
+            store.add(pid, where.decode(), r)
 
 
-def _patient_identifiers(patients: list[JSON]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for p in patients:
-        for ident in p.get("identifier") or []:
-            if isinstance(ident, dict) and isinstance(ident.get("value"), str):
-                out.setdefault(f"{ident.get('system') or ''}|{ident['value']}", p["id"])
-                out.setdefault(f"|{ident['value']}", p["id"])
-    return out
-
-
-def _resolve_conditional(query: str, identifiers: dict[str, str]) -> str | None:
+def _query_key(query: str) -> str | None:
+    """``?identifier=system|value`` → ``system|value`` (``|value`` without a system)."""
     for param in query.lstrip("?").split("&"):
         name, _, value = param.partition("=")
-        if name == "identifier":
-            key = value if "|" in value else f"|{value}"
-            if key in identifiers:
-                return identifiers[key]
+        if name == "identifier" and value:
+            return value if "|" in value else f"|{value}"
     return None
 
 

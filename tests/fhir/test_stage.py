@@ -89,7 +89,8 @@ def test_resources_of_no_patient_are_counted():
     assert report.no_patient["Observation"] > 0  # e.g. subject Group/herd1
 
 
-def test_conditional_patient_references(tmp_path):
+@pytest.mark.parametrize("buckets", [1, 2])
+def test_conditional_patient_references(tmp_path, buckets):
     patient = {
         "resourceType": "Patient",
         "id": "p1",
@@ -106,7 +107,7 @@ def test_conditional_patient_references(tmp_path):
     (tmp_path / "Condition.ndjson").write_text(json.dumps(cond) + "\n" + json.dumps(lost) + "\n")
     (tmp_path / "Patient.ndjson").write_text(json.dumps(patient) + "\n")
     report = ReadReport()
-    result = {pid: ids(rs) for pid, rs in iter_patients([tmp_path], report=report, buckets=2)}
+    result = {pid: ids(rs) for pid, rs in iter_patients([tmp_path], report=report, buckets=buckets)}
     assert result == {"p1": ["Condition/c1", "Patient/p1"]}
     (err,) = report.errors
     assert err.where.endswith("Condition.ndjson:2")
