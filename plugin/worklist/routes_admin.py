@@ -7,13 +7,16 @@ import io
 import secrets
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from plugin.errors import StoreError
 from plugin.worklist import cases, export, stats, users
 from plugin.worklist.charts import ppv_svg
+from plugin.worklist.users import Session
 from plugin.worklist.web import HEADERS, LOGIN_CSRF_COOKIE, SESSION_COOKIE, Forbidden, Web
 
 EXPORTS = {
@@ -49,7 +52,7 @@ def router(web: Web) -> APIRouter:
     api = APIRouter(prefix="/worklist", tags=["worklist"])
 
     @api.get("/login", response_class=HTMLResponse)
-    async def login_form(request: Request) -> HTMLResponse:
+    def login_form(request: Request) -> HTMLResponse:
         token = secrets.token_urlsafe(24)
         target = _safe_next(request.query_params.get("next"))
         response = web.render("login.html", session=None, login_csrf=token, next=target,
@@ -65,6 +68,10 @@ def router(web: Web) -> APIRouter:
         sent = form.get("csrf_token")
         if not cookie or not isinstance(sent, str) or not hmac.compare_digest(cookie, sent):
             raise Forbidden("The login form's security token is missing or stale; reload it.")
+        fields = {k: str(v) for k, v in form.items() if isinstance(v, str)}
+        return await run_in_threadpool(do_login, fields, cookie)
+
+    def do_login(form: dict[str, str], cookie: str) -> Response:
         name, password = str(form.get("username") or ""), str(form.get("password") or "")
         target = _safe_next(str(form.get("next") or ""))
         if users.locked_out(web.store, name):
@@ -89,18 +96,20 @@ def router(web: Web) -> APIRouter:
 
     @api.post("/logout", response_model=None)
     async def logout(request: Request) -> Response:
-        session = web.session(request)
-        await web.form(request, session)
-        users.close_session(web.store, request.cookies[SESSION_COOKIE])
-        with web.store.engine.begin() as conn:
-            web.store.audit(conn, "logout", user_id=session.user.id,
-                            username=session.user.username)  # fmt: skip
+        session, _form = await web.posted(request)
+        await run_in_threadpool(do_logout, session, request.cookies[SESSION_COOKIE])
         response = RedirectResponse("/worklist/login", status_code=303)
         response.delete_cookie(SESSION_COOKIE, path="/")
         return response
 
+    def do_logout(session: Session, token: str) -> None:
+        users.close_session(web.store, token)
+        with web.store.engine.begin() as conn:
+            web.store.audit(conn, "logout", user_id=session.user.id,
+                            username=session.user.username)  # fmt: skip
+
     @api.get("/dashboard", response_class=HTMLResponse)
-    async def dashboard(request: Request) -> HTMLResponse:
+    def dashboard(request: Request) -> HTMLResponse:
         session = web.session(request)
         meta = web.rules()
         published = {k: (m.published_ppv, m.published_n) for k, m in meta.items()}
@@ -113,15 +122,17 @@ def router(web: Web) -> APIRouter:
         )  # fmt: skip
 
     @api.get("/admin/users", response_class=HTMLResponse)
-    async def users_page(request: Request) -> HTMLResponse:
+    def users_page(request: Request) -> HTMLResponse:
         session = web.session(request, admin=True)
         return web.render("users.html", session=session, users=users.list_users(web.store),
                           message="", kind="info")  # fmt: skip
 
     @api.post("/admin/users", response_class=HTMLResponse)
     async def add_user(request: Request) -> HTMLResponse:
-        session = web.session(request, admin=True)
-        form = await web.form(request, session)
+        session, form = await web.posted(request, admin=True)
+        return await run_in_threadpool(do_add_user, session, form)
+
+    def do_add_user(session: Session, form: dict[str, Any]) -> HTMLResponse:
         try:
             made = users.create_user(web.store, str(form.get("username") or "").strip(),
                                      str(form.get("password") or ""),
@@ -133,13 +144,13 @@ def router(web: Web) -> APIRouter:
                           message=message, kind=kind, status=status)  # fmt: skip
 
     @api.get("/admin/audit", response_class=HTMLResponse)
-    async def audit(request: Request) -> HTMLResponse:
+    def audit(request: Request) -> HTMLResponse:
         session = web.session(request, admin=True)
         return web.render("audit.html", session=session,
                           entries=cases.audit_entries(web.store, limit=300))  # fmt: skip
 
     @api.get("/admin/export/{fmt}", response_model=None)
-    async def export_file(request: Request, fmt: str) -> Response:
+    def export_file(request: Request, fmt: str) -> Response:
         session = web.session(request, admin=True)
         if fmt not in EXPORTS:
             return web.render("error.html", session=session, status=404, title="No such export",

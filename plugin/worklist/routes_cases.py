@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
 
 from plugin.errors import ConflictError, StoreError
 from plugin.worklist import cases, saferdx
@@ -69,8 +70,10 @@ def review_input(form: dict[str, Any]) -> saferdx.ReviewInput:
 def router(web: Web) -> APIRouter:
     api = APIRouter(prefix="/worklist", tags=["worklist"])
 
+    # GET handlers are plain functions (FastAPI runs them in its thread pool); POST handlers
+    # read the form on the event loop, then do their database work in the pool too.
     @api.get("/", response_class=HTMLResponse)
-    async def queue(request: Request) -> HTMLResponse:
+    def queue(request: Request) -> HTMLResponse:
         session = web.session(request)
         params = dict(request.query_params)
         flt = _filter(params, session)
@@ -108,7 +111,7 @@ def router(web: Web) -> APIRouter:
         )  # fmt: skip
 
     @api.get("/cases/{key}", response_class=HTMLResponse)
-    async def case_view(request: Request, key: str) -> HTMLResponse:
+    def case_view(request: Request, key: str) -> HTMLResponse:
         session = web.session(request)
         saved = request.query_params.get("saved")
         message = f"Saved. The case is now: {saferdx.STATUS_LABELS.get(saved, saved)}." if (
@@ -117,8 +120,10 @@ def router(web: Web) -> APIRouter:
 
     @api.post("/cases/{key}/review", response_model=None)
     async def review(request: Request, key: str) -> Response:
-        session = web.session(request)
-        form = await web.form(request, session)
+        session, form = await web.posted(request)
+        return await run_in_threadpool(save, session, key, form)
+
+    def save(session: Session, key: str, form: dict[str, Any]) -> Response:
         finding_id = cases.find_id(web.store, key)
         if finding_id is None:
             return case_page(session, key)
@@ -148,8 +153,10 @@ def router(web: Web) -> APIRouter:
 
     @api.post("/cases/{key}/assign", response_model=None)
     async def assign(request: Request, key: str) -> Response:
-        session = web.session(request)
-        form = await web.form(request, session)
+        session, form = await web.posted(request)
+        return await run_in_threadpool(do_assign, session, key, form)
+
+    def do_assign(session: Session, key: str, form: dict[str, Any]) -> Response:
         finding_id = cases.find_id(web.store, key)
         if finding_id is None:
             return case_page(session, key)
@@ -167,8 +174,10 @@ def router(web: Web) -> APIRouter:
 
     @api.post("/cases/{key}/reopen", response_model=None)
     async def reopen(request: Request, key: str) -> Response:
-        session = web.session(request, admin=True)
-        form = await web.form(request, session)
+        session, form = await web.posted(request, admin=True)
+        return await run_in_threadpool(do_reopen, session, key, form)
+
+    def do_reopen(session: Session, key: str, form: dict[str, Any]) -> Response:
         finding_id = cases.find_id(web.store, key)
         if finding_id is None:
             return case_page(session, key)

@@ -18,6 +18,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.concurrency import run_in_threadpool
 
 from plugin.config import Settings
 from plugin.errors import DxSafetyError
@@ -84,6 +85,13 @@ class Web:
         if admin and not session.user.is_admin:
             raise Forbidden("This needs the admin role.")
         return session
+
+    async def posted(
+        self, request: Request, *, admin: bool = False
+    ) -> tuple[Session, dict[str, Any]]:
+        """The session (looked up off the event loop) and the CSRF-checked form."""
+        session = await run_in_threadpool(lambda: self.session(request, admin=admin))
+        return session, await self.form(request, session)
 
     async def form(self, request: Request, session: Session) -> dict[str, Any]:
         """The posted form, after checking its CSRF token against the session's."""
@@ -160,12 +168,12 @@ def mount(app: FastAPI, settings: Settings, store: Store | None = None) -> Store
     @app.exception_handler(Forbidden)
     async def _forbidden(request: Request, exc: Forbidden) -> Response:
         token = request.cookies.get(SESSION_COOKIE)
-        session = load_session(store, token) if token else None
+        session = await run_in_threadpool(load_session, store, token) if token else None
         return web.render("error.html", session=session, status=403, title="Not allowed",
                           message=exc.message)  # fmt: skip
 
     @app.get("/", include_in_schema=False)
-    async def _root() -> RedirectResponse:
+    def _root() -> RedirectResponse:
         return RedirectResponse("/worklist/", status_code=307)
 
     return store
