@@ -28,7 +28,8 @@ connection = config.attributes.get("connection")
 if connection is not None:
     _run(connection)
 else:
-    engine = sa.create_engine(config.get_main_option("sqlalchemy.url") or "")
+    url = context.get_x_argument(as_dictionary=True).get("url")
+    engine = sa.create_engine(url or config.get_main_option("sqlalchemy.url") or "")
     with engine.connect() as conn:
         _run(conn)
         conn.commit()
