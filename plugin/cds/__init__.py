@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
+import orjson
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
@@ -29,6 +30,7 @@ def install(
 ) -> CdsState:
     state = CdsState.build(settings, clock=clock, fetcher_factory=fetcher_factory)
     app.state.cds = state
+    app.state.cds_discovery = orjson.dumps(routes.discovery_document())
     app.include_router(routes.discovery)
     app.include_router(routes.hooks)
     app.include_router(routes.feedback)

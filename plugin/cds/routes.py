@@ -27,10 +27,16 @@ from plugin.cds.models import (
     HookRequest,
 )
 from plugin.cds.prefetch import PrefetchResolver
-from plugin.cds.schema import check_response
+from plugin.cds.schema import check_discovery, check_response
 from plugin.cds.services import SERVICES, Service
 from plugin.cds.state import CdsState
-from plugin.errors import CdsAuthError, CdsError, CdsRequestError, PrefetchUnavailable
+from plugin.errors import (
+    CdsAuthError,
+    CdsError,
+    CdsRequestError,
+    PrefetchUnavailable,
+    SettingsError,
+)
 
 log = logging.getLogger(__name__)
 JSON = "application/json"
@@ -80,9 +86,18 @@ hooks = APIRouter(prefix="/cds-services", tags=["cds-hooks"])
 feedback = APIRouter(prefix="/cds-services", tags=["cds-hooks"])
 
 
+def discovery_document() -> dict[str, Any]:
+    """The discovery JSON, checked against our schema (a broken one stops start-up)."""
+    body = Discovery(services=[s.definition() for s in SERVICES.values()]).to_json()
+    problems = check_discovery(body)
+    if problems:
+        raise SettingsError("the CDS discovery document is invalid: " + "; ".join(problems))
+    return body
+
+
 @discovery.get("", response_model=Discovery)
-def list_services(_client: ClientDep) -> Response:
-    return _json(Discovery(services=[s.definition() for s in SERVICES.values()]).to_json())
+def list_services(request: Request, _client: ClientDep) -> Response:
+    return Response(request.app.state.cds_discovery, media_type=JSON)
 
 
 def _advise(state: CdsState, service: Service, request: HookRequest, issuer: Any) -> dict[str, Any]:
