@@ -233,6 +233,33 @@ def test_queue_and_dashboard_render(client_for, seeded) -> None:
     assert queue.text.index(seeded[2].key) < queue.text.index(seeded[1].key)  # best score first
     dash = bob.get("/worklist/dashboard")
     assert dash.status_code == 200 and "Positive predictive value" in dash.text
+    assert "No card feedback received yet" in dash.text
+
+
+def test_dashboard_shows_card_outcomes_and_agreement(client_for, store: Store, users) -> None:
+    from plugin.worklist import cases
+    from plugin.worklist.saferdx import ReviewInput
+
+    for i, outcome in enumerate(("accepted", "overridden", "overridden")):
+        store.record_feedback(
+            service_id="dxsafety-missed-dx",
+            card_id=f"c{i}",
+            outcome=outcome,
+            outcome_timestamp=f"2024-05-0{i + 1}T10:00:00Z",
+            accepted_suggestions=[],
+            override_reason={"reason": {"code": "seen", "display": "Already evaluated"}},
+        )
+    fs = [finding(f"k{i}") for i in range(2)]
+    store.upsert_findings(fs)
+    mod, no = ReviewInput(items=[5] * 13, harm="mild"), ReviewInput(items=[2] * 13, harm="none")
+    for f, second in zip(fs, (mod, no), strict=True):
+        case_id = cases.find_id(store, f.key) or 0
+        cases.save_review(store, case_id, mod, by=users["rev1"], version=1)
+        cases.save_review(store, case_id, second, by=users["rev2"], version=2)
+    dash = client_for("alice").get("/worklist/dashboard").text
+    assert "dxsafety-missed-dx" in dash and "Already evaluated: 2" in dash
+    assert re.search(r"<td class=\"num\">1</td><td class=\"num\">2</td>", dash)
+    assert "over 2 double-reviewed cases; raw agreement 50" in dash
 
 
 def test_logout_ends_the_session(client_for, store: Store) -> None:
