@@ -25,17 +25,21 @@ needs all the resources of one patient. :func:`iter_patients` stages the input:
    ``report.duplicates``.
 
 **Memory** is bounded by the largest bucket, not the population. ``N`` is chosen from the input
-size so that a bucket holds about ``BUCKET_BYTES`` (32 MB) of input JSON — a few hundred
-Synthea-sized patients or a few thousand MIMIC-sized ones. Measured (``bench/fhir_edge_bench.py
---replicate 10``: 106k resources, 104 MB of NDJSON): peak RSS 255 MiB with the 4 buckets chosen,
-149 MiB with 8. Write buffers are ``flush_bytes`` per bucket (capped so all buffers together stay
-under 64 MB). Inputs under one bucket are grouped in memory with no temporary files at all.
+size so that a bucket holds about ``BUCKET_BYTES`` (16 MB) of input JSON — a hundred or two
+Synthea-sized patients (~150 KB each) or a few thousand MIMIC-sized ones — and Python dicts
+take roughly 10x their JSON size. Measured with ``bench/fhir_edge_bench.py`` on 30 renamed
+copies of the MIMIC and Bulk samples (319k resources, 302 MB of NDJSON, validate=fast): peak
+RSS 380 MiB with 10 buckets of ~30 MB, 204 MiB with 20 of ~15 MB (the default). Write buffers
+are ``flush_bytes`` per bucket (16 KB–1 MB, all together about 64 MB at most). Inputs under one
+bucket are grouped in memory without writing buckets.
 
-**Scaling.** 100,000 patients of ~150 KB NDJSON each is ~15 GB of input → ~470 buckets; at
-1,000,000 patients, ~150 GB → ~4,700 buckets. Peak memory stays at one bucket (plus the
-Location/Medication tables, which grow with facilities, not patients); temporary disk is about
-the size of the staged (filtered) input; time is linear: every resource is parsed twice
-(partition and group). Files are opened per flush, so N is not limited by open-file limits.
+**Scaling.** ``N`` grows with the input up to ``MAX_BUCKETS`` (4,096): 100,000 patients of
+~150 KB NDJSON each (~15 GB) → ~940 buckets of 16 MB, ~200 MiB peak for staging; 1,000,000
+patients (~150 GB) → 4,096 buckets of ~37 MB, ~400 MiB peak. Beyond that the bucket size, and
+so memory, grows linearly (raise ``MAX_BUCKETS`` on a machine that allows it). Temporary disk is
+about the size of the staged input after the types filter; time is linear (every staged
+resource is parsed twice: partition and group). Files are opened per flush, so ``N`` is not
+limited by open-file limits.
 """
 
 from __future__ import annotations
@@ -54,10 +58,11 @@ from plugin.fhir.read import ReadReport, iter_resources, list_input_files
 from plugin.fhir.refs import ReferenceIndex
 from plugin.fhir.validate import Mode, check_full
 
-__all__ = ["BUCKET_BYTES", "choose_buckets", "iter_patients", "patient_of"]
+__all__ = ["BUCKET_BYTES", "MAX_BUCKETS", "choose_buckets", "iter_patients", "patient_of"]
 
 JSON = dict[str, Any]
-BUCKET_BYTES = 32 * 1024 * 1024
+BUCKET_BYTES = 16 * 1024 * 1024
+MAX_BUCKETS = 4096
 _BUFFER_TOTAL = 64 * 1024 * 1024
 _GZ_RATIO = 8  # NDJSON compresses about 8:1
 _SHARED_TYPES = frozenset({"Location", "Medication"})
@@ -70,7 +75,7 @@ def choose_buckets(paths: Iterable[Path], bucket_bytes: int = BUCKET_BYTES) -> i
         for f in list_input_files(path):
             size = f.stat().st_size
             total += size * _GZ_RATIO if f.name.lower().endswith(".gz") else size
-    return max(1, -(-total // bucket_bytes))
+    return min(MAX_BUCKETS, max(1, -(-total // bucket_bytes)))
 
 
 def patient_of(r: JSON) -> str | None:

@@ -11,7 +11,7 @@ import pytest
 from plugin.fhir.parse import timeline_from_resources
 from plugin.fhir.read import ReadReport, iter_resources
 from plugin.fhir.refs import ReferenceIndex
-from plugin.fhir.stage import BUCKET_BYTES, choose_buckets, iter_patients, patient_of
+from plugin.fhir.stage import BUCKET_BYTES, MAX_BUCKETS, choose_buckets, iter_patients, patient_of
 
 DATA = Path("/work/shared/data")
 REPO = Path(__file__).parents[2]
@@ -133,6 +133,9 @@ def test_choose_buckets_scales_with_input_size(tmp_path):
     with big.open("wb") as fh:
         fh.truncate(3 * BUCKET_BYTES + 1)  # sparse file: size without the bytes
     assert choose_buckets([tmp_path]) == 4
+    with big.open("wb") as fh:
+        fh.truncate(MAX_BUCKETS * BUCKET_BYTES * 2)
+    assert choose_buckets([tmp_path]) == MAX_BUCKETS  # then buckets grow instead
 
 
 def _rule_short_names(ruleset):
