@@ -29,9 +29,9 @@ size so that a bucket holds about ``BUCKET_BYTES`` (16 MB) of input JSON — a h
 Synthea-sized patients (~150 KB each) or a few thousand MIMIC-sized ones — and Python dicts
 take roughly 10x their JSON size. Measured with ``bench/fhir_edge_bench.py`` on 30 renamed
 copies of the MIMIC and Bulk samples (319k resources, 302 MB of NDJSON, validate=fast): peak
-RSS 380 MiB with 10 buckets of ~30 MB, 204 MiB with 20 of ~15 MB (the default). Write buffers
-are ``flush_bytes`` per bucket (16 KB–1 MB, all together about 64 MB at most). Inputs under one
-bucket are grouped in memory without writing buckets.
+RSS 380 MiB with 10 buckets of ~30 MB, 204–236 MiB with 19–20 of ~15 MB (the default).
+Write buffers are ``flush_bytes`` per bucket (16 KB–1 MB, all together about 64 MB at most).
+Inputs under one bucket are grouped in memory without writing buckets.
 
 **Scaling.** ``N`` grows with the input up to ``MAX_BUCKETS`` (4,096): 100,000 patients of
 ~150 KB NDJSON each (~15 GB) → ~940 buckets of 16 MB, ~200 MiB peak for staging; 1,000,000
