@@ -30,6 +30,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     i = wsub.add_parser("import", help="import findings from `dxsafety scan --format json`")
     i.add_argument("findings", type=Path, help="FINDINGS.json")
     i.add_argument("--batch-size", type=int, default=500, help="findings per transaction")
+    i.add_argument("--fhir", type=Path, action="append", metavar="SOURCE",
+                   help="the FHIR files the scan read: store each case's timeline for the "
+                        "case view (repeatable)")  # fmt: skip
     i.set_defaults(handler=import_findings)
 
     e = wsub.add_parser("export", help="export reviewed cases")
@@ -80,7 +83,16 @@ def import_findings(args: argparse.Namespace) -> int:
     store = _store(args, batch_size=max(1, args.batch_size))
     try:
         findings = list(read_findings(args.findings))
-        added = store.upsert_findings(findings)
+        if args.fhir:
+            from plugin.worklist.importer import with_timelines
+
+            missing = [p for p in args.fhir if not p.exists()]
+            if missing:
+                fatal(f"{missing[0]}: no such file or directory", ExitCode.INPUT_NOT_FOUND)
+            added = sum(store.upsert_findings(batch, timelines)
+                        for batch, timelines in with_timelines(findings, args.fhir))  # fmt: skip
+        else:
+            added = store.upsert_findings(findings)
     except StoreError as exc:
         fatal(str(exc), ExitCode.INPUT_UNREADABLE)
     print(f"{len(findings)} findings read, {added} new, {len(findings) - added} already known; "

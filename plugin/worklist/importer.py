@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 import orjson
 
 from plugin.errors import StoreError
-from plugin.timeline.model import Finding
+from plugin.timeline.model import Finding, Timeline
 
 
 def _time(value: Any, field: str) -> datetime | None:
@@ -75,3 +76,35 @@ def read_findings(path: Path) -> Iterator[Finding]:
             yield finding_from_json(item)
         except StoreError as exc:
             raise StoreError(f"{path}: finding #{i + 1}: {exc}") from exc
+
+
+def with_timelines(
+    findings: list[Finding], fhir_paths: list[Path], *, batch: int = 500
+) -> Iterator[tuple[list[Finding], dict[str, Timeline]]]:
+    """Pair findings with their patients' timelines read from FHIR files, in batches.
+
+    Streams the population one patient at a time (:func:`plugin.fhir.stage.iter_patients`);
+    findings whose patient is not in the files come last, without a timeline.
+    """
+    from plugin.fhir.parse import timeline_from_resources
+    from plugin.fhir.stage import iter_patients
+
+    by_patient: dict[str, list[Finding]] = defaultdict(list)
+    for f in findings:
+        by_patient[f.patient_id].append(f)
+    chunk: list[Finding] = []
+    timelines: dict[str, Timeline] = {}
+    for pid, resources in iter_patients(fhir_paths):
+        mine = by_patient.pop(pid, None)
+        if not mine:
+            continue
+        timelines[pid] = timeline_from_resources(resources, validate="none", patient_id=pid)
+        chunk.extend(mine)
+        if len(chunk) >= batch:
+            yield chunk, timelines
+            chunk, timelines = [], {}
+    if chunk:
+        yield chunk, timelines
+    rest = [f for group in by_patient.values() for f in group]
+    if rest:
+        yield rest, {}

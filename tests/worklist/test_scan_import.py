@@ -47,3 +47,20 @@ def test_scan_store_then_json_import_is_idempotent(
     assert sorted(keys) == sorted(f["key"] for f in written)
     case = cases.get_case(store, written[0]["key"])
     assert case is not None and case.finding["rule_id"] == written[0]["rule_id"]
+
+
+def test_json_import_with_fhir_source_stores_timelines(
+    population: Path, store: Store, db_url: str, tmp_path: Path
+) -> None:
+    findings_json = tmp_path / "findings.json"
+    assert main(["scan", str(population), "--rules", str(ROOT / "rules"),
+                 "--as-of", "2030-01-01T00:00:00Z", "--out", str(findings_json),
+                 "--format", "json"]) == 0  # fmt: skip
+    written = orjson.loads(findings_json.read_bytes())
+    assert main(["worklist", "--database-url", db_url, "import", str(findings_json),
+                 "--fhir", str(population)]) == 0  # fmt: skip
+    with store.engine.connect() as conn:
+        rows = conn.execute(sa.select(tables.findings.c.key, tables.findings.c.snapshot)).all()
+    assert sorted(k for k, _ in rows) == sorted(f["key"] for f in written)
+    for _key, snap in rows:
+        assert snap and snap["events"]
