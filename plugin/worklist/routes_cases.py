@@ -52,6 +52,17 @@ def _int(value: object) -> int:
     return int(text) if text.isascii() and text.isdigit() and len(text) <= 9 else 0
 
 
+def dx_suggestions(model_dx: list[Any]) -> list[str]:
+    """The model's likely diagnoses, then the ranker's target list (so exported labels map
+    onto what ``dxsafety train`` learns; free text is still allowed)."""
+    names = [str(dx) for dx, _p in model_dx]
+    try:
+        from plugin.rank.codesets import TARGET_LABELS
+    except ImportError:  # the ranker is optional for the worklist
+        return names
+    return list(dict.fromkeys([*names, *(v for k, v in TARGET_LABELS.items() if k != "other")]))
+
+
 def review_input(form: dict[str, Any]) -> saferdx.ReviewInput:
     def score(i: int) -> int:
         raw = form.get(f"item{i}")
@@ -107,7 +118,7 @@ def router(web: Web) -> APIRouter:
             round=saferdx.review_round(f["status"]), items=saferdx.ITEMS,
             scale_labels=saferdx.SCALE_LABELS, harm=saferdx.HARM,
             durations=saferdx.DURATIONS, users=list_users(web.store), message=message,
-            kind=kind, form=form or {},
+            kind=kind, form=form or {}, dx_suggestions=dx_suggestions(f["missed_dx"]),
         )  # fmt: skip
 
     @api.get("/cases/{key}", response_class=HTMLResponse)

@@ -89,3 +89,25 @@ def test_labels_have_the_train_format(store: Store, users) -> None:
         "missed_dx": "posterior circulation stroke",
     }
     assert rows["p-no"]["is_mod"] == "0" and rows["p-no"]["missed_dx"] == ""
+
+
+def test_labels_are_read_by_the_trainer(store: Store, users, tmp_path: Path) -> None:
+    """Close the loop: the ranker's own label reader takes the exported file."""
+    from plugin.rank.labels import read_labels
+
+    fs = [finding("p-mi"), finding("p-no")]
+    store.upsert_findings(fs)
+    mi = ReviewInput(items=[5] * 13, harm="moderate", missed_dx="myocardial infarction")
+    for f, review in zip(fs, (mi, NO_MOD), strict=True):
+        case_id = cases.find_id(store, f.key) or 0
+        cases.save_review(store, case_id, review, by=users["rev1"], version=1)
+        if review.is_mod:
+            cases.save_review(store, case_id, review, by=users["rev2"], version=2)
+    out = tmp_path / "labels.csv"
+    with out.open("w", newline="") as fh:
+        export.write_labels(store, fh, {"rule-sp1": "SP-1"})
+    labels = read_labels(out)
+    (row,) = labels[("p-mi", "Encounter/ed-p-mi")]
+    assert row.is_mod and row.missed_dx == "mi" and row.trigger == "SP-1"
+    (row,) = labels[("p-no", "Encounter/ed-p-no")]
+    assert not row.is_mod and row.missed_dx == ""
