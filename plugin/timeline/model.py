@@ -41,8 +41,8 @@ class Kind(StrEnum):
 class Setting(StrEnum):
     """Normalised care setting of an encounter (from Encounter.class and local variants)."""
 
-    ED = "ED"  # EMER, "EW EMER.", "ED", ...
-    IP = "IP"  # IMP, ACUTE, "URGENT", "DIRECT EMER.", ...
+    ED = "ED"  # EMER, "ED", ... (MIMIC "EW EMER." is an admission through the ED: IP)
+    IP = "IP"  # IMP, ACUTE, MIMIC "EW EMER.", "URGENT", "DIRECT EMER.", ...
     OBS = "OBS"  # OBSENC, "OBSERVATION ADMIT", ...
     AMB = "AMB"  # ambulatory / outpatient / primary care
     ICU = "ICU"  # an ICU stay (MIMIC EncounterICU, or an ICU location)
@@ -160,9 +160,7 @@ class Timeline:
         are dropped even if they are dated earlier.
         """
         kept = tuple(
-            e
-            for e in self.events
-            if e.t <= moment and (e.recorded is None or e.recorded <= moment)
+            e for e in self.events if e.t <= moment and (e.recorded is None or e.recorded <= moment)
         )
         deceased = self.patient.deceased
         patient = self.patient
@@ -188,7 +186,7 @@ class Finding:
     window_end: datetime
     outcome_ref: str | None = None  # sequence rules: the outcome event
     evidence: tuple[str, ...] = ()  # source references that made the rule fire
-    summary: str = ""  # one line for humans, e.g. "ED dizziness 2024-01-02 -> stroke admission +12 d"
+    summary: str = ""  # one line for humans: "ED visit ... then IP encounter ... after 12 d"
     score: float | None = None  # ranker P(MOD), when a model is used
     missed_dx: tuple[tuple[str, float], ...] = ()  # (diagnosis, probability), best first
     reasons: tuple[str, ...] = ()
