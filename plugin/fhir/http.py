@@ -20,7 +20,6 @@ Nothing here logs tokens, query strings or resource ids: URLs are logged through
 from __future__ import annotations
 
 import email.utils
-import json
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -28,6 +27,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+import orjson
 import requests
 from requests.adapters import HTTPAdapter
 
@@ -248,8 +248,8 @@ class FhirHttp:
 
 def parse_json_object(body: bytes, url: str) -> dict[str, Any]:
     try:
-        value = json.loads(body)
-    except ValueError as exc:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
         raise FatalFhirError(
             f"GET {safe_url(url)}: the server sent invalid JSON ({len(body)} bytes; {exc})",
             url=url,
