@@ -12,12 +12,17 @@ from plugin.errors import ExitCode, StoreError, fatal
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("worklist", help="review worklist: users, import findings, export")
-    p.add_argument("--database-url", help="worklist database (default: DXSAFETY_DATABASE_URL "
-                   "or sqlite:///var/dxsafety.db)")  # fmt: skip
+    # --database-url is accepted before or after the action (`worklist --database-url X
+    # import f.json` and `worklist import f.json --database-url X`)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--database-url", default=argparse.SUPPRESS,
+                        help="worklist database (default: DXSAFETY_DATABASE_URL or "
+                             "sqlite:///var/dxsafety.db)")  # fmt: skip
+    p = sub.add_parser("worklist", parents=[common],
+                       help="review worklist: users, import findings, export")  # fmt: skip
     wsub = p.add_subparsers(dest="worklist_command", metavar="ACTION", required=True)
 
-    u = wsub.add_parser("create-user", help="add a reviewer or admin")
+    u = wsub.add_parser("create-user", parents=[common], help="add a reviewer or admin")
     u.add_argument("name")
     u.add_argument("--role", choices=("reviewer", "admin"), required=True)
     u.add_argument(
@@ -27,7 +32,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     u.set_defaults(handler=create_user)
 
-    i = wsub.add_parser("import", help="import findings from `dxsafety scan --format json`")
+    i = wsub.add_parser("import", parents=[common],
+                        help="import findings from `dxsafety scan --format json`")  # fmt: skip
     i.add_argument("findings", type=Path, help="FINDINGS.json")
     i.add_argument("--batch-size", type=int, default=500, help="findings per transaction")
     i.add_argument("--fhir", type=Path, action="append", metavar="SOURCE",
@@ -35,7 +41,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         "case view (repeatable)")  # fmt: skip
     i.set_defaults(handler=import_findings)
 
-    e = wsub.add_parser("export", help="export reviewed cases")
+    e = wsub.add_parser("export", parents=[common], help="export reviewed cases")
     e.add_argument("--format", choices=("csv", "detectedissue", "labels"), required=True,
                    help="csv: reviewed cases; detectedissue: FHIR R4 NDJSON; labels: CSV "
                         "for `dxsafety train`")  # fmt: skip
@@ -47,7 +53,7 @@ def _store(args: argparse.Namespace, batch_size: int = 500):  # type: ignore[no-
     from plugin.config import Settings
     from plugin.worklist.store import Store
 
-    url = args.database_url or Settings().database_url
+    url = getattr(args, "database_url", None) or Settings().database_url
     try:
         return Store(url, batch_size=batch_size)
     except StoreError as exc:

@@ -106,7 +106,20 @@ def test_create_user_import_export_roundtrip(
     pw.write_text("a long password\n")
     base = ["worklist", "--database-url", db_url]
     assert (
-        main([*base, "create-user", "rita", "--role", "reviewer", "--password-file", str(pw)]) == 0
+        main(
+            [
+                "worklist",
+                "create-user",
+                "rita",
+                "--role",
+                "reviewer",
+                "--password-file",
+                str(pw),
+                "--database-url",
+                db_url,
+            ]
+        )
+        == 0  # --database-url also after the action
     )
     assert authenticate(store, "rita", "a long password") is not None
     findings_file = tmp_path / "f.json"
