@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from plugin.rules import RuleSet, evaluate
 from plugin.timeline.model import Finding, Timeline
@@ -66,7 +66,7 @@ def scan_population(
     *,
     as_of: datetime | None = None,
     model: FindingScorer | None = None,
-    validate: str = "fast",
+    validate: Literal["fast", "full", "none"] = "fast",
     sink: FindingSink | None = None,
     progress: Callable[[int], None] | None = None,
     batch_size: int = 500,

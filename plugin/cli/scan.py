@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from plugin.errors import ExitCode, RuleValidationError, fatal
+from plugin.scan import ScanResult
 from plugin.timeline.model import Finding
 
 CSV_FIELDS = (
@@ -163,7 +164,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _scan_with_progress(source, ruleset, args, model, store):  # type: ignore[no-untyped-def]
+def _scan_with_progress(  # type: ignore[no-untyped-def]
+    source, ruleset, args, model, store
+) -> ScanResult:
     from plugin.scan import scan_population
 
     kwargs = dict(as_of=parse_as_of(args.as_of), model=model, validate=args.validate, sink=store)

@@ -180,9 +180,9 @@ def _condition(
     """(holds, evidence). ``holds`` is None when it cannot be decided (unknown age/sex)."""
     if cond.any:
         results = [_condition(c, tl, idx, index, anchor, outcome) for c in cond.any]
-        hit = next((r for r in results if r[0]), None)
-        if hit is not None:
-            return hit
+        first = next((r for r in results if r[0]), None)
+        if first is not None:
+            return first
         return (None, None) if any(r[0] is None for r in results) else (False, None)
     if cond.relative_to == "outcome":
         if outcome is None:

@@ -62,24 +62,36 @@ def _detail_in(attr: str, values: list[str], negate: bool) -> Predicate:
     return check
 
 
+def _codes_check(cs: CodeSet, *, diagnoses: bool, negate: bool) -> Predicate:
+    def check(e: Event) -> bool:
+        hit = cs.any_of(e.diagnoses if diagnoses else e.codes)
+        return not hit if negate else hit
+
+    return check
+
+
+def _threshold_check(threshold: Threshold) -> Predicate:
+    def check(e: Event) -> bool:
+        return threshold.test(e.value, e.unit)
+
+    return check
+
+
 def compile_selector(sel: Selector, valuesets: Mapping[str, CodeSet]) -> Matcher:
     kinds = sel.kind if isinstance(sel.kind, list) else [sel.kind]
     checks: list[Predicate] = []
     words = [("/".join(kinds))]
-    if sel.codes:
-        cs = resolve_codes(sel.codes, valuesets)
-        checks.append(lambda e, cs=cs: cs.any_of(e.codes))
-        words.append("codes " + ", ".join(sel.codes))
-    if sel.not_codes:
-        ncs = resolve_codes(sel.not_codes, valuesets)
-        checks.append(lambda e, cs=ncs: not cs.any_of(e.codes))
-    if sel.diagnosis:
-        dcs = resolve_codes(sel.diagnosis, valuesets)
-        checks.append(lambda e, cs=dcs: cs.any_of(e.diagnoses))
-        words.append("diagnosis " + ", ".join(sel.diagnosis))
-    if sel.not_diagnosis:
-        ndcs = resolve_codes(sel.not_diagnosis, valuesets)
-        checks.append(lambda e, cs=ndcs: not cs.any_of(e.diagnoses))
+    for refs, diagnoses, negate in (
+        (sel.codes, False, False),
+        (sel.not_codes, False, True),
+        (sel.diagnosis, True, False),
+        (sel.not_diagnosis, True, True),
+    ):
+        if refs:
+            cs = resolve_codes(refs, valuesets)
+            checks.append(_codes_check(cs, diagnoses=diagnoses, negate=negate))
+            if not negate:
+                words.append(("diagnosis " if diagnoses else "codes ") + ", ".join(refs))
     if sel.setting:
         settings = frozenset(sel.setting)
         checks.append(lambda e: e.detail is not None and e.detail.setting.value in settings)
@@ -107,7 +119,7 @@ def compile_selector(sel: Selector, valuesets: Mapping[str, CodeSet]) -> Matcher
             checks.append(_detail_in(attr, values, negate))
     if sel.value is not None:
         threshold = Threshold.parse(sel.value)
-        checks.append(lambda e, th=threshold: th.test(e.value, e.unit))
+        checks.append(_threshold_check(threshold))
         words.append(f"value {threshold}")
     if sel.interpretation:
         interp = frozenset(i.upper() for i in sel.interpretation)
