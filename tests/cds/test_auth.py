@@ -28,7 +28,7 @@ def get(client: Any, tok: str | None, **headers: str) -> Any:
     return client.get(url(), headers={**(bearer(tok) if tok else {}), **headers})
 
 
-def test_good_es384_and_rs384_tokens_are_accepted(client, token) -> None:
+def test_good_es384_and_rs384_tokens_are_accepted(client: Any, token: Any) -> None:
     assert get(client, token(DISCOVERY)).status_code == 200
     assert get(client, token(DISCOVERY, kid="ehr-rs", alg="RS384")).status_code == 200
     # aud may be an array that contains the endpoint
@@ -65,7 +65,7 @@ def test_good_es384_and_rs384_tokens_are_accepted(client, token) -> None:
         "RS384 header on the EC key",
     ],
 )
-def test_bad_tokens_get_a_bare_401(client, token, keys: Keys, case: str) -> None:
+def test_bad_tokens_get_a_bare_401(client: Any, token: Any, keys: Keys, case: str) -> None:
     now = time.time()
     claims = {
         "iss": ISS,
@@ -86,7 +86,7 @@ def test_bad_tokens_get_a_bare_401(client, token, keys: Keys, case: str) -> None
         "aud with trailing slash": lambda: token(DISCOVERY + "/"),
         "unknown kid": lambda: token(DISCOVERY, kid="nope"),
         "no kid": lambda: jwt.encode(claims, keys.es, algorithm="ES384"),
-        "alg none": lambda: jwt.encode(claims, None, algorithm="none", headers={"kid": "ehr-es"}),
+        "alg none": lambda: jwt.encode(claims, "", algorithm="none", headers={"kid": "ehr-es"}),
         "HS256 with kid": lambda: jwt.encode(
             claims, "s" * 32, algorithm="HS256", headers={"kid": "ehr-es"}
         ),
@@ -139,7 +139,7 @@ def _hs_with_public_key(claims: dict[str, Any], pem: bytes) -> str:
     return f"{head}.{body}.{b64(sig)}"
 
 
-def test_replayed_jti_is_refused(client, token) -> None:
+def test_replayed_jti_is_refused(client: Any, token: Any) -> None:
     once = token(DISCOVERY, jti="same-jti")
     assert get(client, once).status_code == 200
     assert get(client, once).status_code == 401
@@ -147,7 +147,7 @@ def test_replayed_jti_is_refused(client, token) -> None:
     assert get(client, token(DISCOVERY, jti="same-jti")).status_code == 401
 
 
-def test_every_route_requires_the_token(client, token) -> None:
+def test_every_route_requires_the_token(client: Any, token: Any) -> None:
     pv = "/cds-services/dxsafety-patient-view"
     for method, path in (("GET", url()), ("POST", pv), ("POST", pv + "/feedback")):
         r = client.request(method, path, json={})
@@ -186,7 +186,7 @@ def test_the_spec_example_token_verifies_but_is_expired(tmp_path: Path) -> None:
         verifier.verify(f"Bearer {SPEC_TOKEN}", claims["aud"])
 
 
-def test_the_spec_example_token_is_refused_over_http(client) -> None:
+def test_the_spec_example_token_is_refused_over_http(client: Any) -> None:
     r = client.post("/cds-services/some-service", json={}, headers=bearer(SPEC_TOKEN))
     assert r.status_code == 401 and r.content == b""
 
@@ -236,13 +236,13 @@ def test_jku_keys_are_fetched_cached_and_rotated(keys: Keys, tmp_path: Path) -> 
     assert len(fetches) == 2
 
 
-def test_jku_through_the_app(client, token, app) -> None:
+def test_jku_through_the_app(client: Any, token: Any, app: Any) -> None:
     t = token(DISCOVERY, iss=JKU_ISS, kid="jku-es", tenant=None, headers={"jku": JKU_URL})
     assert get(client, t).status_code == 200
     assert app.state.jwks_fetched == [JKU_URL]
 
 
-def test_tokens_are_never_logged(client, token, caplog) -> None:
+def test_tokens_are_never_logged(client: Any, token: Any, caplog: Any) -> None:
     caplog.set_level(logging.DEBUG)
     good, bad = token(DISCOVERY), token("https://wrong")
     get(client, good)
@@ -265,7 +265,9 @@ def test_tokens_are_never_logged(client, token, caplog) -> None:
         assert secret not in text  # ... but never a token
 
 
-def test_unsigned_dev_mode_is_explicit_loud_and_not_for_production(settings, caplog) -> None:
+def test_unsigned_dev_mode_is_explicit_loud_and_not_for_production(
+    settings: Any, caplog: Any
+) -> None:
     caplog.set_level(logging.WARNING)
     dev = settings.model_copy(update={"cds_unsigned_dev_mode": True})
     from fastapi.testclient import TestClient

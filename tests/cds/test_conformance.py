@@ -84,7 +84,7 @@ def _post(client: Any, token: Any, body: dict[str, Any]) -> Any:
 @pytest.mark.parametrize(
     ("name", "example"), EXAMPLE_REQUESTS, ids=[n for n, _ in EXAMPLE_REQUESTS]
 )
-def test_example_as_published(client, token, name: str, example: dict[str, Any]) -> None:
+def test_example_as_published(client: Any, token: Any, name: str, example: dict[str, Any]) -> None:
     r = _post(client, token, example)
     expected = _expected(example)
     assert r.status_code == (412 if expected == 200 else 400), r.text
@@ -102,7 +102,7 @@ def standin() -> Any:
     ("name", "example"), EXAMPLE_REQUESTS, ids=[n for n, _ in EXAMPLE_REQUESTS]
 )
 def test_example_against_a_loopback_fhir_server(
-    client, token, standin, name: str, example: dict[str, Any]
+    client: Any, token: Any, standin: Any, name: str, example: dict[str, Any]
 ) -> None:
     text = json.dumps(example)
     for external in EXTERNAL:
@@ -264,13 +264,19 @@ FEEDBACK = sorted((EXAMPLES / "spec-2.0.1").glob("feedback-*.json"))
 def _feedback_rows(app: Any) -> list[Any]:
     store = app.state.cds.feedback_store()
     with store.engine.connect() as conn:
-        return conn.execute(
-            sa.text("select card_id, outcome, outcome_timestamp, override_reason from cds_feedback")
-        ).all()
+        return list(
+            conn.execute(
+                sa.text(
+                    "select card_id, outcome, outcome_timestamp, override_reason from cds_feedback"
+                )
+            ).all()
+        )
 
 
 @pytest.mark.parametrize("path", FEEDBACK, ids=[p.name for p in FEEDBACK])
-def test_spec_feedback_examples_are_stored_once(client, token, app, path: Path) -> None:
+def test_spec_feedback_examples_are_stored_once(
+    client: Any, token: Any, app: Any, path: Path
+) -> None:
     fb = "/cds-services/dxsafety-patient-view/feedback"
     body = json.loads(path.read_text())
     for _ in range(2):

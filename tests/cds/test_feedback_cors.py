@@ -20,15 +20,17 @@ def post(client: Any, token: Any, body: Any, path: str = FB) -> Any:
 def rows(app: Any) -> list[Any]:
     store = app.state.cds.feedback_store()
     with store.engine.connect() as conn:
-        return conn.execute(
-            sa.text(
-                "select service_id, card_id, outcome, outcome_timestamp, override_reason, "
-                "accepted_suggestions from cds_feedback order by id"
-            )
-        ).all()
+        return list(
+            conn.execute(
+                sa.text(
+                    "select service_id, card_id, outcome, outcome_timestamp, override_reason, "
+                    "accepted_suggestions from cds_feedback order by id"
+                )
+            ).all()
+        )
 
 
-def test_bare_item_and_wrapper_are_the_same_feedback(client, token, app) -> None:
+def test_bare_item_and_wrapper_are_the_same_feedback(client: Any, token: Any, app: Any) -> None:
     item = {
         "card": CARD,
         "outcome": "accepted",
@@ -46,7 +48,7 @@ def test_bare_item_and_wrapper_are_the_same_feedback(client, token, app) -> None
     assert "s1" in str(row.accepted_suggestions)
 
 
-def test_a_batch_with_duplicates_and_several_cards(client, token, app) -> None:
+def test_a_batch_with_duplicates_and_several_cards(client: Any, token: Any, app: Any) -> None:
     a = {
         "card": "a",
         "outcome": "overridden",
@@ -86,14 +88,14 @@ def test_a_batch_with_duplicates_and_several_cards(client, token, app) -> None:
         [],
     ],
 )
-def test_invalid_feedback_is_400(client, token, app, body: Any) -> None:
+def test_invalid_feedback_is_400(client: Any, token: Any, app: Any, body: Any) -> None:
     r = post(client, token, body)
     assert r.status_code == 400
     assert r.json()["resourceType"] == "OperationOutcome"
     assert rows(app) == []
 
 
-def test_feedback_for_an_unknown_service_is_404(client, token) -> None:
+def test_feedback_for_an_unknown_service_is_404(client: Any, token: Any) -> None:
     path = "/cds-services/nope/feedback"
     r = post(
         client,
@@ -112,7 +114,7 @@ ROUTES = [
 
 
 @pytest.mark.parametrize(("method", "path"), ROUTES)
-def test_preflight_from_an_allowed_origin(client, method: str, path: str) -> None:
+def test_preflight_from_an_allowed_origin(client: Any, method: str, path: str) -> None:
     r = client.options(
         path,
         headers={
@@ -129,7 +131,7 @@ def test_preflight_from_an_allowed_origin(client, method: str, path: str) -> Non
 
 
 @pytest.mark.parametrize(("method", "path"), ROUTES)
-def test_preflight_from_another_origin_is_refused(client, method: str, path: str) -> None:
+def test_preflight_from_another_origin_is_refused(client: Any, method: str, path: str) -> None:
     r = client.options(
         path, headers={"Origin": "https://evil.example", "Access-Control-Request-Method": method}
     )
@@ -137,7 +139,7 @@ def test_preflight_from_another_origin_is_refused(client, method: str, path: str
     assert "access-control-allow-origin" not in r.headers
 
 
-def test_actual_responses_carry_cors_headers_even_when_refused(client, token) -> None:
+def test_actual_responses_carry_cors_headers_even_when_refused(client: Any, token: Any) -> None:
     ok = client.get(
         "/cds-services", headers={"Origin": ORIGIN, **bearer(token(f"{BASE}/cds-services"))}
     )

@@ -22,7 +22,7 @@ def call(client: Any, token: Any, service: str, body: dict[str, Any]) -> Any:
     return client.post(url(service), json=body, headers=bearer(token(f"{BASE}{url(service)}")))
 
 
-def test_discovery_lists_each_hook_with_subset_templates(client, token) -> None:
+def test_discovery_lists_each_hook_with_subset_templates(client: Any, token: Any) -> None:
     r = client.get(url(), headers=bearer(token(f"{BASE}/cds-services")))
     assert r.status_code == 200
     body = r.json()
@@ -43,7 +43,7 @@ def test_discovery_lists_each_hook_with_subset_templates(client, token) -> None:
             ) or (template.endswith("?patient={{context.patientId}}"))
 
 
-def test_patient_view_positive_fit_gives_an_open_follow_up_card(client, token) -> None:
+def test_patient_view_positive_fit_gives_an_open_follow_up_card(client: Any, token: Any) -> None:
     resources = P.fit_patient("p1", NOW, days_ago=90)
     body = hook_request(
         "patient-view",
@@ -71,7 +71,7 @@ def test_patient_view_positive_fit_gives_an_open_follow_up_card(client, token) -
     assert all(set(c) == {"code", "system", "display"} for c in card["overrideReasons"])
 
 
-def test_patient_view_fit_too_recent_or_followed_up_gives_no_card(client, token) -> None:
+def test_patient_view_fit_too_recent_or_followed_up_gives_no_card(client: Any, token: Any) -> None:
     recent = P.fit_patient("p2", NOW, days_ago=20)  # window still open
     done = P.fit_patient("p3", NOW, days_ago=90)
     done.append(
@@ -97,7 +97,9 @@ def test_patient_view_fit_too_recent_or_followed_up_gives_no_card(client, token)
         assert r.json() == {"cards": []}
 
 
-def test_order_sign_acknowledges_the_closing_order_and_suggests_otherwise(client, token) -> None:
+def test_order_sign_acknowledges_the_closing_order_and_suggests_otherwise(
+    client: Any, token: Any
+) -> None:
     resources = P.fit_patient("p4", NOW)
     draft = {"resourceType": "Bundle", "entry": [{"resource": P.colonoscopy_order("p4")}]}
     ctx = {"userId": "Practitioner/u1", "patientId": "p4", "draftOrders": draft}
@@ -134,7 +136,7 @@ def test_order_sign_acknowledges_the_closing_order_and_suggests_otherwise(client
     assert check_response(r.json()) == []
 
 
-def test_encounter_discharge_rules_match_the_dizziness_pattern(client, token) -> None:
+def test_encounter_discharge_rules_match_the_dizziness_pattern(client: Any, token: Any) -> None:
     resources = P.dizzy_patient("p5", NOW)
     ctx = {"userId": "Practitioner/u1", "patientId": "p5", "encounterId": "p5-ed"}
     r = call(
@@ -169,7 +171,7 @@ def test_encounter_discharge_rules_match_the_dizziness_pattern(client, token) ->
     assert len(summaries) == 1 and "SP-1" in summaries[0]
 
 
-def test_null_prefetch_means_no_data_and_is_not_refetched(client, token) -> None:
+def test_null_prefetch_means_no_data_and_is_not_refetched(client: Any, token: Any) -> None:
     resources = P.fit_patient("p6", NOW)
     prefetch = P.full_prefetch(resources)
     prefetch["procedures"] = None  # the client searched and found nothing
@@ -186,7 +188,7 @@ def test_null_prefetch_means_no_data_and_is_not_refetched(client, token) -> None
     assert len(r.json()["cards"]) == 1
 
 
-def test_null_patient_means_no_cards(client, token) -> None:
+def test_null_patient_means_no_cards(client: Any, token: Any) -> None:
     prefetch = P.full_prefetch(P.fit_patient("p7", NOW))
     prefetch["patient"] = None
     r = call(
@@ -200,7 +202,7 @@ def test_null_patient_means_no_cards(client, token) -> None:
     assert r.status_code == 200 and r.json() == {"cards": []}
 
 
-def test_operation_outcome_prefetch_is_a_412_not_a_blind_requery(client, token) -> None:
+def test_operation_outcome_prefetch_is_a_412_not_a_blind_requery(client: Any, token: Any) -> None:
     prefetch = P.full_prefetch(P.fit_patient("p8", NOW))
     prefetch["procedures"] = {
         "resourceType": "OperationOutcome",
@@ -220,7 +222,7 @@ def test_operation_outcome_prefetch_is_a_412_not_a_blind_requery(client, token) 
     assert "procedures" in outcome["issue"][0]["diagnostics"]
 
 
-def test_missing_prefetch_without_fhir_server_is_412(client, token) -> None:
+def test_missing_prefetch_without_fhir_server_is_412(client: Any, token: Any) -> None:
     prefetch = P.full_prefetch(P.fit_patient("p9", NOW))
     del prefetch["observations"]
     r = call(
@@ -236,7 +238,7 @@ def test_missing_prefetch_without_fhir_server_is_412(client, token) -> None:
     assert "observations" in r.json()["issue"][0]["diagnostics"]
 
 
-def test_other_patients_resources_are_ignored(client, token) -> None:
+def test_other_patients_resources_are_ignored(client: Any, token: Any) -> None:
     mine = P.fit_patient("pa", NOW, days_ago=20)  # nothing due yet
     theirs = P.fit_patient("pb", NOW, days_ago=90)[1:]  # a due FIT, but of patient pb
     prefetch = P.full_prefetch(mine + theirs)
@@ -251,7 +253,7 @@ def test_other_patients_resources_are_ignored(client, token) -> None:
     assert r.status_code == 200 and r.json() == {"cards": []}
 
 
-def test_bad_requests_are_400_with_an_operation_outcome(client, token) -> None:
+def test_bad_requests_are_400_with_an_operation_outcome(client: Any, token: Any) -> None:
     cases = [
         hook_request("order-sign", {"userId": "Practitioner/u1", "patientId": "x"}),  # no drafts
         hook_request("patient-view", {"userId": "Practitioner/u1"}),  # no patientId
@@ -273,13 +275,13 @@ def test_bad_requests_are_400_with_an_operation_outcome(client, token) -> None:
     assert r.status_code == 400
 
 
-def test_unknown_service_is_404(client, token) -> None:
+def test_unknown_service_is_404(client: Any, token: Any) -> None:
     r = call(client, token, "no-such-service", hook_request("patient-view", {}))
     assert r.status_code == 404
     assert r.json()["resourceType"] == "OperationOutcome"
 
 
-def test_request_size_limit(client, token, settings) -> None:
+def test_request_size_limit(client: Any, token: Any, settings: Any) -> None:
     big = {
         "resourceType": "Bundle",
         "type": "searchset",

@@ -120,7 +120,7 @@ CASES = [
     ("service_id", "hook", "context", "encounter"), CASES, ids=[c[1] for c in CASES]
 )
 def test_fetched_from_fhir_equals_full_prefetch(
-    fhir, service, token, service_id, hook, context, encounter
+    fhir: Any, service: Any, token: Any, service_id: Any, hook: Any, context: Any, encounter: Any
 ) -> None:
     server, resources = fhir
     pid = context["patientId"]
@@ -148,7 +148,7 @@ def test_fetched_from_fhir_equals_full_prefetch(
     assert fetched.json() == prefetched.json()
 
 
-def test_a_refused_fhir_token_is_412(fhir, service, token) -> None:
+def test_a_refused_fhir_token_is_412(fhir: Any, service: Any, token: Any) -> None:
     server, _ = fhir
     r = call(
         service,

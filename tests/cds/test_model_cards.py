@@ -39,7 +39,7 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def test_discharge_cards_are_the_rankers_risks(settings, model_dir: Path, token) -> None:
+def test_discharge_cards_are_the_rankers_risks(settings: Any, model_dir: Path, token: Any) -> None:
     with_model = settings.model_copy(update={"model_dir": model_dir, "cds_risk_threshold": 0.0})
     resources = P.dizzy_patient("m1", NOW)
     ctx = {"userId": "Practitioner/u1", "patientId": "m1", "encounterId": "m1-ed"}
@@ -64,7 +64,7 @@ def test_discharge_cards_are_the_rankers_risks(settings, model_dir: Path, token)
     assert any(r.reasons for r in expected)
 
 
-def test_a_threshold_hides_small_risks(settings, model_dir: Path, token) -> None:
+def test_a_threshold_hides_small_risks(settings: Any, model_dir: Path, token: Any) -> None:
     strict = settings.model_copy(update={"model_dir": model_dir, "cds_risk_threshold": 0.999})
     resources = P.dizzy_patient("m2", NOW)
     ctx = {"userId": "Practitioner/u1", "patientId": "m2", "encounterId": "m2-ed"}
