@@ -118,8 +118,18 @@ def router(web: Web) -> APIRouter:
         return web.render(
             "dashboard.html", session=session, rules=per_rule, chart=ppv_svg(per_rule),
             kappa=kappa, n_pairs=n_pairs, agreement=agreement, meta=meta,
-            feedback=stats.feedback_stats(web.store),
+            feedback=feedback(),
         )  # fmt: skip
+
+    def feedback() -> stats.FeedbackStats:
+        plain = stats.feedback_stats(web.store)
+        if not plain.total:
+            return plain
+        try:
+            from plugin.cds.cards import card_uuid
+        except ImportError:  # the worklist runs without the CDS Hooks service too
+            return plain
+        return stats.feedback_stats(web.store, stats.card_rules(web.store, card_uuid))
 
     @api.get("/admin/users", response_class=HTMLResponse)
     def users_page(request: Request) -> HTMLResponse:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -123,6 +123,7 @@ class FeedbackStats:
     by_service: dict[str, Counter[str]]
     override_reasons: Counter[str]
     total: int
+    by_rule: dict[str, Counter[str]] = field(default_factory=dict)  # cards joined to findings
 
 
 def _reason_label(reason: Any) -> str:
@@ -134,14 +135,31 @@ def _reason_label(reason: Any) -> str:
     return "(no reason given)"
 
 
-def feedback_stats(store: Store) -> FeedbackStats:
+def card_rules(store: Store, card_id_of: Callable[[str], str]) -> dict[str, str]:
+    """Card id -> rule title, for cards about stored findings (card ids derive from keys)."""
+    f = t.findings
+    with store.engine.connect() as conn:
+        rows = conn.execute(sa.select(f.c.key, f.c.rule_title))
+        return {card_id_of(row.key): row.rule_title for row in rows}
+
+
+def feedback_stats(store: Store, card_rule: Mapping[str, str] | None = None) -> FeedbackStats:
+    """Card outcomes per service, override reasons, and per rule where ``card_rule`` maps a
+    card id to its finding's rule (cards about findings not in the worklist are skipped)."""
     fb = t.cds_feedback
     with store.engine.connect() as conn:
-        rows = conn.execute(sa.select(fb.c.service_id, fb.c.outcome, fb.c.override_reason)).all()
+        rows = conn.execute(
+            sa.select(fb.c.service_id, fb.c.card_id, fb.c.outcome, fb.c.override_reason)
+        ).all()
     by_service: dict[str, Counter[str]] = defaultdict(Counter)
+    by_rule: dict[str, Counter[str]] = defaultdict(Counter)
     reasons: Counter[str] = Counter()
     for row in rows:
         by_service[row.service_id][row.outcome] += 1
+        rule = (card_rule or {}).get(row.card_id)
+        if rule is not None:
+            by_rule[rule][row.outcome] += 1
         if row.outcome == "overridden":
             reasons[_reason_label(row.override_reason)] += 1
-    return FeedbackStats(by_service=dict(by_service), override_reasons=reasons, total=len(rows))
+    return FeedbackStats(by_service=dict(by_service), override_reasons=reasons, total=len(rows),
+                         by_rule=dict(by_rule))  # fmt: skip

@@ -256,9 +256,16 @@ def test_dashboard_shows_card_outcomes_and_agreement(client_for, store: Store, u
         case_id = cases.find_id(store, f.key) or 0
         cases.save_review(store, case_id, mod, by=users["rev1"], version=1)
         cases.save_review(store, case_id, second, by=users["rev2"], version=2)
+    from plugin.cds.cards import card_uuid
+
+    store.record_feedback(service_id="dxsafety-missed-dx", card_id=card_uuid(fs[0].key),
+                          outcome="accepted", outcome_timestamp="2024-05-09T10:00:00Z",
+                          override_reason=None, accepted_suggestions=[])  # fmt: skip
     dash = client_for("alice").get("/worklist/dashboard").text
     assert "dxsafety-missed-dx" in dash and "Already evaluated: 2" in dash
-    assert re.search(r"<td class=\"num\">1</td><td class=\"num\">2</td>", dash)
+    by_rule = re.search(r'id="feedback-by-rule".*?</table>', dash, re.S)
+    assert by_rule and "ED dizziness then stroke admission" in by_rule.group(0)
+    assert re.search(r"<td class=\"num\">2</td><td class=\"num\">2</td>", dash)
     assert "over 2 double-reviewed cases; raw agreement 50" in dash
 
 
