@@ -140,10 +140,13 @@ class TokenVerifier:
         self._clock = clock
 
     def _key(self, issuer: Issuer, kid: str, jku: object) -> Any | None:
-        if jku is not None:
-            if not isinstance(jku, str) or jku not in issuer.jku:
-                raise CdsAuthError("jku not on the allowlist")
+        """The key for ``kid``: from the ``jku`` JWKS when that URL is allowlisted; otherwise
+        from the keys configured out of band (a ``jku`` we do not list is never fetched;
+        Epic, for one, always sends one)."""
+        if jku is not None and isinstance(jku, str) and jku in issuer.jku:
             return self.jwks.key(jku, kid)
+        if jku is not None and not issuer.jwks and issuer.jwks_url is None:
+            raise CdsAuthError("jku not on the allowlist and no keys configured out of band")
         key = self._static.get(issuer.iss, {}).get(kid)
         if key is None and issuer.jwks_url is not None:
             key = self.jwks.key(issuer.jwks_url, kid)

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from plugin.cds.deps import ClientDep, StateDep
+from plugin.cds.issuers import Issuer
 from plugin.cds.models import (
     CdsResponse,
     Discovery,
@@ -100,7 +101,9 @@ def list_services(request: Request, _client: ClientDep) -> Response:
     return Response(request.app.state.cds_discovery, media_type=JSON)
 
 
-def _advise(state: CdsState, service: Service, request: HookRequest, issuer: Any) -> dict[str, Any]:
+def _advise(
+    state: CdsState, service: Service, request: HookRequest, issuer: Issuer | None
+) -> dict[str, Any]:
     """The blocking part of a hook call: prefetch (maybe fetching), timeline, cards."""
     try:
         ctx = service.context_model.model_validate(request.context)
@@ -133,7 +136,13 @@ async def call_service(
         raise CdsRequestError(
             f"service {service.id} answers {service.hook}, not {hook_request.hook[:60]}"
         )
-    body = await run_in_threadpool(_advise, state, service, hook_request, client.issuer)
+    try:
+        body = await run_in_threadpool(_advise, state, service, hook_request, client.issuer)
+    except CdsError:
+        raise
+    except Exception:
+        log.exception("CDS service %s failed", service.id)
+        return operation_outcome(500, "the service failed; no advice", code="exception")
     problems = check_response(body)
     if problems:
         log.error("refusing to send a non-conformant CDS response: %s", "; ".join(problems))

@@ -108,7 +108,13 @@ def test_bad_tokens_get_a_bare_401(client: Any, token: Any, keys: Keys, case: st
         "tenant missing": lambda: token(DISCOVERY, tenant=None),
         "no jti": lambda: token(DISCOVERY, drop=("jti",)),
         "no exp": lambda: token(DISCOVERY, drop=("exp",)),
-        "jku not allowlisted": lambda: token(DISCOVERY, headers={"jku": "https://evil.test/k"}),
+        "jku not allowlisted": lambda: token(
+            DISCOVERY,
+            iss=JKU_ISS,
+            kid="jku-es",
+            tenant=None,
+            headers={"jku": "https://evil.test/k"},
+        ),
         "wrong typ": lambda: token(DISCOVERY, headers={"typ": "at+jwt"}),
         "signed by another key": lambda: token(DISCOVERY, key=keys.rotated),
         "RS384 header on the EC key": lambda: token(DISCOVERY, kid="ehr-es", alg="RS384"),
@@ -238,6 +244,10 @@ def test_jku_keys_are_fetched_cached_and_rotated(keys: Keys, tmp_path: Path) -> 
 
 def test_jku_through_the_app(client: Any, token: Any, app: Any) -> None:
     t = token(DISCOVERY, iss=JKU_ISS, kid="jku-es", tenant=None, headers={"jku": JKU_URL})
+    assert get(client, t).status_code == 200
+    assert app.state.jwks_fetched == [JKU_URL]
+    # an issuer with keys on record: an unlisted jku is ignored, never fetched
+    t = token(DISCOVERY, headers={"jku": "https://evil.test/k"})
     assert get(client, t).status_code == 200
     assert app.state.jwks_fetched == [JKU_URL]
 

@@ -304,3 +304,23 @@ def test_request_size_limit(client: Any, token: Any, settings: Any) -> None:
     r = call(client, token, PV, body)
     assert r.status_code == 413
     assert r.json()["resourceType"] == "OperationOutcome"
+
+
+def test_an_internal_failure_is_a_500_operation_outcome(
+    client: Any, token: Any, monkeypatch: Any
+) -> None:
+    from plugin.cds.advice import Advisor
+
+    def boom(*_: Any, **__: Any) -> None:
+        raise RuntimeError("fault injected")
+
+    monkeypatch.setattr(Advisor, "advise", boom)  # fault injection only
+    body = hook_request(
+        "patient-view",
+        {"userId": "Practitioner/u1", "patientId": "p"},
+        prefetch=P.full_prefetch(P.fit_patient("p", NOW)),
+    )
+    r = call(client, token, PV, body)
+    assert r.status_code == 500
+    assert r.json()["resourceType"] == "OperationOutcome"
+    assert "fault injected" not in r.text
