@@ -18,6 +18,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--model", type=Path, default=None, help="ranker model directory")
     p.add_argument("--rules", type=Path, default=None, help="rules directory (default rules/)")
     p.add_argument(
+        "--database-url", default=None, help="worklist database (default DXSAFETY_DATABASE_URL)"
+    )
+    p.add_argument(
+        "--public-base-url",
+        default=None,
+        help="URL clients use to reach us: the JWT aud and card links (DXSAFETY_PUBLIC_BASE_URL)",
+    )
+    p.add_argument(
         "--workers",
         type=int,
         default=1,
@@ -39,10 +47,16 @@ def run(args: argparse.Namespace) -> int:
             ("port", args.port),
             ("model_dir", args.model),
             ("rules_dir", args.rules),
+            ("database_url", args.database_url),
+            ("public_base_url", args.public_base_url),
         )
         if v is not None
     }
     settings = Settings(**overrides)
+    if "public_base_url" not in settings.model_fields_set:  # local use: follow --host/--port
+        host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host  # noqa: S104
+        settings = settings.model_copy(update={"public_base_url": f"http://{host}:{settings.port}"})
+        overrides["public_base_url"] = settings.public_base_url
     if settings.cds_unsigned_dev_mode:
         banner = "!" * 78
         print(f"{banner}\n!! {UNSIGNED_WARNING}\n{banner}", file=sys.stderr)
