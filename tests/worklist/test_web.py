@@ -317,3 +317,32 @@ def test_garbage_form_values_are_refused_cleanly(client_for, seeded) -> None:
         assert response.status_code == 409, version
     assert bob.get("/worklist/?page=zz&assignee=%C2%B2&since=nonsense").status_code == 200
     assert bob.get("/worklist/cases/does-not-exist").status_code == 404
+
+
+def test_record_text_is_escaped_everywhere(client_for, store: Store) -> None:
+    from dataclasses import replace
+
+    from plugin.timeline.model import Event, Kind
+
+    evil = "<script>alert(1)</script>"
+    f = replace(finding("px"), summary=evil, rule_title=evil, missed_dx=((evil, 0.5),),
+                reasons=(evil,), score=0.5)  # fmt: skip
+    tl = timeline("px")
+    note = Event(patient="px", t=f.index_start, kind=Kind.OBSERVATION, system="loinc",
+                 code="1-1", source="Observation/evil", text=evil + '"><img src=x>')  # fmt: skip
+    store.upsert_findings([f], {"px": replace(tl, events=(*tl.events, note))})
+    bob = client_for("bob")
+    for path in ("/worklist/", f"/worklist/cases/{f.key}", "/worklist/dashboard"):
+        html = bob.get(path).text
+        assert evil not in html and "<img src=x>" not in html, path
+        assert "&lt;script&gt;" in html, path
+
+
+def test_login_never_redirects_off_site(client_for) -> None:
+    anon = client_for(None)
+    for target in ("//evil.example/x", "https://evil.example/", "/elsewhere"):
+        token = csrf_of(anon.get("/worklist/login", params={"next": target}).text)
+        response = anon.post("/worklist/login", data={"username": "bob", "password": PASSWORD,
+                                                       "csrf_token": token, "next": target},
+                             follow_redirects=False)  # fmt: skip
+        assert response.headers["location"] == "/worklist/", target
