@@ -171,7 +171,6 @@ def test_dxsafety_serve_starts_and_warns_loudly_in_unsigned_mode(tmp_path: Path)
         **os.environ,
         "DXSAFETY_CDS_UNSIGNED_DEV_MODE": "true",
         "DXSAFETY_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
-        "DXSAFETY_DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}",
     }
     log = tmp_path / "serve.log"
     with log.open("wb") as out:
@@ -183,6 +182,8 @@ def test_dxsafety_serve_starts_and_warns_loudly_in_unsigned_mode(tmp_path: Path)
                 str(port),
                 "--rules",
                 str(REPO / "rules"),
+                "--database-url",
+                f"sqlite:///{tmp_path / 'db.sqlite'}",
             ],
             cwd=tmp_path,
             env=env,
@@ -201,6 +202,7 @@ def test_dxsafety_serve_starts_and_warns_loudly_in_unsigned_mode(tmp_path: Path)
                 time.sleep(0.2)
         assert r.status_code == 200
         assert len(r.json()["services"]) == 4
+        assert (tmp_path / "db.sqlite").exists()  # --database-url was used
     finally:
         proc.terminate()
         proc.wait(timeout=10)
