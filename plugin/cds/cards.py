@@ -12,7 +12,7 @@ import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from plugin.cds.models import Action, Card, Coding, Link, Source, Suggestion
@@ -130,7 +130,7 @@ def _service_request(
         "intent": "order",
         "code": {"coding": [dict(c) for c in follow.coding], "text": follow.label},
         "subject": {"reference": f"Patient/{finding.patient_id}"},
-        "authoredOn": now.isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "authoredOn": now.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
         "reasonReference": [{"reference": finding.index_ref}],
     }
     if context.get("encounterId"):

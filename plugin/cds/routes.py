@@ -9,6 +9,7 @@ FastAPI's default validation reply (which echoes the input) is never used here.
 from __future__ import annotations
 
 import logging
+import time
 from datetime import UTC
 from functools import partial
 from typing import Any
@@ -127,6 +128,7 @@ def _advise(
 async def call_service(
     service_id: str, request: Request, state: StateDep, client: ClientDep
 ) -> Response:
+    started = time.perf_counter()
     service = _service(service_id)
     try:
         hook_request = HookRequest.model_validate(await _body(request))
@@ -151,6 +153,14 @@ async def call_service(
             "the service built a response that breaks the CDS Hooks rules; it was not sent",
             code="exception",
         )
+    log.info(
+        "CDS %s for iss=%s tenant=%s: %d card(s) in %.1f ms",
+        service.id,
+        client.iss,
+        client.tenant,
+        len(body["cards"]),
+        (time.perf_counter() - started) * 1000,
+    )
     return _json(body)
 
 

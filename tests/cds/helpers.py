@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,8 @@ ISS = "https://ehr.test"
 JKU_ISS = "https://jku.test"
 JKU_URL = "https://jku.test/.well-known/jwks.json"
 ORIGIN = "https://sandbox.cds-hooks.org"
-NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+# the tests' clock, deliberately not UTC (12:00Z) so time-zone slips show up
+NOW = datetime(2026, 11, 27, 16, 0, tzinfo=timezone(timedelta(hours=4), "UTC+4"))
 
 
 class Keys:

@@ -68,6 +68,7 @@ def test_patient_view_positive_fit_gives_an_open_follow_up_card(client: Any, tok
     ServiceRequest.model_validate(action["resource"])  # valid FHIR R4
     assert action["resource"]["code"]["coding"][0]["code"] == P.COLONOSCOPY_SNOMED
     assert action["resource"]["reasonReference"] == [{"reference": "Observation/p1-fit"}]
+    assert action["resource"]["authoredOn"] == "2026-11-27T12:00:00Z"  # the clock, in UTC
     assert all(set(c) == {"code", "system", "display"} for c in card["overrideReasons"])
 
 
