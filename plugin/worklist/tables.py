@@ -33,6 +33,7 @@ sessions = sa.Table(
     sa.Column("csrf_token", sa.String(64), nullable=False),
     sa.Column("created_at", TS, nullable=False),
     sa.Column("expires_at", TS, nullable=False),
+    sa.Column("last_seen", TS),  # migration 0002; idle sessions end (users.IDLE_TIMEOUT)
 )
 
 findings = sa.Table(

@@ -17,7 +17,9 @@ from plugin.worklist import tables as t
 from plugin.worklist.store import Store, now, utc
 
 ROLES = ("reviewer", "admin")
-SESSION_LIFETIME = timedelta(hours=12)
+SESSION_LIFETIME = timedelta(hours=12)  # absolute
+IDLE_TIMEOUT = timedelta(minutes=30)  # automatic log-off of an unattended workstation
+TOUCH_EVERY = timedelta(seconds=60)  # write last_seen at most this often
 LOCKOUT_FAILURES = 5  # failed logins for one user name within LOCKOUT_WINDOW lock it that long
 LOCKOUT_WINDOW = timedelta(minutes=15)
 _hasher = PasswordHasher()  # argon2id with the library's current (RFC 9106 low-memory) defaults
@@ -105,22 +107,32 @@ def open_session(store: Store, user: User) -> tuple[str, Session]:
         conn.execute(
             t.sessions.insert().values(token_hash=_token_hash(token), user_id=user.id,
                                        csrf_token=csrf, created_at=started,
-                                       expires_at=started + SESSION_LIFETIME)
+                                       expires_at=started + SESSION_LIFETIME,
+                                       last_seen=started)
         )  # fmt: skip
     return token, Session(user=user, csrf_token=csrf)
 
 
 def load_session(store: Store, token: str) -> Session | None:
     s, u = t.sessions, t.users
+    token_hash = _token_hash(token)
     query = (
-        sa.select(s.c.csrf_token, s.c.expires_at, u.c.id, u.c.username, u.c.role)
+        sa.select(s.c.csrf_token, s.c.expires_at, s.c.last_seen, s.c.created_at, u.c.id,
+                  u.c.username, u.c.role)
         .join(u, u.c.id == s.c.user_id)
-        .where(s.c.token_hash == _token_hash(token), u.c.active)
-    )
+        .where(s.c.token_hash == token_hash, u.c.active)
+    )  # fmt: skip
     with store.engine.connect() as conn:
         row = conn.execute(query).first()
-    if row is None or (utc(row.expires_at) or now()) < now():
+    moment = now()
+    if row is None or (utc(row.expires_at) or moment) < moment:
         return None
+    last = utc(row.last_seen) or utc(row.created_at) or moment
+    if moment - last > IDLE_TIMEOUT:
+        return None
+    if moment - last > TOUCH_EVERY:
+        with store.engine.begin() as conn:
+            conn.execute(s.update().where(s.c.token_hash == token_hash).values(last_seen=moment))
     return Session(User(id=row.id, username=row.username, role=row.role), row.csrf_token)
 
 

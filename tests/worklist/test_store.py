@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import replace
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
 
 from plugin.worklist import cases, tables
 from plugin.worklist.saferdx import ReviewInput
@@ -95,12 +98,56 @@ def test_feedback_is_idempotent(store: Store) -> None:
         )
 
 
+def _head() -> str:
+    from alembic.script import ScriptDirectory
+
+    from plugin.worklist.store import MIGRATIONS
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    head = ScriptDirectory.from_config(cfg).get_current_head()
+    assert head is not None
+    return head
+
+
 def test_reopening_applies_no_migration_twice(db_url: str) -> None:
     Store(db_url).close()
     again = Store(db_url)
     with again.engine.connect() as conn:
-        assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+        assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == _head()
     again.close()
+
+
+def test_an_old_database_is_upgraded_with_its_data(db_url: str) -> None:
+    """A database left at revision 0001 (before idle logout) opens, upgrades, keeps its rows."""
+    from datetime import timedelta
+
+    from plugin.worklist.store import MIGRATIONS, make_engine, now
+    from plugin.worklist.users import User, load_session
+
+    engine = make_engine(db_url)
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "base")  # an empty PostgreSQL test database may be at head
+        command.upgrade(cfg, "0001")
+        conn.execute(sa.text(
+            "INSERT INTO users (id, username, password_hash, role, active, created_at) "
+            "VALUES (1, 'old', 'x', 'admin', true, :t)"), {"t": now()})  # fmt: skip
+        conn.execute(sa.text(
+            "INSERT INTO sessions (token_hash, user_id, csrf_token, created_at, expires_at) "
+            "VALUES (:h, 1, 'c', :t, :e)"),
+            {"h": hashlib.sha256(b"tok").hexdigest(), "t": now(),
+             "e": now() + timedelta(hours=1)})  # fmt: skip
+    engine.dispose()
+    store = Store(db_url)
+    store.upsert_findings([finding("p1")])
+    session = load_session(store, "tok")
+    assert session is not None and session.user == User(id=1, username="old", role="admin")
+    with store.engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == _head()
+    store.close()
 
 
 @pytest.mark.parametrize("table", ["reviews", "audit_log"])

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from plugin.errors import StoreError
 from plugin.worklist import tables
-from plugin.worklist.store import Store, now
+from plugin.worklist.store import Store, now, utc
 from plugin.worklist.users import (
     authenticate,
     close_session,
@@ -61,3 +61,17 @@ def test_sessions_store_only_a_hash_and_expire(store: Store) -> None:
     token2, _ = open_session(store, user)
     close_session(store, token2)
     assert load_session(store, token2) is None
+
+
+def test_idle_sessions_end(store: Store) -> None:
+    user = create_user(store, "zoe", "long enough pw", "admin")
+    token, _ = open_session(store, user)
+    with store.engine.begin() as conn:
+        conn.execute(tables.sessions.update().values(last_seen=now() - timedelta(minutes=29)))
+    assert load_session(store, token) is not None  # still active, and touched again
+    with store.engine.connect() as conn:
+        seen = conn.execute(sa.select(tables.sessions.c.last_seen)).scalar_one()
+    assert now() - utc(seen) < timedelta(minutes=1)
+    with store.engine.begin() as conn:
+        conn.execute(tables.sessions.update().values(last_seen=now() - timedelta(minutes=31)))
+    assert load_session(store, token) is None
