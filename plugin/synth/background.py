@@ -13,6 +13,7 @@ import math
 import random
 from datetime import date, datetime, timedelta
 
+from plugin.synth import clinic as K
 from plugin.synth import codes as C
 from plugin.synth import visits as V
 from plugin.synth.chart import Chart
@@ -118,7 +119,7 @@ def care(chart: Chart, start: datetime, end: datetime, spans: list[Span]) -> Non
     for _ in range(_poisson(rng, pc_rate * years)):
         t = _when(rng, start, end - timedelta(days=70))
         if not blocked(t, quiet):
-            V.pc_visit(chart, t, quiet)
+            K.pc_visit(chart, t, quiet)
     ed_rate = (0.12, 0.15, 0.2, 0.3)[band]
     for _ in range(_poisson(rng, ed_rate * years)):
         t = _when(rng, start, end - timedelta(days=15))

@@ -24,7 +24,7 @@ _ON_LEVO = {"hypothyroidism": 1.0}
 
 SCENARIOS: tuple[Scenario, ...] = (
     # SP-1: benign dizziness/headache ED discharge -> stroke admission within 30 d
-    Scenario("sp_missed_stroke", "SP-1", True, 0.0031, P.sp_missed_stroke, (52, 76, 95),
+    Scenario("sp_missed_stroke", "SP-1", True, 0.0027, P.sp_missed_stroke, (52, 76, 95),
              0.55, _VASCULAR),
     Scenario("sp_miscoded_stroke_history", "SP-1", False, 0.0041, P.sp_miscoded,
              (55, 79, 96), 0.5, {"stroke_history": 0.95, "hypertension": 0.75, "af": 0.2}),
@@ -54,7 +54,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("ed_excl_planned_admission", "ED-1", False, 0.0006, P.ed_excl_planned,
              (50, 68, 88), excluded=True),
     # PC-3: primary-care visit -> unplanned admission within 14 d
-    Scenario("pc_missed", "PC-3", True, 0.0022, P.pc_missed, (25, 66, 95), 0.55, _CARDIAC),
+    Scenario("pc_missed", "PC-3", True, 0.0020, P.pc_missed, (25, 66, 95), 0.55, _CARDIAC),
     Scenario("pc_routine_unrelated", "PC-3", False, 0.0035, P.pc_routine_unrelated,
              (30, 70, 96)),
     Scenario("pc_appropriate_workup", "PC-3", False, 0.0022, P.pc_appropriate_workup,

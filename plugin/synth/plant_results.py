@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from plugin.synth import clinic as K
 from plugin.synth import codes as C
 from plugin.synth import visits as V
 from plugin.synth.chart import Chart, outside_report
@@ -22,12 +23,12 @@ _TSH_REPORT = ("3016-3", "Thyrotropin [Units/volume] in Serum or Plasma")
 def _fit_visit(chart: Chart, t: datetime, *, anaemia: float) -> tuple[str, str, datetime]:
     """Routine visit with a positive FIT. Returns (encounter, FIT observation, FIT time)."""
     rng = chart.rng
-    p = V.baseline(chart, t, V.routine_dxs(chart))
+    p = V.baseline(chart, t, K.routine_dxs(chart))
     if rng.random() < 0.5:
         p.labs = {n: V.normal_lab(chart, n) for n in ("hb", "mcv", "creat")}
         if rng.random() < anaemia:
             p.labs["hb"] = rng.uniform(11.3, 12.3)
-    ref, end = V.pc_encounter(chart, t, p, acute=False)
+    ref, end = K.pc_encounter(chart, t, p, acute=False)
     ft = end + timedelta(minutes=30)
     chart.last["fit"] = ft
     return ref, chart.fit(ref, ft, True), ft
@@ -43,7 +44,7 @@ def fit_no_followup(chart: Chart, t: datetime) -> Planted:
         later = days_after(ft, rng.uniform(150, 330))
         p = V.baseline(chart, later, [C.CRC])
         p.labs = {"hb": rng.uniform(9.8, 11.8), "mcv": rng.uniform(82, 90)}
-        V.pc_encounter(chart, later, p, acute=True)
+        K.pc_encounter(chart, later, p, acute=True)
         last = later
     return Planted([obs], span(chart, ft, last), "colorectal_cancer")
 
@@ -53,7 +54,7 @@ def fit_declined(chart: Chart, t: datetime) -> Planted:
     enc, obs, ft = _fit_visit(chart, t, anaemia=0.2)
     chart.order(enc, ft, _COLONOSCOPY_ORDER, "revoked")
     later = days_after(ft, rng.uniform(7, 35))
-    V.pc_encounter(chart, later, V.baseline(chart, later, [C.DECLINED]), acute=False)
+    K.pc_encounter(chart, later, V.baseline(chart, later, [C.DECLINED]), acute=False)
     return Planted([obs], span(chart, ft, ft + timedelta(days=70)))
 
 
@@ -75,14 +76,14 @@ def fit_advanced_illness(chart: Chart, t: datetime) -> Planted:
 
 def fit_excl_day59(chart: Chart, t: datetime) -> Planted:
     _, obs, ft = _fit_visit(chart, t, anaemia=0.3)
-    V.gi_scope(chart, days_after(ft, chart.rng.uniform(52, 58.5)), [C.CHRONIC["hypertension"]])
+    K.gi_scope(chart, days_after(ft, chart.rng.uniform(52, 58.5)), [C.CHRONIC["hypertension"]])
     return Planted([obs], span(chart, ft, ft + timedelta(days=70)))
 
 
 def fit_excl_hospice(chart: Chart, t: datetime) -> Planted:
     _, obs, ft = _fit_visit(chart, t, anaemia=0.3)
     later = days_after(ft, chart.rng.uniform(5, 40))
-    V.pc_encounter(chart, later, V.baseline(chart, later, [C.HOSPICE]), acute=False)
+    K.pc_encounter(chart, later, V.baseline(chart, later, [C.HOSPICE]), acute=False)
     return Planted([obs], span(chart, ft, ft + timedelta(days=70)))
 
 
@@ -98,7 +99,7 @@ def _tsh_visit(chart: Chart, t: datetime, value: float, *, rx_before: tuple[floa
         ref, end = V.ed_visit(chart, t, p)
         lt = end - timedelta(hours=1)
     else:
-        ref, end = V.pc_encounter(chart, t, p, acute=False)
+        ref, end = K.pc_encounter(chart, t, p, acute=False)
         lt = end + timedelta(minutes=30)
     chart.last["tsh"] = lt
     return ref, chart.lab(ref, lt, "tsh", value), lt
@@ -148,7 +149,7 @@ def tsh_excl_nonadherence(chart: Chart, t: datetime) -> Planted:
     chart.medication("levothyroxine", V.clinic_time(chart, t - timedelta(days=rng.uniform(
         45, 300))))
     p = V.baseline(chart, t, [C.CHRONIC["hypothyroidism"], C.NONADHERENCE])
-    ref, end = V.pc_encounter(chart, t, p, acute=False)
+    ref, end = K.pc_encounter(chart, t, p, acute=False)
     lt = end + timedelta(minutes=30)
     obs = chart.lab(ref, lt, "tsh", _high_tsh(chart))
     return Planted([obs], span(chart, lt, lt + timedelta(days=65)))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from plugin.synth import clinic as K
 from plugin.synth import codes as C
 from plugin.synth import visits as V
 from plugin.synth.chart import Chart
@@ -82,7 +83,7 @@ def _ed_return_gap(chart: Chart, mod: bool) -> float:
     rng = chart.rng
     if mod:
         return rng.uniform(1.0, 2.7) if rng.random() < 0.85 else rng.uniform(3.0, 7.0)
-    return rng.uniform(1.0, 2.7) if rng.random() < 0.52 else rng.uniform(3.0, 9.5)
+    return rng.uniform(1.0, 2.7) if rng.random() < 0.44 else rng.uniform(3.0, 9.5)
 
 
 def ed_missed(chart: Chart, t: datetime, missed: str) -> Planted:
@@ -113,7 +114,7 @@ def ed_unrelated_admission(chart: Chart, t: datetime) -> Planted:
     """A minor complaint sent home; an unrelated medical admission days later."""
     rng = chart.rng
     p = V.background_complaint(chart, t)
-    if rng.random() < 0.2:  # a febrile gastroenteritis-like abdominal pain
+    if rng.random() < 0.05:  # a febrile gastroenteritis-like abdominal pain
         p = presentation(chart, t, "appendicitis", sick=False)
         V.abdominal_workup(chart, p, 0.5)
     ref, end = V.ed_visit(chart, t, p)
@@ -193,7 +194,7 @@ def pc_missed(chart: Chart, t: datetime) -> Planted:
     p = presentation(chart, t, missed, sick=True)
     workup(chart, p, missed, thorough=False)
     p.labs = {}
-    ref, end = V.pc_encounter(chart, t, p, acute=True)
+    ref, end = K.pc_encounter(chart, t, p, acute=True)
     gap = _pc_gap(chart, True)
     related_admission(chart, days_after(end, gap), missed)
     return Planted([ref], span(chart, t, days_after(end, gap + 12)), missed)
@@ -205,7 +206,7 @@ def pc_appropriate_workup(chart: Chart, t: datetime) -> Planted:
     p = presentation(chart, t, missed, sick=False)
     workup(chart, p, missed, thorough=True)
     p.imaging = []
-    ref, end = V.pc_encounter(chart, t, p, acute=True)
+    ref, end = K.pc_encounter(chart, t, p, acute=True)
     chart.order(ref, end, _REFERRAL, "active")
     gap = _pc_gap(chart, False)
     if rng.random() < 0.5:
@@ -218,8 +219,8 @@ def pc_appropriate_workup(chart: Chart, t: datetime) -> Planted:
 def pc_routine_unrelated(chart: Chart, t: datetime) -> Planted:
     """A routine chronic-care visit; an unrelated admission (often an injury) days later."""
     rng = chart.rng
-    p = V.baseline(chart, t, V.routine_dxs(chart))
-    ref, end = V.pc_encounter(chart, t, p, acute=False)
+    p = V.baseline(chart, t, K.routine_dxs(chart))
+    ref, end = K.pc_encounter(chart, t, p, acute=False)
     gap = _pc_gap(chart, False)
     V.emergency_admission(chart, days_after(end, gap), V.pick_admission(rng, chart),
                           exact=True)
@@ -231,7 +232,7 @@ def pc_chronic_progression(chart: Chart, t: datetime) -> Planted:
     dx = C.ADMIT_MEDICAL[1] if "chf" in chart.problems else C.ADMIT_MEDICAL[2]
     p = V.baseline(chart, t, [dx])
     p.labs = {n: V.normal_lab(chart, n) for n in ("creat", "na", "k")}
-    ref, end = V.pc_encounter(chart, t, p, acute=True)
+    ref, end = K.pc_encounter(chart, t, p, acute=True)
     chart.medication("furosemide" if dx is C.ADMIT_MEDICAL[1] else "tiotropium", end, enc=ref)
     gap = _pc_gap(chart, False)
     adm = V.Admission([C.DYSPNOEA], [dx, *V.secondary_dxs(chart)], 2 + rng.random() * 5)
@@ -241,7 +242,7 @@ def pc_chronic_progression(chart: Chart, t: datetime) -> Planted:
 
 def pc_terminal_illness(chart: Chart, t: datetime) -> Planted:
     p = V.baseline(chart, t, [C.WEAKNESS])
-    ref, end = V.pc_encounter(chart, t, p, acute=True)
+    ref, end = K.pc_encounter(chart, t, p, acute=True)
     gap = _pc_gap(chart, False)
     V.emergency_admission(chart, days_after(end, gap), _medical(chart), exact=True)
     return Planted([ref], span(chart, t, days_after(end, gap + 12)))
@@ -250,7 +251,7 @@ def pc_terminal_illness(chart: Chart, t: datetime) -> Planted:
 def pc_excl_planned(chart: Chart, t: datetime) -> Planted:
     """Pre-operative visit, then the elective operation: a planned admission."""
     p = V.baseline(chart, t, [C.ADMIT_ELECTIVE[chart.rng.randrange(3)]])
-    ref, end = V.pc_encounter(chart, t, p, acute=False)
+    ref, end = K.pc_encounter(chart, t, p, acute=False)
     adm_t = days_after(end, chart.rng.uniform(3, 12))
     V.elective_admission(chart, adm_t)
     return Planted([ref], span(chart, t, adm_t + timedelta(days=12)))

@@ -113,7 +113,7 @@ def presentation(chart: Chart, t: datetime, missed: str, *, sick: bool) -> V.Pre
     p = V.baseline(chart, t, [rng.choice(COMPLAINT[missed])])
     lab = V.normal_lab
     if missed == "appendicitis":
-        if rng.random() < (0.75 if sick else 0.3):
+        if rng.random() < (0.75 if sick else 0.2):
             fever(chart, p, 38.0, 39.2)
         if rng.random() < 0.8:
             p.labs = {n: lab(chart, n) for n in ("hb", "wbc", "creat")}

@@ -9,8 +9,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from conftest import POPULATION
-
 from plugin.synth import LABEL_COLUMNS, Summary, read_labels
 from plugin.synth.mix import SCENARIOS
 
@@ -53,13 +51,13 @@ def test_labels_reference_existing_resources(
 
 def test_planted_prevalence_per_scenario(population: tuple[Path, Summary]) -> None:
     """Each scenario's patients (seen through its label rows) match its weight."""
-    out, _ = population
+    out, summary = population
     rows = read_labels(out / "labels.csv") + read_labels(out / "excluded.csv")
     patients = Counter[str]()
     for name in {(r.scenario, r.patient_id) for r in rows}:
         patients[name[0]] += 1
     for s in SCENARIOS:
-        expected = s.weight * POPULATION
+        expected = s.weight * summary.patients
         assert abs(patients[s.name] - expected) <= 4 * math.sqrt(expected) + 2, (
             s.name, patients[s.name], expected)
 

@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
+from fhir.resources.R4B import get_fhir_model_class
 
 from plugin.fhir.parse import timeline_from_resources
 from plugin.rules import evaluate, load_rules
@@ -48,3 +49,12 @@ def test_scenario_fires_its_trigger_as_the_engine_does(scenario, ruleset) -> Non
         else:
             hit = [r for r in primary if r.trigger == scenario.trigger]
             assert hit and all(r.is_mod == int(scenario.is_mod) for r in primary)
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
+def test_every_resource_of_a_planted_chart_validates(scenario) -> None:
+    """Rare shapes (outside reports, revoked orders, SNOMED dispositions) validate too."""
+    chart, _, _ = plant_patient(random.Random(scenario.name), Frame.for_as_of(date(2026, 6, 30)),
+                                scenario)
+    for rtype, _, res in chart.resources:
+        get_fhir_model_class(rtype).model_validate(res)
