@@ -18,7 +18,7 @@ import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
 
 from plugin.config import Settings
-from plugin.errors import FhirAuthError
+from plugin.errors import ExitCode, FatalError, FhirAuthError
 from plugin.fhir.auth import DEFAULT_SCOPE, BearerAuth, NoAuth, SmartBackendAuth
 from plugin.fhir.bulk import BulkExporter, ExportProgress
 from plugin.fhir.client import RESOURCE_TYPES, FhirClient
@@ -48,8 +48,10 @@ def add_remote_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--since",
         metavar="DATE",
-        help="only data on or after DATE (YYYY-MM-DD); for a Bulk export, 'auto' "
-        "continues from the previous export in the output directory",
+        type=parse_since,
+        help="per patient: only events on or after DATE (YYYY-MM-DD; conditions are always "
+        "read in full). Bulk export: only resources changed since DATE (_since), or 'auto' "
+        "to continue from the previous export into the same output directory",
     )
     g.add_argument(
         "--auth",
@@ -122,13 +124,27 @@ def build_auth(base_url: str, args: argparse.Namespace, settings: Settings) -> A
     )
 
 
-def parse_since(value: str | None) -> date | datetime | None:
-    if not value or value == "auto":
-        return None
+def parse_since(value: str) -> date | datetime | str:
+    """``--since``: a date, a date-time, or ``auto`` (Bulk exports only)."""
+    if value == "auto":
+        return value
     try:
         return datetime.fromisoformat(value) if "T" in value else date.fromisoformat(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--since {value!r}: expected YYYY-MM-DD") from None
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not YYYY-MM-DD, an ISO date-time or 'auto'"
+        ) from None
+
+
+def since_instant(value: date | datetime | str | None) -> str | None:
+    """``_since`` for Bulk export: a FHIR instant (dates are midnight UTC)."""
+    if value is None or isinstance(value, str):
+        return value
+    if not isinstance(value, datetime):
+        value = datetime(value.year, value.month, value.day)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.isoformat().replace("+00:00", "Z")
 
 
 def download(
@@ -145,13 +161,10 @@ def download(
         max_connections=settings.fhir_max_connections,
     ) as client:
         if args.patient:
-            fetch_patients(
-                client, list(dict.fromkeys(args.patient)), parse_since(args.since), out_dir
-            )
+            if args.since == "auto":
+                raise FatalError("--since auto is for Bulk exports, not --patient", ExitCode.USAGE)
+            fetch_patients(client, list(dict.fromkeys(args.patient)), args.since, out_dir)
         else:
-            since = args.since
-            if since and since != "auto":
-                parse_since(since)  # validate
             with _progress() as bar:
                 task = bar.add_task("Bulk export", total=None)
 
@@ -168,7 +181,7 @@ def download(
                     level=args.export_level,
                     group_id=args.group,
                     types=args.types or RESOURCE_TYPES,
-                    since=since,
+                    since=since_instant(args.since),
                 )
     return out_dir
 

@@ -94,3 +94,28 @@ def test_fetch_exit_codes(sekmet: LiveServer, tmp_path: Path):
     with pytest.raises(FatalError) as err:
         main(["fetch", "ftp://example.org", "--out", str(tmp_path)])
     assert err.value.exit_code == ExitCode.USAGE
+
+
+def test_since_option_parsing():
+    import argparse
+    from datetime import date, datetime
+
+    from plugin.fhir.remote import add_remote_arguments, since_instant
+
+    parser = argparse.ArgumentParser()
+    add_remote_arguments(parser)
+    assert parser.parse_args(["--since", "2024-03-05"]).since == date(2024, 3, 5)
+    assert parser.parse_args(["--since", "auto"]).since == "auto"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--since", "last tuesday"])
+    assert since_instant(date(2024, 3, 5)) == "2024-03-05T00:00:00Z"
+    assert since_instant(datetime(2024, 3, 5, 8, 30)) == "2024-03-05T08:30:00Z"
+    assert since_instant("auto") == "auto" and since_instant(None) is None
+
+
+def test_since_auto_is_refused_for_patients(sekmet: LiveServer, tmp_path: Path):
+    with pytest.raises(FatalError) as err:
+        main(
+            ["fetch", sekmet.base_url, "--out", str(tmp_path), "--since", "auto", "--patient", "x"]
+        )
+    assert err.value.exit_code == ExitCode.USAGE
