@@ -117,6 +117,13 @@ def _digest(*parts: str) -> str:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Advice:
+    cards: list[Card]
+    findings: list[Finding]  # the findings whose worklist cases the cards link to
+    timeline: Timeline
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Advisor:
     rules: tuple[Rule, ...]  # the rules shown in CDS (not hunting packs)
     ruleset: RuleSet
@@ -214,15 +221,17 @@ class Advisor:
         ctx: PatientContext,
         resources: Sequence[dict[str, Any]],
         now: datetime,
-    ) -> list[Card]:
+    ) -> Advice:
         tl = self.timeline(resources, ctx.patientId)
         if service.hook == "encounter-discharge":
-            return self.discharge(tl, f"Encounter/{ctx.encounterId}", now)[:MAX_CARDS]
-        findings = self.open_findings(tl, now)
+            found = self.discharge(tl, f"Encounter/{ctx.encounterId}", now)[:MAX_CARDS]
+            return Advice(cards=found, findings=[], timeline=tl)
+        findings = self.open_findings(tl, now)[:MAX_CARDS]
         context = ctx.model_dump(exclude={"draftOrders"})
         if isinstance(ctx, OrderSignContext):
-            return self.order_sign(findings, ctx, context, now)[:MAX_CARDS]
-        return [
+            signed = self.order_sign(findings, ctx, context, now)[:MAX_CARDS]
+            return Advice(cards=signed, findings=findings, timeline=tl)
+        shown = [
             cards.finding_card(
                 f,
                 self._rule(f.rule_id),
@@ -231,8 +240,9 @@ class Advisor:
                 context=context,
                 now=now,
             )
-            for f in findings[:MAX_CARDS]
+            for f in findings
         ]
+        return Advice(cards=shown, findings=findings, timeline=tl)
 
     def order_sign(
         self, findings: list[Finding], ctx: OrderSignContext, context: dict[str, Any], now: datetime

@@ -17,8 +17,10 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, FastAPI, Request, Response
 from pydantic import ValidationError
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
+from plugin.cds.advice import Advice
 from plugin.cds.deps import ClientDep, StateDep
 from plugin.cds.issuers import Issuer
 from plugin.cds.models import (
@@ -104,7 +106,7 @@ def list_services(request: Request, _client: ClientDep) -> Response:
 
 def _advise(
     state: CdsState, service: Service, request: HookRequest, issuer: Issuer | None
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], Advice | None]:
     """The blocking part of a hook call: prefetch (maybe fetching), timeline, cards."""
     try:
         ctx = service.context_model.model_validate(request.context)
@@ -118,10 +120,10 @@ def _advise(
         require_https=state.settings.env == "production",
     )
     gathered = resolver.gather(service.templates, ctx.patientId)
-    if not gathered.patient_found:
-        return CdsResponse(cards=[]).to_json()  # the patient does not exist on the server
-    cards = state.advisor.advise(service, ctx, gathered.resources, state.clock())
-    return CdsResponse(cards=cards).to_json()
+    if not gathered.patient_found:  # the patient does not exist on the server
+        return CdsResponse(cards=[]).to_json(), None
+    advice = state.advisor.advise(service, ctx, gathered.resources, state.clock())
+    return CdsResponse(cards=advice.cards).to_json(), advice
 
 
 @hooks.post("/{service_id}", response_model=CdsResponse)
@@ -139,7 +141,7 @@ async def call_service(
             f"service {service.id} answers {service.hook}, not {hook_request.hook[:60]}"
         )
     try:
-        body = await run_in_threadpool(_advise, state, service, hook_request, client.issuer)
+        body, advice = await run_in_threadpool(_advise, state, service, hook_request, client.issuer)
     except CdsError:
         raise
     except Exception:
@@ -161,7 +163,10 @@ async def call_service(
         len(body["cards"]),
         (time.perf_counter() - started) * 1000,
     )
-    return _json(body)
+    response = _json(body)
+    if advice is not None and advice.findings:  # after the reply: the case links must resolve
+        response.background = BackgroundTask(state.record_findings, advice)
+    return response
 
 
 def _items(raw: Any) -> list[FeedbackItem]:
@@ -180,7 +185,7 @@ async def receive_feedback(
 ) -> Response:
     service = _service(service_id)
     items = _items(await _body(request))
-    store = await run_in_threadpool(state.feedback_store)
+    store = await run_in_threadpool(state.worklist_store)
     new = 0
     unique = {(i.card, i.outcome, i.outcomeTimestamp): i for i in items}  # idempotency key
     for item in unique.values():

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from plugin.cds.advice import Advisor
+from plugin.cds.advice import Advice, Advisor
 from plugin.cds.issuers import load_issuers
 from plugin.cds.jwt_auth import TokenVerifier
 from plugin.cds.prefetch import FetcherFactory
@@ -72,7 +72,19 @@ class CdsState:
             fetcher_factory=fetcher_factory,
         )
 
-    def feedback_store(self) -> Store:
+    def record_findings(self, advice: Advice) -> None:
+        """Put the findings the cards link to into the worklist (idempotent upsert), so that
+        ``/worklist/cases/{key}`` exists even before a population scan has seen the patient.
+        Runs after the response; a database problem is logged, never sent to the client."""
+        tl = advice.timeline
+        try:
+            self.worklist_store().upsert_findings(advice.findings, {tl.patient.id: tl})
+        except Exception:
+            log.exception(
+                "could not record %d CDS finding(s) in the worklist", len(advice.findings)
+            )
+
+    def worklist_store(self) -> Store:
         with self._lock:
             if self.store is None:
                 from plugin.worklist.store import Store

@@ -262,7 +262,7 @@ FEEDBACK = sorted((EXAMPLES / "spec-2.0.1").glob("feedback-*.json"))
 
 
 def _feedback_rows(app: Any) -> list[Any]:
-    store = app.state.cds.feedback_store()
+    store = app.state.cds.worklist_store()
     with store.engine.connect() as conn:
         return list(
             conn.execute(

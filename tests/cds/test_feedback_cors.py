@@ -18,7 +18,7 @@ def post(client: Any, token: Any, body: Any, path: str = FB) -> Any:
 
 
 def rows(app: Any) -> list[Any]:
-    store = app.state.cds.feedback_store()
+    store = app.state.cds.worklist_store()
     with store.engine.connect() as conn:
         return list(
             conn.execute(

@@ -325,3 +325,23 @@ def test_an_internal_failure_is_a_500_operation_outcome(
     assert r.status_code == 500
     assert r.json()["resourceType"] == "OperationOutcome"
     assert "fault injected" not in r.text
+
+
+def test_the_linked_case_is_recorded_in_the_worklist(client: Any, token: Any, app: Any) -> None:
+    import sqlalchemy as sa
+
+    body = hook_request(
+        "patient-view",
+        {"userId": "Practitioner/u1", "patientId": "pw"},
+        prefetch=P.full_prefetch(P.fit_patient("pw", NOW)),
+    )
+    r = call(client, token, PV, body)
+    (card,) = r.json()["cards"]
+    key = card["links"][0]["url"].rsplit("/", 1)[1]
+    store = app.state.cds.worklist_store()
+    with store.engine.connect() as conn:
+        rows = conn.execute(sa.text("select key, patient_id, status from findings")).all()
+    assert [(row.key, row.patient_id) for row in rows] == [(key, "pw")]
+    call(client, token, PV, {**body, "hookInstance": "again"})  # idempotent
+    with store.engine.connect() as conn:
+        assert conn.execute(sa.text("select count(*) from findings")).scalar_one() == 1
