@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from plugin.errors import ExitCode, FatalError, FhirAuthError, FhirError, TemporaryFhirError
+from plugin.errors import ExitCode, FatalError, FhirError
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -25,24 +25,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(handler=run)
 
 
-def fatal_for(exc: FhirError) -> FatalError:
-    """The CLI exit for a FHIR error (auth, temporary or fatal), message included."""
-    if isinstance(exc, FhirAuthError):
-        return FatalError(str(exc), ExitCode.FHIR_AUTH)
-    if isinstance(exc, TemporaryFhirError):
-        return FatalError(f"{exc} (temporary: try again later)", ExitCode.FHIR_TEMPORARY)
-    return FatalError(str(exc), ExitCode.FHIR_FATAL)
-
-
 def run(args: argparse.Namespace) -> int:
-    from plugin.fhir.remote import download
+    from plugin.fhir.remote import cli_error, download
 
     if not args.url.startswith(("http://", "https://")):
         raise FatalError(f"{args.url}: not an http(s):// URL", ExitCode.USAGE)
     try:
         out = download(args.url, args, args.out)
     except FhirError as exc:
-        raise fatal_for(exc) from None
+        raise cli_error(exc) from None
     files = sorted(p.name for p in out.iterdir() if p.name.endswith((".ndjson", ".ndjson.gz")))
     print(f"wrote {len(files)} file(s) to {out}: {', '.join(files)}", file=sys.stderr)
     return 0

@@ -26,7 +26,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
 
 from plugin.config import Settings
-from plugin.errors import ExitCode, FatalError, FhirAuthError
+from plugin.errors import ExitCode, FatalError, FhirAuthError, FhirError, TemporaryFhirError
 from plugin.fhir.auth import DEFAULT_SCOPE, BearerAuth, NoAuth, SmartBackendAuth
 from plugin.fhir.bulk import BulkExporter, ExportProgress
 from plugin.fhir.client import RESOURCE_TYPES, FhirClient
@@ -122,6 +122,15 @@ def build_auth(base_url: str, args: argparse.Namespace, settings: Settings) -> A
         alg=args.alg,
         scope=args.scope,
     )
+
+
+def cli_error(exc: FhirError) -> FatalError:
+    """The CLI exit for a FHIR error: ``raise cli_error(exc) from None`` in a command."""
+    if isinstance(exc, FhirAuthError):
+        return FatalError(str(exc), ExitCode.FHIR_AUTH)
+    if isinstance(exc, TemporaryFhirError):
+        return FatalError(f"{exc} (temporary: try again later)", ExitCode.FHIR_TEMPORARY)
+    return FatalError(str(exc), ExitCode.FHIR_FATAL)
 
 
 def parse_since(value: str) -> date | datetime | str:

@@ -117,7 +117,9 @@ class FaultProxy:
         resp = requests.get(
             self.upstream + upstream_path,
             headers={
-                k: v for k, v in h.headers.items() if k.lower() in ("authorization", "accept")
+                k: v
+                for k, v in h.headers.items()
+                if k.lower() in ("authorization", "accept", "prefer", "range")
             },
             timeout=60,
         )
@@ -132,6 +134,10 @@ class FaultProxy:
             body = json.dumps(page).encode()
         h.send_response(resp.status_code)
         h.send_header("Content-Type", resp.headers.get("Content-Type", "application/fhir+json"))
+        for name in ("Content-Location", "Retry-After", "X-Progress"):  # Bulk export headers
+            if name in resp.headers:
+                value = resp.headers[name].replace(self.upstream, self.base_url)
+                h.send_header(name, value)
         if fault and fault.kind == "truncate":
             body = body[: len(body) // 2]
         h.send_header("Content-Length", str(len(body)))

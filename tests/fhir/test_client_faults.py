@@ -257,3 +257,25 @@ def test_connection_refused_is_temporary(fake_time):
     with pytest.raises(TemporaryFhirError, match="ConnectionError"):
         http.get_json("http://127.0.0.1:9/fhir/metadata")
     assert fake_time.sleeps == [1.0, 1.0]
+
+
+def test_bulk_download_reset_mid_file_is_retried_without_duplicates(sekmet, proxy, tmp_path):
+    from plugin.fhir.bulk import BulkExporter
+    from plugin.fhir.read import iter_resources
+
+    proxy.faults.clear()
+    proxy.requests.clear()
+    fake = FakeTime()
+    http = FhirHttp(auth=BearerAuth(sekmet.token), sleep=fake.sleep, clock=fake.clock)
+    client = FhirClient(proxy.base_url, http=http)
+    proxy.add(Fault("reset", match="/bulk-files/*/Observation.ndjson"))
+    bulk = BulkExporter(client, poll_s=0.2)
+    bulk.http.sleep = lambda s: time.sleep(min(s, 0.2))  # SEKMET really needs ~1 s
+    result = bulk.export(tmp_path, types=["Observation"])
+    ids = [item.resource["id"] for item in iter_resources(tmp_path)]
+    expected = {
+        r["id"] for rs in sekmet.loaded.values() for r in rs if r["resourceType"] == "Observation"
+    }
+    assert len(ids) == len(set(ids)) and set(ids) == expected
+    assert result.counts == {"Observation": len(expected)}
+    assert sum("/bulk-files/" in p for p in proxy.requests) == 2  # the dropped try, then whole

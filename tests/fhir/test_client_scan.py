@@ -79,3 +79,26 @@ def test_bulk_export_gives_the_same_findings(sekmet, ruleset, from_files, token_
         )
     )  # Synthea has no ServiceRequest
     assert findings_of(out, ruleset) == from_files
+
+
+def test_dxsafety_scan_url(sekmet, from_files, token_file, tmp_path):
+    """The lead's ``dxsafety scan http(s)://...`` goes through :func:`download`."""
+    import json
+
+    from plugin.cli import main
+
+    out = tmp_path / "findings.json"
+    code = main(
+        [
+            "scan",
+            sekmet.base_url,
+            "--token-file",
+            str(token_file),
+            "--as-of",
+            AS_OF.isoformat(),
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 0
+    assert sorted(f["key"] for f in json.loads(out.read_text())) == [f["key"] for f in from_files]
