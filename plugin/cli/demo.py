@@ -39,94 +39,27 @@ def run(args: argparse.Namespace) -> int:
     work: Path = args.workdir
     work.mkdir(parents=True, exist_ok=True)
     data, model = work / "population", work / "model"
-    train_data, train_labels = work / "training", work / "training" / "labels.csv"
+    train_data = work / "training"
     db = f"sqlite:///{(work / 'dxsafety.db').resolve()}"
-    if not (train_labels).exists():
-        _step(
-            [
-                "synth",
-                "--patients",
-                str(args.patients),
-                "--seed",
-                str(args.seed + 1000),
-                "--out",
-                str(train_data),
-            ]
-        )
+    seeds = {train_data: args.seed + 1000, data: args.seed}  # train and scan differ
+    for folder, seed in seeds.items():
+        if not (folder / "labels.csv").exists():
+            _step(["synth", "--patients", str(args.patients), "--seed", str(seed),
+                   "--out", str(folder)])  # fmt: skip
     if not (model / "MODEL_CARD.md").exists():
-        _step(
-            [
-                "train",
-                "--data",
-                str(train_data),
-                "--labels",
-                str(train_labels),
-                "--out",
-                str(model),
-                "--rules",
-                args.rules,
-            ]
-        )
-    if not (data / "labels.csv").exists():
-        _step(
-            [
-                "synth",
-                "--patients",
-                str(args.patients),
-                "--seed",
-                str(args.seed),
-                "--out",
-                str(data),
-            ]
-        )
-    _step(
-        [
-            "scan",
-            str(data),
-            "--rules",
-            args.rules,
-            "--model",
-            str(model),
-            "--store",
-            db,
-            "--out",
-            str(work / "findings.csv"),
-        ]
-    )
-    _step(["scan", str(data), "--rules", args.rules, "--model", str(model), "--top", "15"])
+        _step(["train", "--data", str(train_data), "--labels", str(train_data / "labels.csv"),
+               "--out", str(model), "--rules", args.rules])  # fmt: skip
+    _step(["scan", str(data), "--rules", args.rules, "--model", str(model), "--store", db,
+           "--top", "15"])  # fmt: skip
     password_file = work / "admin.password"
     if not password_file.exists():
         password_file.write_text(secrets.token_urlsafe(12) + "\n")
         password_file.chmod(0o600)
-        _step(
-            [
-                "worklist",
-                "create-user",
-                "admin",
-                "--role",
-                "admin",
-                "--password-file",
-                str(password_file),
-                "--database-url",
-                db,
-            ]
-        )
+        _step(["worklist", "create-user", "admin", "--role", "admin", "--password-file",
+               str(password_file), "--database-url", db])  # fmt: skip
     print(f"worklist login: admin / password in {password_file}", file=sys.stderr)
     if args.no_serve:
         return 0
-    _step(
-        [
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(args.port),
-            "--model",
-            str(model),
-            "--rules",
-            args.rules,
-            "--database-url",
-            db,
-        ]
-    )
+    _step(["serve", "--host", "127.0.0.1", "--port", str(args.port), "--model", str(model),
+           "--rules", args.rules, "--database-url", db])  # fmt: skip
     return 0
