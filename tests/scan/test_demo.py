@@ -24,7 +24,7 @@ def test_demo_runs_end_to_end_without_serving(tmp_path):
     with sqlite3.connect(work / "dxsafety.db") as db:
         tables = {r[0] for r in db.execute("select name from sqlite_master where type='table'")}
         case_table = next(t for t in ("cases", "findings", "case") if t in tables)
-        (n,) = db.execute(f"select count(*) from {case_table}").fetchone()  # noqa: S608
+        (n,) = db.execute(f"select count(*) from {case_table}").fetchone()
         scored = db.execute(f"select count(*) from {case_table} where score is not null").fetchone()
     assert n > 0
     assert scored[0] == n  # every case carries the model's score
