@@ -326,6 +326,12 @@ def main() -> int:
             finally:
                 proc.terminate()
                 proc.wait(timeout=10)
+            log = (Path(tmpdir) / f"serve-{mode}.log").read_text()
+            problems = [line for line in log.splitlines() if "ERROR" in line or "Traceback" in line]
+            print(
+                f"      server log: {len(problems)} error line(s)"
+                + (f", first: {problems[0][:160]}" if problems else "")
+            )
     return 0
 
 

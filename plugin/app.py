@@ -7,6 +7,7 @@ worklist when :mod:`plugin.worklist.web` is installed.
 
 from __future__ import annotations
 
+import gc
 import importlib
 import logging
 from collections.abc import Callable
@@ -63,7 +64,18 @@ def create_app(
     return app
 
 
+def freeze_heap() -> None:
+    """Move everything loaded so far (rules, models, FHIR and pydantic classes) out of the
+    cyclic garbage collector's reach. A server process calls it once after building the app:
+    full collections then no longer walk that heap, which cut the p95 CPU time of a
+    500-resource patient-view from ~41 ms to ~11 ms (p50 ~10 ms either way; cds_bench.py)."""
+    gc.collect()
+    gc.freeze()
+
+
 def app_from_env() -> FastAPI:
     """Factory for ``uvicorn --factory`` and ``dxsafety serve --workers N`` (one app per
     worker process, settings from ``DXSAFETY_*``)."""
-    return create_app(Settings())
+    app = create_app(Settings())
+    freeze_heap()
+    return app

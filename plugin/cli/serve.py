@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from plugin.app import UNSIGNED_WARNING, create_app
+    from plugin.app import UNSIGNED_WARNING, create_app, freeze_heap
     from plugin.config import Settings
 
     overrides = {
@@ -68,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
         fatal(f"the rules do not load:\n{exc}", ExitCode.RULES_INVALID)
     except ModelError as exc:
         fatal(str(exc), ExitCode.MODEL_INVALID)
+    freeze_heap()
     logging.getLogger("plugin").setLevel(logging.INFO)
     print(
         f"dxsafety: CDS Hooks discovery at {settings.public_base_url}/cds-services, "
