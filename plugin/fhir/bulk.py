@@ -15,8 +15,14 @@ when it sends gzip, kept compressed). Two hidden files keep state between runs:
   job: complete files are skipped, a partial one resumes with ``Range`` (or downloads
   again when the server ignores ``Range``); files appear under their name only when
   complete (temp file + rename).
-* ``.dxsafety-export.state`` -- the ``transactionTime`` of the last complete export, used
-  as ``_since`` by ``since="auto"`` (incremental runs).
+* ``.dxsafety-export.state`` -- the ``transactionTime`` of the last complete export (used
+  as ``_since`` by ``since="auto"``) and the data files it left.
+
+An incremental run (a ``since`` into a directory that holds an earlier export) keeps the
+directory a current mirror: the changed resources are downloaded aside, removed from the
+older files, and added as ``<Type>.<transactionTime>.ndjson``, so every resource appears
+once, in its newest version. (``_since`` does not report deletions; a full export does.)
+A full export into the same directory replaces the files of the previous one.
 
 Server problems in the export (the manifest's ``error`` files) are saved to
 ``export-errors.log`` (not ``.ndjson``, so readers do not take them for data).
@@ -47,6 +53,7 @@ from plugin.fhir.http import parse_json_object, parse_retry_after, safe_url
 log = logging.getLogger(__name__)
 
 JOB_FILE = ".dxsafety-export.job"
+INCOMING_DIR = ".dxsafety-export.incoming"  # an incremental run's files before the merge
 STATE_FILE = ".dxsafety-export.state"
 ERRORS_FILE = "export-errors.log"
 CHUNK = 1 << 16
@@ -109,6 +116,10 @@ class BulkExporter:
         if since == "auto":
             since = _read_json(out_dir / STATE_FILE).get("transactionTime")
         request_url = self._kickoff_url(level, group_id, types, since)
+        previous = _read_json(out_dir / STATE_FILE)
+        incremental = bool(since) and bool(previous.get("files"))
+        dest = out_dir / INCOMING_DIR if incremental else out_dir
+        dest.mkdir(exist_ok=True)
         job = _read_json(out_dir / JOB_FILE)
         resumed = job.get("request") == request_url and bool(job.get("status"))
         if not resumed:
@@ -128,13 +139,23 @@ class BulkExporter:
                 )
             job["manifest"] = manifest
             _write_json(out_dir / JOB_FILE, job)
-        files, counts = self._download_all(out_dir, job)
+        files, counts = self._download_all(dest, job, out_dir / JOB_FILE)
         error_count = self._download_errors(out_dir, manifest)
         self._delete_job(job["status"])
         transaction_time = str(manifest.get("transactionTime", ""))
-        _write_json(
-            out_dir / STATE_FILE, {"transactionTime": transaction_time, "request": request_url}
-        )
+        if incremental:
+            files = _merge(out_dir, dest, files, transaction_time)
+            kept = {n for n in previous["files"] if (out_dir / n).is_file()}
+        else:
+            kept = set()
+            for stale in set(previous.get("files") or []) - {f.name for f in files}:
+                (out_dir / Path(stale).name).unlink(missing_ok=True)
+        state = {
+            "transactionTime": transaction_time,
+            "request": request_url,
+            "files": sorted(kept | {f.name for f in files}),
+        }
+        _write_json(out_dir / STATE_FILE, state)
         (out_dir / JOB_FILE).unlink(missing_ok=True)
         self.progress(ExportProgress(phase="done", done=len(files), total=len(files)))
         return ExportResult(
@@ -211,7 +232,9 @@ class BulkExporter:
             log.warning("could not delete the finished export job: %s", exc)
 
     # --- downloads ----------------------------------------------------------------------------
-    def _download_all(self, out_dir: Path, job: dict[str, Any]) -> tuple[list[Path], Counter[str]]:
+    def _download_all(
+        self, out_dir: Path, job: dict[str, Any], job_file: Path
+    ) -> tuple[list[Path], Counter[str]]:
         manifest = job["manifest"]
         token = bool(manifest.get("requiresAccessToken"))
         outputs = [o for o in manifest.get("output") or [] if o.get("url") and o.get("type")]
@@ -240,7 +263,7 @@ class BulkExporter:
                 )
             with lock:
                 done[out["url"]] = name
-                _write_json(out_dir / JOB_FILE, job)
+                _write_json(job_file, job)
                 counts[out["type"]] += lines
                 files.append(path)
                 self.progress(
@@ -316,6 +339,58 @@ class BulkExporter:
         return len(lines)
 
 
+def _merge(
+    out_dir: Path, incoming_dir: Path, incoming: list[Path], transaction_time: str
+) -> list[Path]:
+    """Move an incremental run's files into ``out_dir``, dropping older copies of them."""
+    stamp = "".join(ch for ch in transaction_time if ch.isalnum()) or "since"
+    merged = []
+    for new in incoming:
+        rtype, suffix = (
+            new.name.split(".")[0],
+            ".ndjson.gz" if new.name.endswith(".gz") else ".ndjson",
+        )
+        changed = {_resource_id(line) for line in _lines(new)}
+        for old in out_dir.glob(f"{rtype}.*"):
+            if old.is_file() and old.name.endswith((".ndjson", ".ndjson.gz")):
+                _rewrite_without(old, changed)
+        n, dest = 1, out_dir / f"{rtype}.{stamp}{suffix}"
+        while dest.exists():
+            n += 1
+            dest = out_dir / f"{rtype}.{stamp}-{n}{suffix}"
+        new.replace(dest)
+        merged.append(dest)
+    incoming_dir.rmdir()
+    return sorted(merged)
+
+
+def _resource_id(line: bytes) -> str:
+    try:
+        value = json.loads(line)
+    except ValueError:
+        return ""
+    return str(value.get("id", "")) if isinstance(value, dict) else ""
+
+
+def _lines(path: Path) -> list[bytes]:
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rb") as f:
+        return [line for line in f if line.strip()]
+
+
+def _rewrite_without(path: Path, ids: set[str]) -> None:
+    lines = _lines(path)
+    kept = [line for line in lines if _resource_id(line) not in ids]
+    if len(kept) == len(lines):
+        return
+    tmp = path.with_name(f".{path.name}.tmp")
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(tmp, "wb") as f:
+        for line in kept:
+            f.write(line if line.endswith(b"\n") else line + b"\n")
+    tmp.replace(path)
+
+
 def _is_gzip(url: str, resp: requests.Response) -> bool:
     ctype = resp.headers.get("Content-Type", "").split(";")[0].strip().lower()
     return (
@@ -326,9 +401,7 @@ def _is_gzip(url: str, resp: requests.Response) -> bool:
 
 
 def _count_lines(path: Path) -> int:
-    opener = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "rb") as f:
-        return sum(1 for line in f if line.strip())
+    return len(_lines(path))
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -114,9 +114,10 @@ def test_group_export_and_job_deleted_after(sekmet, exporter, tmp_path):
     assert status.status_code == 404  # the job was deleted on the server
 
 
-def test_incremental_export_uses_the_last_transaction_time(sekmet, exporter, tmp_path):
+def test_incremental_export_keeps_the_directory_a_current_mirror(sekmet, exporter, tmp_path):
     bulk, _ = exporter
     bulk.export(tmp_path, types=["Observation"])
+    before = read_dir(tmp_path)
     patient_id = next(iter(sekmet.loaded))
     obs = next(r for r in sekmet.loaded[patient_id] if r["resourceType"] == "Observation")
     changed = {**obs, "status": "amended"}
@@ -129,14 +130,20 @@ def test_incremental_export_uses_the_last_transaction_time(sekmet, exporter, tmp
         headers={**sekmet.auth_header, "Content-Type": "application/fhir+json"},
     )
     assert resp.status_code == 200, resp.text
-    delta = tmp_path / "delta"
-    delta.mkdir()
-    (delta / STATE_FILE).write_text((tmp_path / STATE_FILE).read_text())
-    result = bulk.export(delta, types=["Observation"], since="auto")
-    got = read_dir(delta)
-    assert list(got) == [("Observation", obs["id"])]
-    assert got[("Observation", obs["id"])]["status"] == "amended"
-    assert result.counts == {"Observation": 1}
+    state = json.loads((tmp_path / STATE_FILE).read_text())
+    result = bulk.export(tmp_path, types=["Observation"], since="auto")
+    assert result.counts == {"Observation": 1}  # only what changed was exported
+    kickoff = json.loads((tmp_path / STATE_FILE).read_text())["request"]
+    assert f"_since={state['transactionTime']}".replace(":", "%3A") in kickoff
+    after = read_dir(tmp_path)  # asserts every resource appears once
+    assert after.keys() == before.keys()
+    assert after[("Observation", obs["id"])]["status"] == "amended"
+    names = sorted(p.name for p in tmp_path.glob("*.ndjson"))
+    assert len(names) == 2 and "Observation.ndjson" in names  # the mirror and the delta
+    # a full export afterwards replaces both files with one
+    bulk.export(tmp_path, types=["Observation"])
+    assert [p.name for p in tmp_path.glob("*.ndjson")] == ["Observation.ndjson"]
+    assert read_dir(tmp_path).keys() == before.keys()
 
 
 def test_interrupted_download_resumes_the_same_job(sekmet, exporter, tmp_path):
