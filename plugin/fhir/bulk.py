@@ -31,22 +31,26 @@ Server problems in the export (the manifest's ``error`` files) are saved to
 from __future__ import annotations
 
 import gzip
-import json
 import logging
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 import requests
-import urllib3
 
 from plugin.errors import FatalFhirError, FhirDeadlineError, TemporaryFhirError
+from plugin.fhir.bulk_files import (
+    count_lines,
+    download_file,
+    is_gzip,
+    merge_incremental,
+    read_json,
+    write_json,
+)
 from plugin.fhir.client import FhirClient
 from plugin.fhir.http import parse_json_object, parse_retry_after, safe_url
 
@@ -56,11 +60,9 @@ JOB_FILE = ".dxsafety-export.job"
 INCOMING_DIR = ".dxsafety-export.incoming"  # an incremental run's files before the merge
 STATE_FILE = ".dxsafety-export.state"
 ERRORS_FILE = "export-errors.log"
-CHUNK = 1 << 16
 DEFAULT_POLL_S = 5.0  # when the server sends no Retry-After
 MAX_POLL_S = 120.0
 DEFAULT_EXPORT_BUDGET_S = 6 * 3600.0  # a whole-hospital export can take hours
-GZIP_TYPES = ("application/gzip", "application/x-gzip")
 
 Level = Literal["system", "patient", "group"]
 
@@ -114,37 +116,34 @@ class BulkExporter:
         """Export into ``out_dir``. ``since="auto"`` continues from the last export there."""
         out_dir.mkdir(parents=True, exist_ok=True)
         if since == "auto":
-            since = _read_json(out_dir / STATE_FILE).get("transactionTime")
+            since = read_json(out_dir / STATE_FILE).get("transactionTime")
         request_url = self._kickoff_url(level, group_id, types, since)
-        previous = _read_json(out_dir / STATE_FILE)
+        previous = read_json(out_dir / STATE_FILE)
         incremental = bool(since) and bool(previous.get("files"))
         dest = out_dir / INCOMING_DIR if incremental else out_dir
         dest.mkdir(exist_ok=True)
-        job = _read_json(out_dir / JOB_FILE)
+        job = read_json(out_dir / JOB_FILE)
         resumed = job.get("request") == request_url and bool(job.get("status"))
         if not resumed:
             job = {"request": request_url, "status": self._kickoff(request_url), "done": {}}
-            _write_json(out_dir / JOB_FILE, job)
-        manifest = job.get("manifest")
-        if manifest is None:
-            try:
-                manifest = self._wait(job["status"])
-            except FatalFhirError as exc:
-                if not resumed or exc.status not in (404, 410):
-                    raise
-                log.warning("the saved export job is gone on the server; starting a new one")
-                (out_dir / JOB_FILE).unlink()
-                return self.export(
-                    out_dir, level=level, group_id=group_id, types=types, since=since
-                )
-            job["manifest"] = manifest
-            _write_json(out_dir / JOB_FILE, job)
-        files, counts = self._download_all(dest, job, out_dir / JOB_FILE)
+            write_json(out_dir / JOB_FILE, job)
+        try:
+            manifest = job.get("manifest")
+            if manifest is None:
+                manifest = job["manifest"] = self._wait(job["status"])
+                write_json(out_dir / JOB_FILE, job)
+            files, counts = self._download_all(dest, job, out_dir / JOB_FILE)
+        except FatalFhirError as exc:
+            if not resumed or exc.status not in (404, 410):
+                raise
+            log.warning("the saved export job or its files are gone; starting a new export")
+            (out_dir / JOB_FILE).unlink()
+            return self.export(out_dir, level=level, group_id=group_id, types=types, since=since)
         error_count = self._download_errors(out_dir, manifest)
         self._delete_job(job["status"])
         transaction_time = str(manifest.get("transactionTime", ""))
         if incremental:
-            files = _merge(out_dir, dest, files, transaction_time)
+            files = merge_incremental(out_dir, dest, files, transaction_time)
             kept = {n for n in previous["files"] if (out_dir / n).is_file()}
         else:
             kept = set()
@@ -155,7 +154,7 @@ class BulkExporter:
             "request": request_url,
             "files": sorted(kept | {f.name for f in files}),
         }
-        _write_json(out_dir / STATE_FILE, state)
+        write_json(out_dir / STATE_FILE, state)
         (out_dir / JOB_FILE).unlink(missing_ok=True)
         self.progress(ExportProgress(phase="done", done=len(files), total=len(files)))
         return ExportResult(
@@ -209,7 +208,13 @@ class BulkExporter:
         while True:
             resp = self.http.request("GET", status_url, headers={"Accept": "application/json"})
             if resp.status_code == 200:
-                return parse_json_object(resp.content, status_url)
+                manifest = parse_json_object(resp.content, status_url)
+                if not isinstance(manifest.get("output"), list):
+                    raise FatalFhirError(
+                        f"{safe_url(status_url)} answered 200 without an export manifest",
+                        url=status_url,
+                    )
+                return manifest
             message = resp.headers.get("X-Progress", "in progress")
             wait = parse_retry_after(resp.headers.get("Retry-After"))
             resp.close()
@@ -254,16 +259,16 @@ class BulkExporter:
         def one(out: dict[str, Any], stem: str) -> None:
             name = done.get(out["url"])
             if name is None or not (out_dir / name).is_file():
-                name = self._download(out["url"], out_dir, stem, token=token)
+                name = download_file(self.http, out["url"], out_dir, stem, token=token)
             path = out_dir / name
-            lines = _count_lines(path)
+            lines = count_lines(path)
             if isinstance(out.get("count"), int) and out["count"] != lines:
                 log.warning(
                     "%s: the manifest says %d resources, the file has %d", name, out["count"], lines
                 )
             with lock:
                 done[out["url"]] = name
-                _write_json(job_file, job)
+                write_json(job_file, job)
                 counts[out["type"]] += lines
                 files.append(path)
                 self.progress(
@@ -278,46 +283,6 @@ class BulkExporter:
                 future.result()
         return sorted(files), counts
 
-    def _download(self, url: str, out_dir: Path, stem: str, *, token: bool) -> str:
-        """Download one output file; return its final name. Resumes a ``.part`` file."""
-        part = out_dir / f".{stem}.part"
-        attempt = 0
-        while True:
-            offset = part.stat().st_size if part.exists() else 0
-            # gzip is the only transfer coding we accept: it is saved as sent (.ndjson.gz)
-            headers = {"Accept": "application/fhir+ndjson", "Accept-Encoding": "gzip"}
-            if offset:
-                headers["Range"] = f"bytes={offset}-"
-            try:
-                resp = self.http.request(
-                    "GET", url, headers=headers, stream=True, authenticate=token
-                )
-            except FatalFhirError as exc:
-                if offset and exc.status == 416:  # our partial file is not a prefix: restart
-                    part.unlink()
-                    continue
-                raise
-            gz = _is_gzip(url, resp)
-            append = offset > 0 and resp.status_code == 206
-            try:
-                with part.open("ab" if append else "wb") as f:
-                    for chunk in resp.raw.stream(CHUNK, decode_content=False):
-                        f.write(chunk)
-            except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
-                resp.close()
-                if attempt >= len(self.http.retry_delays):
-                    raise TemporaryFhirError(
-                        f"GET {safe_url(url)}: the download kept failing ({exc})", url=url
-                    ) from None
-                log.warning("download of %s interrupted (%s); resuming", stem, type(exc).__name__)
-                self.http.sleep(self.http.retry_delays[attempt])
-                attempt += 1
-                continue
-            resp.close()
-            name = f"{stem}.ndjson.gz" if gz else f"{stem}.ndjson"
-            part.replace(out_dir / name)
-            return name
-
     def _download_errors(self, out_dir: Path, manifest: Mapping[str, Any]) -> int:
         lines: list[str] = []
         token = bool(manifest.get("requiresAccessToken"))
@@ -326,7 +291,7 @@ class BulkExporter:
                 continue
             resp = self.http.request("GET", out["url"], authenticate=token)
             body = resp.content
-            if _is_gzip(out["url"], resp) and body[:2] == b"\x1f\x8b":
+            if is_gzip(out["url"], resp) and body[:2] == b"\x1f\x8b":
                 body = gzip.decompress(body)
             lines += [line for line in body.decode("utf-8", "replace").splitlines() if line]
         if lines:
@@ -337,82 +302,3 @@ class BulkExporter:
                 out_dir / ERRORS_FILE,
             )
         return len(lines)
-
-
-def _merge(
-    out_dir: Path, incoming_dir: Path, incoming: list[Path], transaction_time: str
-) -> list[Path]:
-    """Move an incremental run's files into ``out_dir``, dropping older copies of them."""
-    stamp = "".join(ch for ch in transaction_time if ch.isalnum()) or "since"
-    merged = []
-    for new in incoming:
-        rtype, suffix = (
-            new.name.split(".")[0],
-            ".ndjson.gz" if new.name.endswith(".gz") else ".ndjson",
-        )
-        changed = {_resource_id(line) for line in _lines(new)}
-        for old in out_dir.glob(f"{rtype}.*"):
-            if old.is_file() and old.name.endswith((".ndjson", ".ndjson.gz")):
-                _rewrite_without(old, changed)
-        n, dest = 1, out_dir / f"{rtype}.{stamp}{suffix}"
-        while dest.exists():
-            n += 1
-            dest = out_dir / f"{rtype}.{stamp}-{n}{suffix}"
-        new.replace(dest)
-        merged.append(dest)
-    incoming_dir.rmdir()
-    return sorted(merged)
-
-
-def _resource_id(line: bytes) -> str:
-    try:
-        value = json.loads(line)
-    except ValueError:
-        return ""
-    return str(value.get("id", "")) if isinstance(value, dict) else ""
-
-
-def _lines(path: Path) -> list[bytes]:
-    opener = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "rb") as f:
-        return [line for line in f if line.strip()]
-
-
-def _rewrite_without(path: Path, ids: set[str]) -> None:
-    lines = _lines(path)
-    kept = [line for line in lines if _resource_id(line) not in ids]
-    if len(kept) == len(lines):
-        return
-    tmp = path.with_name(f".{path.name}.tmp")
-    opener = gzip.open if path.name.endswith(".gz") else open
-    with opener(tmp, "wb") as f:
-        for line in kept:
-            f.write(line if line.endswith(b"\n") else line + b"\n")
-    tmp.replace(path)
-
-
-def _is_gzip(url: str, resp: requests.Response) -> bool:
-    ctype = resp.headers.get("Content-Type", "").split(";")[0].strip().lower()
-    return (
-        resp.headers.get("Content-Encoding", "").lower() == "gzip"
-        or ctype in GZIP_TYPES
-        or urlsplit(url).path.endswith(".gz")
-    )
-
-
-def _count_lines(path: Path) -> int:
-    return len(_lines(path))
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
-def _write_json(path: Path, value: Mapping[str, Any]) -> None:
-    tmp = path.with_name(path.name + f".{time.monotonic_ns()}.tmp")
-    tmp.write_text(json.dumps(value, indent=1), encoding="utf-8")
-    tmp.replace(path)

@@ -199,3 +199,27 @@ def test_failed_export_is_fatal(ehr, tmp_path):
     )
     with pytest.raises(FatalFhirError, match="bad _type"):
         bulk.export(tmp_path)
+
+
+def test_resumed_job_whose_files_expired_starts_a_new_export(ehr, tmp_path):
+    mock, bulk, _ = ehr
+    old_url = "https://files.ehr.test/old/p.ndjson"
+    request = bulk._kickoff_url("system", None, (), None)
+    old = manifest(output=[{"type": "Patient", "url": old_url}])
+    job = {"request": request, "status": f"{STATUS}-old", "done": {}, "manifest": old}
+    (tmp_path / JOB_FILE).write_text(json.dumps(job))
+    mock.get(old_url, status=404, json={"resourceType": "OperationOutcome"})
+    mock.get(KICKOFF, status=202, headers={"Content-Location": STATUS})
+    mock.get(STATUS, json=manifest(output=manifest()["output"][:1]))
+    mock.get("https://files.ehr.test/p.ndjson", body=PATIENT_NDJSON)
+    mock.delete(STATUS, status=202)
+    result = bulk.export(tmp_path)
+    assert not result.resumed and result.counts == {"Patient": 1}
+
+
+def test_status_200_without_manifest_is_fatal(ehr, tmp_path):
+    mock, bulk, _ = ehr
+    mock.get(KICKOFF, status=202, headers={"Content-Location": STATUS})
+    mock.get(STATUS, json={"resourceType": "OperationOutcome"})
+    with pytest.raises(FatalFhirError, match="without an export manifest"):
+        bulk.export(tmp_path)
