@@ -36,22 +36,35 @@ def main() -> None:
     try:
         t0 = time.perf_counter()
         cpu0 = time.process_time()
-        summary = generate(out, patients=args.patients, seed=args.seed,
-                           as_of=date(2026, 6, 30), workers=args.workers)
+        summary = generate(
+            out,
+            patients=args.patients,
+            seed=args.seed,
+            as_of=date(2026, 6, 30),
+            workers=args.workers,
+        )
         wall = time.perf_counter() - t0
         total = sum(summary.resources.values())
         size = sum(p.stat().st_size for p in out.iterdir() if p.is_file()) / 1e6
         print(f"patients      {args.patients:,} (seed {args.seed}, {args.workers} workers)")
-        print(f"resources     {total:,} ({total / args.patients:.1f} per patient): "
-              + ", ".join(f"{k} {v:,}" for k, v in summary.resources.most_common()))
+        print(
+            f"resources     {total:,} ({total / args.patients:.1f} per patient): "
+            + ", ".join(f"{k} {v:,}" for k, v in summary.resources.most_common())
+        )
         print(f"written       {size:,.0f} MB ({size / args.patients * 1000:.1f} kB per patient)")
         print(f"wall time     {wall:.1f} s (main-process CPU {time.process_time() - cpu0:.1f} s)")
-        print(f"rate          {args.patients / wall:,.0f} patients/s, {total / wall:,.0f} "
-              f"resources/s, {size / wall:.1f} MB/s")
-        print(f"100,000 pts   ~{100_000 / (args.patients / wall):.0f} s extrapolated "
-              f"(~{size / args.patients * 100:.1f} GB)")
-        print(f"labels        {len(summary.labels):,} rows, {len(summary.excluded):,} "
-              "rule-excluded plants")
+        print(
+            f"rate          {args.patients / wall:,.0f} patients/s, {total / wall:,.0f} "
+            f"resources/s, {size / wall:.1f} MB/s"
+        )
+        print(
+            f"100,000 pts   ~{100_000 / (args.patients / wall):.0f} s extrapolated "
+            f"(~{size / args.patients * 100:.1f} GB)"
+        )
+        print(
+            f"labels        {len(summary.labels):,} rows, {len(summary.excluded):,} "
+            "rule-excluded plants"
+        )
         if args.ppv:
             t1 = time.perf_counter()
             report = measure(out, rules_dir=args.rules)

@@ -88,7 +88,7 @@ def _ed_hits(chart: Chart, e: EncFact, admissions: list[EncFact]) -> Iterator[Hi
     if (
         _any(e.dx, ABDOMINAL)
         and _first_after(admissions, e.end, 10 * D, _unplanned)
-        and any(o.code == "8310-5" and o.value is not None and o.value >= 38.0
+        and any(o.code == "8310-5" and o.value is not None and (o.value >= 38.0 or o.value < 36.0)
                 and e.end - 24 * H <= o.t <= e.end for o in chart.obs)
     ):
         yield ("SP-3", e.ref, e.start)

@@ -12,7 +12,7 @@ import pytest
 
 from plugin.synth import Summary, generate
 
-POPULATION = 3000
+POPULATION = 5000
 SEED = 20261127
 
 
