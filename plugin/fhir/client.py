@@ -3,7 +3,7 @@
 :class:`FhirClient` reads the server's CapabilityStatement (``/metadata``) once and picks
 how to fetch a patient:
 
-* ``Patient/{id}/$everything`` when the server offers it and no ``since`` is given (one
+* ``Patient/{id}/$everything`` when the server offers it and no time range is given (one
   paged call instead of eight searches);
 * otherwise one type-level search per resource type (``patient=``, ``date=ge`` where the
   type has a clinical date, ``_count``), with ``Condition:patient`` ``_include``\\ d so the
@@ -51,9 +51,9 @@ RESOURCE_TYPES: tuple[str, ...] = (
     "ServiceRequest",
     "MedicationRequest",
 )
-# The search parameter that carries each type's clinical date, for ``since``. Condition has
-# none on purpose: a diagnosis made before the window is what tells a rule that a "new"
-# finding was already known, so conditions are always read in full.
+# The search parameter that carries each type's clinical date, for ``since``/``until``.
+# Condition has none on purpose: a diagnosis made before the window is what tells a rule
+# that a "new" finding was already known, so conditions are always read in full.
 DATE_PARAMS: Mapping[str, str] = {
     "Encounter": "date",
     "Observation": "date",
@@ -254,32 +254,40 @@ class FhirClient:
                     yield resource
 
     # --- one patient ------------------------------------------------------------------------
-    def choose_strategy(self, since: date | datetime | None) -> Literal["everything", "search"]:
+    def choose_strategy(
+        self, since: date | datetime | None, until: date | datetime | None = None
+    ) -> Literal["everything", "search"]:
         if self.strategy != "auto":
             return self.strategy
         # $everything's date filters (start/end) are unevenly implemented, so with a window
         # the type-level searches, whose date= semantics are standard, are used instead.
-        return "everything" if since is None and self.capabilities.everything else "search"
+        ranged = since is not None or until is not None
+        return "everything" if not ranged and self.capabilities.everything else "search"
 
     def fetch_patient(
-        self, patient_id: str, since: date | datetime | None = None
+        self,
+        patient_id: str,
+        since: date | datetime | None = None,
+        until: date | datetime | None = None,
     ) -> list[dict[str, Any]]:
         """The patient and their resources of :data:`RESOURCE_TYPES`, each once.
 
-        ``since`` limits dated resources (see :data:`DATE_PARAMS`) to those on or after it;
+        ``since`` and ``until`` limit dated resources (see :data:`DATE_PARAMS`) to those on
+        or after ``since`` and on or before ``until`` (the server's ``ge``/``le``: a period
+        counts when it overlaps);
         the Patient and all Conditions are always returned.
         """
         if not patient_id or "/" in patient_id or "?" in patient_id:
             raise FatalFhirError("a patient id must be a plain FHIR id")
         found = Deduplicator()
-        if self.choose_strategy(since) == "everything":
+        if self.choose_strategy(since, until) == "everything":
             for resource in self.search(
                 f"Patient/{patient_id}/$everything", [("_count", str(self.page_size))]
             ):
                 if resource["resourceType"] in RESOURCE_TYPES:
                     found.add(resource)
         else:
-            for rtype, params in self.search_plan(patient_id, since):
+            for rtype, params in self.search_plan(patient_id, since, until):
                 for resource in self.search(rtype, params):
                     if resource["resourceType"] in RESOURCE_TYPES:
                         found.add(resource)
@@ -288,7 +296,10 @@ class FhirClient:
         return found.resources()
 
     def search_plan(
-        self, patient_id: str, since: date | datetime | None
+        self,
+        patient_id: str,
+        since: date | datetime | None,
+        until: date | datetime | None = None,
     ) -> list[tuple[str, list[tuple[str, str]]]]:
         """The type-level searches for one patient: ``[(type, params), ...]``."""
         caps = self.capabilities
@@ -296,8 +307,11 @@ class FhirClient:
         for rtype in RESOURCE_TYPES[1:]:
             params = [("patient", patient_id), ("_count", str(self.page_size))]
             date_param = DATE_PARAMS.get(rtype)
-            if since is not None and date_param and caps.supports(rtype, date_param):
-                params.append((date_param, f"ge{since.isoformat()}"))
+            if date_param and caps.supports(rtype, date_param):
+                if since is not None:
+                    params.append((date_param, f"ge{since.isoformat()}"))
+                if until is not None:
+                    params.append((date_param, f"le{until.isoformat()}"))
             if rtype == "Condition" and "Condition:patient" in caps.includes.get(rtype, ()):
                 params.append(("_include", "Condition:patient"))  # saves the Patient read
             plan.append((rtype, params))

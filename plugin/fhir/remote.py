@@ -54,6 +54,12 @@ def add_remote_arguments(parser: argparse.ArgumentParser) -> None:
         "to continue from the previous export into the same output directory",
     )
     g.add_argument(
+        "--until",
+        metavar="DATE",
+        type=parse_since,
+        help="per patient: only events on or before DATE (YYYY-MM-DD)",
+    )
+    g.add_argument(
         "--auth",
         choices=("none", "bearer", "smart"),
         default=None,
@@ -170,10 +176,14 @@ def download(
         max_connections=settings.fhir_max_connections,
     ) as client:
         if args.patient:
-            if args.since == "auto":
+            if args.since == "auto" or args.until == "auto":
                 raise FatalError("--since auto is for Bulk exports, not --patient", ExitCode.USAGE)
-            fetch_patients(client, list(dict.fromkeys(args.patient)), args.since, out_dir)
+            fetch_patients(
+                client, list(dict.fromkeys(args.patient)), args.since, out_dir, until=args.until
+            )
         else:
+            if args.until is not None:
+                raise FatalError("--until works with --patient only", ExitCode.USAGE)
             with _progress() as bar:
                 task = bar.add_task("Bulk export", total=None)
 
@@ -196,7 +206,12 @@ def download(
 
 
 def fetch_patients(
-    client: FhirClient, patient_ids: list[str], since: date | datetime | None, out_dir: Path
+    client: FhirClient,
+    patient_ids: list[str],
+    since: date | datetime | None,
+    out_dir: Path,
+    *,
+    until: date | datetime | None = None,
 ) -> dict[str, int]:
     """Fetch each patient (a few at a time) and write ``<Type>.ndjson``; return counts."""
     counts: dict[str, int] = {}
@@ -206,7 +221,8 @@ def fetch_patients(
         with _progress() as bar, ThreadPoolExecutor(client.http.max_connections) as pool:
             task = bar.add_task("Fetching patients", total=len(patient_ids))
             # map() keeps the patients' order, so the files are the same run after run
-            for resources in pool.map(lambda pid: client.fetch_patient(pid, since), patient_ids):
+            fetched = pool.map(lambda pid: client.fetch_patient(pid, since, until), patient_ids)
+            for resources in fetched:
                 for res in resources:
                     rtype = res["resourceType"]
                     if rtype not in files:

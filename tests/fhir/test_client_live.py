@@ -23,15 +23,27 @@ def wanted(resources):
     return [r for r in resources if r["resourceType"] in RESOURCE_TYPES]
 
 
-def clinical_date(resource) -> str | None:
-    """The latest date a ``date=ge`` search compares (period end, else start, else instant)."""
+def clinical_dates(resource) -> tuple[str, str] | None:
+    """(earliest, latest) of the date a ``date=`` search compares (a period, or an instant)."""
     for key in ("period", "effectivePeriod", "performedPeriod"):
         if key in resource:
-            return resource[key].get("end") or resource[key].get("start")
+            start = resource[key].get("start") or resource[key].get("end")
+            return start, resource[key].get("end") or start
     for key in ("effectiveDateTime", "performedDateTime", "authoredOn"):
         if key in resource:
-            return resource[key]
+            return resource[key], resource[key]
     return None
+
+
+def in_window(resource, since: date | None, until: date | None) -> bool:
+    """What the server should return: undated types always, dated ones if they overlap."""
+    dates = clinical_dates(resource)
+    if resource["resourceType"] not in DATE_PARAMS or dates is None:
+        return True
+    earliest, latest = dates
+    return (since is None or latest[:10] >= since.isoformat()) and (
+        until is None or earliest[:10] <= until.isoformat()
+    )
 
 
 def test_capabilities_read_from_metadata(client: FhirClient):
@@ -63,17 +75,27 @@ def test_since_limits_dated_resources_only(sekmet: LiveServer, client: FhirClien
     since = date(2015, 6, 1)
     fetched = client.fetch_patient(patient_id, since=since)
     got = keys(fetched)
-    expected = set()
-    for r in wanted(on_disk):
-        d = clinical_date(r)
-        if r["resourceType"] in DATE_PARAMS and d is not None and d[:10] < since.isoformat():
-            continue
-        expected.add((r["resourceType"], r["id"]))
-    assert got == expected
+    assert got == {
+        (r["resourceType"], r["id"]) for r in wanted(on_disk) if in_window(r, since, None)
+    }
     counts = Counter(t for t, _ in got)
     assert counts["Patient"] == 1
     assert counts["Condition"] == sum(1 for r in on_disk if r["resourceType"] == "Condition")
     assert len(got) < len(wanted(on_disk)), "the window removed nothing: pick another date"
+
+
+def test_since_and_until_give_a_time_range(sekmet: LiveServer, client: FhirClient):
+    patient_id, on_disk = max(sekmet.loaded.items(), key=lambda kv: len(kv[1]))
+    days = sorted(
+        d[0][:10] for r in on_disk if r["resourceType"] in DATE_PARAMS and (d := clinical_dates(r))
+    )
+    # the middle half of this patient's record
+    since, until = (date.fromisoformat(days[len(days) * k // 4]) for k in (1, 3))
+    got = keys(client.fetch_patient(patient_id, since=since, until=until))
+    expected = {(r["resourceType"], r["id"]) for r in wanted(on_disk) if in_window(r, since, until)}
+    assert got == expected
+    assert len(keys(client.fetch_patient(patient_id, since=since))) > len(got)
+    assert len(got) > 50
 
 
 def test_small_pages_are_followed_to_the_end_without_duplicates(sekmet, client: FhirClient):
