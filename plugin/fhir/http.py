@@ -128,6 +128,11 @@ class FhirHttp:
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.session.headers["User-Agent"] = USER_AGENT
+        # urllib3 logs every request line at DEBUG, query string (patient ids) included;
+        # `dxsafety -v` must not put those in logs, so its pool logger stays at INFO
+        pool_log = logging.getLogger("urllib3.connectionpool")
+        if pool_log.getEffectiveLevel() < logging.INFO:
+            pool_log.setLevel(logging.INFO)
 
     def close(self) -> None:
         self.session.close()

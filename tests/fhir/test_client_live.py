@@ -123,3 +123,14 @@ def test_wrong_bearer_token_is_fatal_401(sekmet: LiveServer):
         client.fetch_patient(next(iter(sekmet.loaded)))
     assert err.value.status == 401
     assert "not-the-token" not in str(err.value)
+
+
+def test_debug_logging_keeps_patient_ids_out(sekmet: LiveServer, caplog):
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    patient_id = next(iter(sekmet.loaded))
+    with FhirClient(sekmet.base_url, auth=BearerAuth(sekmet.token), strategy="search") as c:
+        c.fetch_patient(patient_id)
+    assert caplog.records  # something was logged ...
+    assert patient_id not in caplog.text and sekmet.token not in caplog.text  # ... but not these
