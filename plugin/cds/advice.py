@@ -29,9 +29,8 @@ from plugin.cds.models import Card, OrderSignContext, PatientContext
 from plugin.cds.services import Service
 from plugin.errors import FhirParseError, ModelError
 from plugin.fhir.parse import timeline_from_resources
-from plugin.rules import Rule, RuleSet, evaluate, load_rules
+from plugin.rules import Rule, RuleSet, evaluate, index_matches, load_rules
 from plugin.rules.codesets import CodeSet
-from plugin.rules.engine import _conditions_pass, _Index  # see _pattern_hits
 from plugin.rules.loader import find_valueset_dir, load_valuesets
 from plugin.rules.schema import ValueSetSpec
 from plugin.rules.selectors import resolve_codes
@@ -322,16 +321,5 @@ def _clinical_index(rule: Rule) -> bool:
 
 
 def _pattern_hits(rule: Rule, tl: Timeline, index: Event) -> list[str] | None:
-    """Evidence if ``index`` matches the rule's index selector and its index-relative
-    require/exclude conditions hold (the engine's own semantics); None otherwise.
-
-    Calls the engine's condition check directly: ``plugin.rules`` has no public "does this
-    event start the pattern" call yet.
-    """
-    if not any(m(index) for m in rule.index):
-        return None
-    anchor = index.t if rule.anchor == "start" else index.stop
-    evidence = [index.source]
-    if not _conditions_pass(rule, tl, _Index(tl.events), index, anchor, None, evidence):
-        return None
-    return list(dict.fromkeys(evidence))
+    """Evidence if ``index`` starts the rule's pattern (the engine's own semantics)."""
+    return index_matches(rule, tl, index)

@@ -245,6 +245,20 @@ def _conditions_pass(
     )
 
 
+def index_matches(rule: Rule, tl: Timeline, index: Event) -> list[str] | None:
+    """Does ``index`` start this rule's pattern? The evidence (index first, then what the
+    index-relative ``require`` conditions matched) if the index selector matches and those
+    conditions hold with no exclusion; None otherwise. Used for real-time advice, where the
+    outcome or the closing of the window lies in the future."""
+    if not any(m(index) for m in rule.index):
+        return None
+    anchor = index.t if rule.anchor == "start" else index.stop
+    evidence = [index.source]
+    if not _conditions_pass(rule, tl, _Index(tl.events), index, anchor, None, evidence):
+        return None
+    return list(dict.fromkeys(evidence))
+
+
 def evaluate_rule(rule: Rule, tl: Timeline, *, as_of: datetime | None = None) -> list[Finding]:
     """Findings of one rule for one patient."""
     as_of = as_of or datetime.now(UTC)

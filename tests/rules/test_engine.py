@@ -314,3 +314,13 @@ def test_outcome_conditions_are_invalid_in_absence_rules(tmp_path):
       relative_to: outcome
 """,
         )
+
+
+def test_index_matches_for_real_time_advice(seq_rule):
+    from plugin.rules import index_matches
+
+    ed = enc(1, timedelta(0), Setting.ED, dx=("R42",), released=True)
+    other = enc(3, timedelta(0), Setting.ED, dx=("J069",), released=True)
+    tl = timeline(ed, other)
+    assert index_matches(seq_rule, tl, ed) == ["Encounter/e1"]  # no outcome needed yet
+    assert index_matches(seq_rule, tl, other) is None
