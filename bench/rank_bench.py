@@ -128,11 +128,44 @@ def bench_features(n: int = 300) -> tuple[float, float, int]:
     return per_finding, per_encounter, len(tls[0].events)
 
 
+def bench_synth_features(patients: int) -> None:
+    """Feature time on a ``dxsafety synth`` population, with the real rules' findings."""
+    import tempfile
+    from pathlib import Path
+
+    from plugin.cli import main as cli
+    from plugin.rank.dataset import iter_timelines
+    from plugin.rank.labels import realtime_candidates
+    from plugin.rules import evaluate, load_rules
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cli(["synth", "--patients", str(patients), "--seed", "7", "--out", tmp])
+        tls = list(iter_timelines([Path(tmp)]))
+    rules = load_rules(Path(__file__).resolve().parents[1] / "rules")
+    pairs = [(tl, f) for tl in tls for f in evaluate(rules, tl)]
+    events = sum(len(tl.events) for tl in tls) / len(tls)
+    t0 = time.perf_counter()
+    for tl, f in pairs:
+        finding_features(tl, f)
+    per_finding = (time.perf_counter() - t0) / max(len(pairs), 1)
+    encs = [(tl, e.source) for tl in tls for e in realtime_candidates(tl)]
+    t0 = time.perf_counter()
+    for tl, ref in encs:
+        realtime_features(tl, ref)
+    per_enc = (time.perf_counter() - t0) / max(len(encs), 1)
+    print(
+        f"feature pipeline on synth ({patients} patients, {events:.0f} events/patient): "
+        f"{per_finding * 1e3:.2f} ms per finding ({len(pairs)} findings), "
+        f"{per_enc * 1e3:.2f} ms per real-time encounter ({len(encs)} encounters)"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=300)
+    ap.add_argument("--synth", type=int, default=1000, help="synth patients (0: skip)")
     args = ap.parse_args()
     print(f"cores visible: {os.cpu_count()}, LightGBM threads: {args.threads}")
     print(f"feature width: {len(REVIEW_FEATURES)} ({len(CATEGORICAL)} categorical)")
@@ -142,6 +175,8 @@ def main() -> None:
         f"feature pipeline: {per_finding * 1e3:.2f} ms per finding, {per_encounter * 1e3:.2f} ms "
         f"per real-time encounter (timelines of {n_events} events)"
     )
+    if args.synth:
+        bench_synth_features(args.synth)
 
     X, y = synthetic_matrix(args.rows)
     est = MissedDxRanker(
