@@ -68,13 +68,6 @@ class Ranker:
     def _trigger(self, f: Finding) -> str | None:
         return f.extra.get("trigger") or self.rule_triggers.get(f.rule_id)
 
-    def finding_matrix(
-        self, findings: Sequence[Finding], timelines: Mapping[str, Timeline]
-    ) -> tuple[list[dict[str, float]], np.ndarray]:
-        rows = [finding_features(timelines[f.patient_id], f, self._trigger(f)) for f in findings]
-        X = np.array([vector(r, REVIEW_FEATURES) for r in rows], dtype=np.float64)
-        return rows, X.reshape(len(rows), len(REVIEW_FEATURES))
-
     def score_findings(
         self,
         findings: Sequence[Finding],
