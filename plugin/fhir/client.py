@@ -281,18 +281,24 @@ class FhirClient:
             raise FatalFhirError("a patient id must be a plain FHIR id")
         found = Deduplicator()
         if self.choose_strategy(since, until) == "everything":
-            for resource in self.search(
-                f"Patient/{patient_id}/$everything", [("_count", str(self.page_size))]
-            ):
-                if resource["resourceType"] in RESOURCE_TYPES:
-                    found.add(resource)
+            searches = [(f"Patient/{patient_id}/$everything", [("_count", str(self.page_size))])]
         else:
-            for rtype, params in self.search_plan(patient_id, since, until):
-                for resource in self.search(rtype, params):
-                    if resource["resourceType"] in RESOURCE_TYPES:
-                        found.add(resource)
-            if not found.has("Patient", patient_id):
-                found.add(self.http.get_json(self.url(f"Patient/{patient_id}")))
+            searches = self.search_plan(patient_id, since, until)
+        others = 0
+        for path, params in searches:
+            for resource in self.search(path, params):
+                if resource["resourceType"] not in RESOURCE_TYPES:
+                    continue
+                if belongs_to(resource, patient_id):
+                    found.add(resource)
+                else:
+                    others += 1
+        if others:
+            # $everything also returns what the patient's resources reference, which can be
+            # other patients (Group members, Patient.link); they are not this record
+            log.info("skipped %d resources of other patients in a patient fetch", others)
+        if not found.has("Patient", patient_id):
+            found.add(self.http.get_json(self.url(f"Patient/{patient_id}")))
         return found.resources()
 
     def search_plan(
@@ -316,6 +322,20 @@ class FhirClient:
                 params.append(("_include", "Condition:patient"))  # saves the Patient read
             plan.append((rtype, params))
         return plan
+
+
+def belongs_to(resource: Mapping[str, Any], patient_id: str) -> bool:
+    """Is this resource the patient, or about the patient (``subject``/``patient``)?
+
+    A resource with no subject at all is kept: the server returned it for this patient.
+    """
+    if resource.get("resourceType") == "Patient":
+        return resource.get("id") == patient_id
+    ref = (resource.get("subject") or resource.get("patient") or {}).get("reference")
+    if not isinstance(ref, str) or not ref:
+        return True
+    ref = ref.split("/_history")[0]
+    return ref == f"Patient/{patient_id}" or ref.endswith(f"/Patient/{patient_id}")
 
 
 class Deduplicator:

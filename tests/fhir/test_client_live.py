@@ -134,3 +134,29 @@ def test_debug_logging_keeps_patient_ids_out(sekmet: LiveServer, caplog):
         c.fetch_patient(patient_id)
     assert caplog.records  # something was logged ...
     assert patient_id not in caplog.text and sekmet.token not in caplog.text  # ... but not these
+
+
+def test_everything_keeps_other_patients_out(sekmet: LiveServer, client: FhirClient):
+    """SEKMET's $everything follows references out of the record: a Group that lists the
+    patient brings its other members along. They are not this patient's record."""
+    import requests
+
+    first, second = sorted(sekmet.loaded)[:2]
+    group = {
+        "resourceType": "Group",
+        "id": "dxsafety-everything-group",
+        "type": "person",
+        "actual": True,
+        "member": [{"entity": {"reference": f"Patient/{pid}"}} for pid in (first, second)],
+    }
+    resp = requests.put(
+        f"{sekmet.base_url}/Group/{group['id']}",
+        json=group,
+        timeout=30,
+        headers={**sekmet.auth_header, "Content-Type": "application/fhir+json"},
+    )
+    assert resp.status_code in (200, 201), resp.text
+    raw = list(client.search(f"Patient/{first}/$everything", []))
+    assert ("Patient", second) in keys(raw)  # the server did send the other member
+    fetched = client.fetch_patient(first)  # auto: $everything
+    assert keys(fetched) == keys(wanted(sekmet.loaded[first]))
