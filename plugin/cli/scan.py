@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from plugin.errors import ExitCode, RuleValidationError, fatal
+from plugin.errors import ExitCode, ModelError, RuleValidationError, fatal
 from plugin.scan import ScanResult
 from plugin.timeline.model import Finding
 
@@ -145,7 +145,10 @@ def run(args: argparse.Namespace) -> int:
     if args.model is not None:
         from plugin.rank import load_model
 
-        model = load_model(args.model)
+        try:
+            model = load_model(args.model)
+        except ModelError as exc:
+            fatal(f"{args.model}: {exc}", ExitCode.MODEL_INVALID)
     store = None
     if args.store:
         from plugin.worklist.store import Store

@@ -119,3 +119,10 @@ def test_bad_rules_stop_the_scan(tmp_path):
     with pytest.raises(FatalError) as info:
         main(["scan", str(FIXTURES), "--rules", str(ROOT / "tests/rules/bad/three_errors")])
     assert info.value.exit_code == ExitCode.RULES_INVALID
+
+
+def test_scan_refuses_a_model_directory_that_is_not_a_model(tmp_path):
+    (tmp_path / "model.json").write_text('{"feature_version": "0.0"}')
+    with pytest.raises(FatalError) as info:
+        main(["scan", str(FIXTURES), "--model", str(tmp_path), "--as-of", AS_OF])
+    assert info.value.exit_code == ExitCode.MODEL_INVALID
