@@ -120,15 +120,11 @@ def test_incremental_export_keeps_the_directory_a_current_mirror(sekmet, exporte
     before = read_dir(tmp_path)
     patient_id = next(iter(sekmet.loaded))
     obs = next(r for r in sekmet.loaded[patient_id] if r["resourceType"] == "Observation")
-    changed = {**obs, "status": "amended"}
-    changed["subject"] = {"reference": f"Patient/{patient_id}"}
-    changed.pop("encounter", None)
-    resp = requests.put(
-        f"{sekmet.base_url}/Observation/{obs['id']}",
-        json=changed,
-        timeout=30,
-        headers={**sekmet.auth_header, "Content-Type": "application/fhir+json"},
-    )
+    url = f"{sekmet.base_url}/Observation/{obs['id']}"
+    headers = {**sekmet.auth_header, "Content-Type": "application/fhir+json"}
+    original = requests.get(url, headers=sekmet.auth_header, timeout=30).json()
+    original.pop("meta", None)
+    resp = requests.put(url, json={**original, "status": "amended"}, timeout=30, headers=headers)
     assert resp.status_code == 200, resp.text
     state = json.loads((tmp_path / STATE_FILE).read_text())
     result = bulk.export(tmp_path, types=["Observation"], since="auto")
@@ -144,6 +140,7 @@ def test_incremental_export_keeps_the_directory_a_current_mirror(sekmet, exporte
     bulk.export(tmp_path, types=["Observation"])
     assert [p.name for p in tmp_path.glob("*.ndjson")] == ["Observation.ndjson"]
     assert read_dir(tmp_path).keys() == before.keys()
+    requests.put(url, json=original, timeout=30, headers=headers)  # as loaded, for other tests
 
 
 def test_interrupted_download_resumes_the_same_job(sekmet, exporter, tmp_path):
