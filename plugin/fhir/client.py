@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 from datetime import date, datetime
-from enum import StrEnum
 from types import TracebackType
 from typing import Any, Literal
 from urllib.parse import urljoin, urlsplit
@@ -29,6 +27,7 @@ from urllib.parse import urljoin, urlsplit
 import requests
 
 from plugin.errors import FatalFhirError
+from plugin.fhir.capabilities import Capabilities
 from plugin.fhir.http import (
     DEFAULT_DEADLINE_S,
     DEFAULT_MAX_CONNECTIONS,
@@ -66,72 +65,6 @@ DEFAULT_PAGE_SIZE = 200
 MAX_PAGES = 100_000  # a backstop far above any real result; loops are caught earlier
 
 Strategy = Literal["auto", "everything", "search"]
-
-
-class ServerType(StrEnum):
-    """Vendor families whose quirks we may need to work around (from ``/metadata``)."""
-
-    EPIC = "epic"
-    ORACLE = "oracle"
-    OTHER = "other"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Capabilities:
-    """What we use from the CapabilityStatement."""
-
-    server_type: ServerType
-    everything: bool  # Patient/$everything
-    export: frozenset[str]  # Bulk $export levels: system, patient, group
-    search_params: Mapping[str, frozenset[str]] = field(default_factory=dict)
-    includes: Mapping[str, frozenset[str]] = field(default_factory=dict)
-
-    @classmethod
-    def from_statement(cls, cs: Mapping[str, Any]) -> Capabilities:
-        if cs.get("resourceType") != "CapabilityStatement":
-            raise FatalFhirError("/metadata did not return a CapabilityStatement")
-        software = " ".join(str(cs.get(k, "")) for k in ("publisher", "name"))
-        software += " " + str((cs.get("software") or {}).get("name", ""))
-        low = software.lower()
-        server_type = (
-            ServerType.EPIC
-            if "epic" in low
-            else ServerType.ORACLE
-            if "oracle" in low or "cerner" in low
-            else ServerType.OTHER
-        )
-        everything = False
-        export: set[str] = set()
-        params: dict[str, frozenset[str]] = {}
-        includes: dict[str, frozenset[str]] = {}
-        for rest in cs.get("rest") or []:
-            if rest.get("mode", "server") != "server":
-                continue
-            if any(op.get("name") == "export" for op in rest.get("operation") or []):
-                export.add("system")
-            for res in rest.get("resource") or []:
-                rtype = res.get("type")
-                ops = {op.get("name") for op in res.get("operation") or []}
-                if rtype == "Patient":
-                    everything = "everything" in ops
-                    if "export" in ops:
-                        export.add("patient")
-                if rtype == "Group" and "export" in ops:
-                    export.add("group")
-                params[rtype] = frozenset(p.get("name") for p in res.get("searchParam") or [])
-                includes[rtype] = frozenset(res.get("searchInclude") or [])
-        return cls(
-            server_type=server_type,
-            everything=everything,
-            export=frozenset(export),
-            search_params=params,
-            includes=includes,
-        )
-
-    def supports(self, rtype: str, param: str) -> bool:
-        # a server that lists no search parameters for a type gets the benefit of the doubt
-        known = self.search_params.get(rtype)
-        return not known or param in known
 
 
 class FhirClient:
@@ -274,8 +207,9 @@ class FhirClient:
 
         ``since`` and ``until`` limit dated resources (see :data:`DATE_PARAMS`) to those on
         or after ``since`` and on or before ``until`` (the server's ``ge``/``le``: a period
-        counts when it overlaps);
-        the Patient and all Conditions are always returned.
+        counts when it overlaps); the Patient and all Conditions are always returned, and
+        a type whose date parameter the server does not list is read in full (more data,
+        never less).
         """
         if not patient_id or "/" in patient_id or "?" in patient_id:
             raise FatalFhirError("a patient id must be a plain FHIR id")
