@@ -27,7 +27,7 @@ from urllib.parse import urljoin, urlsplit
 import requests
 
 from plugin.errors import FatalFhirError
-from plugin.fhir.capabilities import Capabilities
+from plugin.fhir.capabilities import Capabilities, ServerType
 from plugin.fhir.http import (
     DEFAULT_DEADLINE_S,
     DEFAULT_MAX_CONNECTIONS,
@@ -61,6 +61,9 @@ DATE_PARAMS: Mapping[str, str] = {
     "ServiceRequest": "authored",
     "MedicationRequest": "authoredon",
 }
+# The Observation categories Epic documents an Observation.Search API for (Labs, Vitals,
+# Social History); asked one by one because Epic requires a category on every search.
+EPIC_OBSERVATION_CATEGORIES = ("laboratory", "vital-signs", "social-history")
 DEFAULT_PAGE_SIZE = 200
 MAX_PAGES = 100_000  # a backstop far above any real result; loops are caught earlier
 
@@ -254,6 +257,10 @@ class FhirClient:
                     params.append((date_param, f"le{until.isoformat()}"))
             if rtype == "Condition" and "Condition:patient" in caps.includes.get(rtype, ()):
                 params.append(("_include", "Condition:patient"))  # saves the Patient read
+            if rtype == "Observation" and caps.server_type is ServerType.EPIC:
+                # Epic refuses Observation searches without a category (or code)
+                plan += [(rtype, [*params, ("category", c)]) for c in EPIC_OBSERVATION_CATEGORIES]
+                continue
             plan.append((rtype, params))
         return plan
 

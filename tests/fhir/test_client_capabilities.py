@@ -49,8 +49,15 @@ def test_search_plan_follows_the_capabilities():
         mock.get("https://ehr.test/fhir/metadata", json=EPIC_LIKE)
         client = FhirClient("https://ehr.test/fhir")
         assert client.choose_strategy(None) == "search"  # no $everything offered
-        plan = dict(client.search_plan("p1", date(2024, 1, 1)))
+        searches = client.search_plan("p1", date(2024, 1, 1))
+    plan = dict(searches)
     assert ("date", "ge2024-01-01") in plan["Encounter"]
-    assert all(k != "date" for k, _ in plan["Observation"])  # not offered: not sent
+    observation = [params for rtype, params in searches if rtype == "Observation"]
+    assert [dict(p)["category"] for p in observation] == [
+        "laboratory",
+        "vital-signs",
+        "social-history",
+    ]  # Epic wants a category on every Observation search
+    assert all(k != "date" for p in observation for k, _ in p)  # not offered: not sent
     assert ("_include", "Condition:patient") not in plan["Condition"]
     assert all(("patient", "p1") in params for params in plan.values())
