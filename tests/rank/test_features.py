@@ -8,7 +8,7 @@ import math
 import random
 
 import pytest
-from conftest import abdominal_spec, dizziness_spec
+from tests.rank.conftest import abdominal_spec, dizziness_spec
 
 from plugin.rank import features as F
 from plugin.rank.dataset import collect

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import dizziness_spec
+from tests.rank.conftest import dizziness_spec
 
 from plugin.errors import ModelError
 from plugin.rank import FEATURE_VERSION, Risk, load_model, save_model
