@@ -52,9 +52,12 @@ def fit_no_followup(chart: Chart, t: datetime) -> Planted:
 def fit_declined(chart: Chart, t: datetime) -> Planted:
     rng = chart.rng
     enc, obs, ft = _fit_visit(chart, t, anaemia=0.2)
-    chart.order(enc, ft, _COLONOSCOPY_ORDER, "revoked")
-    later = days_after(ft, rng.uniform(7, 35))
-    K.pc_encounter(chart, later, V.baseline(chart, later, [C.DECLINED]), acute=False)
+    # often documented only in a note (invisible here): coded evidence is partial
+    if rng.random() < 0.7:
+        chart.order(enc, ft, _COLONOSCOPY_ORDER, "revoked")
+    if rng.random() < 0.55:
+        later = days_after(ft, rng.uniform(7, 35))
+        K.pc_encounter(chart, later, V.baseline(chart, later, [C.DECLINED]), acute=False)
     return Planted([obs], span(chart, ft, ft + timedelta(days=70)))
 
 
@@ -63,8 +66,9 @@ def fit_outside_followup(chart: Chart, t: datetime) -> Planted:
     enc, obs, ft = _fit_visit(chart, t, anaemia=0.2)
     if rng.random() < 0.6:
         chart.order(enc, ft, _COLONOSCOPY_ORDER, "completed")
-    outside_report(chart, days_after(ft, rng.uniform(15, 55)), _OUTSIDE_COLONOSCOPY,
-                   "Outside colonoscopy: two small tubular adenomas removed.")
+    if rng.random() < 0.65:  # else the outside report never reached the record
+        outside_report(chart, days_after(ft, rng.uniform(15, 55)), _OUTSIDE_COLONOSCOPY,
+                       "Outside colonoscopy: two small tubular adenomas removed.")
     return Planted([obs], span(chart, ft, ft + timedelta(days=70)))
 
 
@@ -128,8 +132,9 @@ def tsh_recent_dose_change(chart: Chart, t: datetime) -> Planted:
 def tsh_outside_lab(chart: Chart, t: datetime) -> Planted:
     rng = chart.rng
     _, obs, lt = _tsh_visit(chart, t, rng.uniform(10.5, 28.0), rx_before=(45, 330))
-    outside_report(chart, days_after(lt, rng.uniform(20, 55)), _TSH_REPORT,
-                   f"Outside laboratory: TSH {rng.uniform(1.2, 5.5):.1f} mIU/L.")
+    if rng.random() < 0.65:  # else the outside result never reached the record
+        outside_report(chart, days_after(lt, rng.uniform(20, 55)), _TSH_REPORT,
+                       f"Outside laboratory: TSH {rng.uniform(1.2, 5.5):.1f} mIU/L.")
     return Planted([obs], span(chart, lt, lt + timedelta(days=65)))
 
 

@@ -67,7 +67,9 @@ def sp_miscoded(chart: Chart, t: datetime) -> Planted:
     gap = rng.uniform(1.0, 29.0)
     adm = V.pick_admission(rng, chart)
     adm.dxs = [d for d in adm.dxs if d.icd10 != "Z86.73"]
-    adm.dxs.insert(1 + rng.randrange(len(adm.dxs)), C.OLD_STROKE)
+    # usually a secondary code; sometimes even the principal one
+    at = 0 if rng.random() < 0.3 else 1 + rng.randrange(len(adm.dxs))
+    adm.dxs.insert(at, C.OLD_STROKE)
     V.emergency_admission(chart, days_after(end, gap), adm, exact=True)
     return Planted([ref], span(chart, t, days_after(end, gap + 10)))
 
@@ -119,7 +121,7 @@ def ed_unrelated_admission(chart: Chart, t: datetime) -> Planted:
         V.abdominal_workup(chart, p, 0.5)
     ref, end = V.ed_visit(chart, t, p)
     gap = _ed_return_gap(chart, False)
-    V.emergency_admission(chart, days_after(end, gap), _medical(chart), exact=True)
+    _unrelated_admission(chart, days_after(end, gap))
     return Planted([ref], span(chart, t, days_after(end, gap + 12)))
 
 
@@ -148,7 +150,7 @@ def ed_terminal_illness(chart: Chart, t: datetime) -> Planted:
     p.labs["hb"] = rng.uniform(8.5, 11.5)
     ref, end = V.ed_visit(chart, t, p)
     gap = _ed_return_gap(chart, False)
-    V.emergency_admission(chart, days_after(end, gap), _medical(chart), exact=True)
+    _unrelated_admission(chart, days_after(end, gap))
     return Planted([ref], span(chart, t, days_after(end, gap + 12)))
 
 
@@ -171,6 +173,16 @@ def ed_excl_planned(chart: Chart, t: datetime) -> Planted:
     adm_t = days_after(end, rng.uniform(1.5, 2.8))
     V.elective_admission(chart, adm_t)
     return Planted([ref], span(chart, t, adm_t + timedelta(days=12)))
+
+
+def _unrelated_admission(chart: Chart, t: datetime) -> None:
+    """An unplanned admission unrelated to the index complaint; now and then for one of the
+    dangerous diagnoses (a new infection, an MI), so the outcome alone does not mark a MOD."""
+    rng = chart.rng
+    if rng.random() < 0.3:
+        related_admission(chart, t, rng.choice(("sepsis", "mi", "pe")))
+    else:
+        V.emergency_admission(chart, t, _medical(chart), exact=True)
 
 
 def _medical(chart: Chart) -> V.Admission:
@@ -244,7 +256,7 @@ def pc_terminal_illness(chart: Chart, t: datetime) -> Planted:
     p = V.baseline(chart, t, [C.WEAKNESS])
     ref, end = K.pc_encounter(chart, t, p, acute=True)
     gap = _pc_gap(chart, False)
-    V.emergency_admission(chart, days_after(end, gap), _medical(chart), exact=True)
+    _unrelated_admission(chart, days_after(end, gap))
     return Planted([ref], span(chart, t, days_after(end, gap + 12)))
 
 

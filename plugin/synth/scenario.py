@@ -117,34 +117,34 @@ def presentation(chart: Chart, t: datetime, missed: str, *, sick: bool) -> V.Pre
             fever(chart, p, 38.0, 39.2)
         if rng.random() < 0.8:
             p.labs = {n: lab(chart, n) for n in ("hb", "wbc", "creat")}
-            if rng.random() < (0.7 if sick else 0.2):
+            if rng.random() < (0.6 if sick else 0.3):
                 p.labs["wbc"] = rng.uniform(11.5, 18.0)
     elif missed == "sepsis":
-        if rng.random() < (0.75 if sick else 0.3):
+        if rng.random() < (0.7 if sick else 0.35):
             fever(chart, p, 38.0, 39.6)
-        if rng.random() < (0.65 if sick else 0.2):
+        if rng.random() < (0.6 if sick else 0.3):
             p.hr = rng.uniform(101, 128)
             p.rr = rng.uniform(21, 27)
-        if rng.random() < (0.4 if sick else 0.08):
+        if rng.random() < (0.35 if sick else 0.12):
             p.sbp = rng.uniform(84, 99)
         if rng.random() < 0.7:
             p.labs = {n: lab(chart, n) for n in ("hb", "wbc", "creat", "na")}
-            if rng.random() < (0.6 if sick else 0.2):
+            if rng.random() < (0.55 if sick else 0.25):
                 p.labs["wbc"] = rng.uniform(12.0, 21.0)
     elif missed == "mi":
         p.procs.append("ecg")
-        if rng.random() < (0.55 if sick else 0.25):
+        if rng.random() < (0.5 if sick else 0.3):
             p.hr = rng.uniform(95, 118)
-        if rng.random() < (0.5 if sick else 0.15):
+        if rng.random() < (0.45 if sick else 0.2):
             p.sbp += rng.uniform(20, 40)
     elif missed == "pe":
-        if rng.random() < (0.7 if sick else 0.25):
+        if rng.random() < (0.6 if sick else 0.3):
             p.hr = rng.uniform(101, 124)
-        if rng.random() < (0.6 if sick else 0.15):
+        if rng.random() < (0.5 if sick else 0.2):
             p.spo2 = rng.uniform(88.5, 93.5)
             p.rr = rng.uniform(21, 28)
     elif missed == "stroke":
-        if rng.random() < (0.6 if sick else 0.25):
+        if rng.random() < (0.55 if sick else 0.3):
             p.sbp = rng.uniform(160, 195)
     return p
 
@@ -153,7 +153,7 @@ def workup(chart: Chart, p: V.Presentation, missed: str, *, thorough: bool) -> N
     """Tests for the complaint: done thoroughly (look-alike) or mostly not (MOD)."""
     rng = chart.rng
     lab = V.normal_lab
-    k = 0.9 if thorough else 0.12
+    k = 0.75 if thorough else 0.22
     if missed == "appendicitis" and rng.random() < k:
         p.imaging.append(("ct_abdomen", None))
         p.labs.setdefault("lipase", lab(chart, "lipase"))
@@ -161,7 +161,7 @@ def workup(chart: Chart, p: V.Presentation, missed: str, *, thorough: bool) -> N
         p.labs["lactate"] = rng.uniform(0.8, 1.9)
         p.labs.setdefault("wbc", lab(chart, "wbc"))
         p.imaging.append(("xr_chest", None))
-    elif missed == "mi" and rng.random() < (0.95 if thorough else 0.35):
+    elif missed == "mi" and rng.random() < (0.85 if thorough else 0.45):
         p.labs["trop"] = rng.uniform(0.0, 0.03)
         p.labs.setdefault("creat", lab(chart, "creat"))
         if thorough and rng.random() < 0.6:
@@ -170,7 +170,7 @@ def workup(chart: Chart, p: V.Presentation, missed: str, *, thorough: bool) -> N
         p.labs["ddimer"] = rng.uniform(150, 480)
         if rng.random() < 0.5:
             p.imaging.append(("cta_chest", None))
-    elif missed == "stroke" and rng.random() < (0.92 if thorough else 0.18):
+    elif missed == "stroke" and rng.random() < (0.8 if thorough else 0.25):
         p.imaging.append(("ct_head", None))
         if thorough and rng.random() < 0.45:
             p.imaging.append(("mri_brain", None))
