@@ -62,6 +62,8 @@ def pc_visit(chart: Chart, t: datetime, quiet: list[tuple[datetime, datetime]]) 
         if "a1c" in names:
             p.labs["a1c"] = rng.uniform(6.2, 8.8)
     ref, end = pc_encounter(chart, t, p, acute=dxs[0] in (C.ED_BENIGN[0], C.ED_BENIGN[3], C.COUGH))
+    if rng.random() < 0.06:
+        chart.order(ref, end, C.REFERRAL, rng.choice(("active", "completed", "completed")))
     lab_t = end + timedelta(minutes=30)
     if "hypothyroidism" in chart.problems and _due(chart, "tsh", end, 300):
         _tsh_check(chart, ref, lab_t, quiet)

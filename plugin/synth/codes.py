@@ -133,6 +133,7 @@ PC_ROUTINE = [
 DECLINED = Dx("Z53.20", "183944003", "Procedure not carried out because of patient's decision")
 NONADHERENCE = Dx("Z91.14", "129834002", "Patient's other noncompliance with medication regimen")
 HOSPICE = Dx("Z51.5", "385763009", "Encounter for palliative care")
+REFERRAL = (SNOMED, "3457005", "Patient referral")
 
 
 class Lab(NamedTuple):

@@ -207,6 +207,8 @@ def pc_missed(chart: Chart, t: datetime) -> Planted:
     workup(chart, p, missed, thorough=False)
     p.labs = {}
     ref, end = K.pc_encounter(chart, t, p, acute=True)
+    if rng.random() < 0.15:  # referred, but routinely: the urgency was missed
+        chart.order(ref, end, C.REFERRAL, "active")
     gap = _pc_gap(chart, True)
     related_admission(chart, days_after(end, gap), missed)
     return Planted([ref], span(chart, t, days_after(end, gap + 12)), missed)
@@ -219,7 +221,7 @@ def pc_appropriate_workup(chart: Chart, t: datetime) -> Planted:
     workup(chart, p, missed, thorough=True)
     p.imaging = []
     ref, end = K.pc_encounter(chart, t, p, acute=True)
-    chart.order(ref, end, _REFERRAL, "active")
+    chart.order(ref, end, C.REFERRAL, "active")
     gap = _pc_gap(chart, False)
     if rng.random() < 0.5:
         related_admission(chart, days_after(end, gap), missed)
@@ -268,5 +270,3 @@ def pc_excl_planned(chart: Chart, t: datetime) -> Planted:
     V.elective_admission(chart, adm_t)
     return Planted([ref], span(chart, t, adm_t + timedelta(days=12)))
 
-
-_REFERRAL = (C.SNOMED, "3457005", "Patient referral")
