@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from plugin.errors import ExitCode, ModelError, RuleValidationError, fatal
+from plugin.errors import ExitCode, FhirError, ModelError, RuleValidationError, fatal
 from plugin.scan import ScanResult
 from plugin.timeline.model import Finding
 
@@ -62,12 +62,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="also write findings into the worklist database (idempotent)",
     )
     p.add_argument("--top", type=int, default=25, help="rows in the on-screen table")
-    try:
-        from plugin.fhir.remote import add_remote_arguments
+    from plugin.fhir.remote import add_remote_arguments
 
-        add_remote_arguments(p)
-    except ImportError:  # the FHIR client is optional for file scans
-        pass
+    add_remote_arguments(p)
     p.set_defaults(handler=run)
 
 
@@ -125,11 +122,12 @@ def _source_paths(args: argparse.Namespace, workdir: Path) -> Path:
         if not path.exists():
             fatal(f"{path}: no such file or directory", ExitCode.INPUT_NOT_FOUND)
         return path
+    from plugin.fhir.remote import cli_error, download
+
     try:
-        from plugin.fhir.remote import download
-    except ImportError:
-        fatal("scanning a FHIR server needs plugin.fhir.remote", ExitCode.USAGE)
-    return download(args.source, args, workdir)
+        return download(args.source, args, workdir)
+    except FhirError as exc:  # 401, outage, deadline: a clear message and exit 20/21/22
+        raise cli_error(exc) from None
 
 
 def run(args: argparse.Namespace) -> int:

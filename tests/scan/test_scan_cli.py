@@ -126,3 +126,22 @@ def test_scan_refuses_a_model_directory_that_is_not_a_model(tmp_path):
     with pytest.raises(FatalError) as info:
         main(["scan", str(FIXTURES), "--model", str(tmp_path), "--as-of", AS_OF])
     assert info.value.exit_code == ExitCode.MODEL_INVALID
+
+
+def test_scan_of_an_unreachable_server_is_a_clear_temporary_error(monkeypatch):
+    import socket
+
+    slept: list[float] = []
+    from plugin.fhir.http import FhirHttp
+
+    defaults = FhirHttp.__init__.__kwdefaults__
+    monkeypatch.setitem(defaults, "sleep", slept.append)  # retries cost no time
+
+    with socket.socket() as s:  # a loopback port with nothing listening
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(FatalError) as info:
+        main(["scan", f"http://127.0.0.1:{port}/fhir", "--patient", "p1"])
+    assert info.value.exit_code in (ExitCode.FHIR_TEMPORARY, ExitCode.FHIR_FATAL)
+    assert "connect" in info.value.message.lower() or "127.0.0.1" in info.value.message
+    assert slept, "connection errors are retried before giving up"
