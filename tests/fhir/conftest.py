@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from sekmet_live import LiveServer, load_synthea, start_server
 
 from plugin.fhir.auth import BearerAuth
 from plugin.fhir.client import FhirClient
+from tests.fhir.sekmet_live import LiveServer, load_synthea, start_server
 
 
 @pytest.fixture(scope="session")

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from sekmet_live import LiveServer
 
 from plugin.errors import FatalFhirError, FhirAuthError
 from plugin.fhir.auth import BearerAuth, SmartBackendAuth, load_private_key
 from plugin.fhir.client import FhirClient
+from tests.fhir.sekmet_live import LiveServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 

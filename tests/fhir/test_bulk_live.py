@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 import requests
-from sekmet_live import LiveServer
 
 from plugin.fhir.auth import BearerAuth, SmartBackendAuth
 from plugin.fhir.bulk import JOB_FILE, STATE_FILE, BulkExporter, ExportProgress
 from plugin.fhir.client import RESOURCE_TYPES, FhirClient
+from tests.fhir.sekmet_live import LiveServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 

@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-from sekmet_live import LiveServer
 
 from plugin.cli import main
 from plugin.errors import ExitCode, FatalError
+from tests.fhir.sekmet_live import LiveServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 

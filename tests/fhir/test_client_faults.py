@@ -12,13 +12,13 @@ from collections.abc import Iterator
 
 import pytest
 import responses
-from faults import Fault, FaultProxy
-from sekmet_live import LiveServer
 
 from plugin.errors import FatalFhirError, FhirDeadlineError, TemporaryFhirError
 from plugin.fhir.auth import BearerAuth
 from plugin.fhir.client import FhirClient
 from plugin.fhir.http import DEFAULT_RETRY_DELAYS, FhirHttp, parse_retry_after, safe_url
+from tests.fhir.faults import Fault, FaultProxy
+from tests.fhir.sekmet_live import LiveServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 

@@ -6,11 +6,11 @@ from collections import Counter
 from datetime import date
 
 import pytest
-from sekmet_live import LiveServer
 
 from plugin.errors import FatalFhirError
 from plugin.fhir.auth import BearerAuth
 from plugin.fhir.client import DATE_PARAMS, RESOURCE_TYPES, FhirClient
+from tests.fhir.sekmet_live import LiveServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 

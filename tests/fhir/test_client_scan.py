@@ -13,9 +13,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sekmet_live import SYNTHEA_DIR, LiveServer
 
 from plugin.fhir.remote import add_remote_arguments, download
+from tests.fhir.sekmet_live import SYNTHEA_DIR, LiveServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
