@@ -52,8 +52,15 @@ def one(data: Path, step: str, buckets: int | None) -> dict[str, float]:
     seconds = time.perf_counter() - t0
     cpu = time.process_time() - c0
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"resources": report.read, "skipped": report.skipped, "patients": patients,
-            "events": events, "seconds": seconds, "cpu": cpu, "rss_mib": rss}
+    return {
+        "resources": report.read,
+        "skipped": report.skipped,
+        "patients": patients,
+        "events": events,
+        "seconds": seconds,
+        "cpu": cpu,
+        "rss_mib": rss,
+    }
 
 
 _UUID = re.compile(rb"([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{8})[0-9a-f]{4}")
@@ -97,10 +104,12 @@ def main() -> None:
             r = json.loads(out)
             rates[step] = r["resources"] / r["cpu"]
             label = "read only" if step == "read" else f"stage + timeline, validate={step}"
-            print(f"  {label:38s} {r['resources']:>8,} resources  "
-                  f"{r['resources'] / r['seconds']:>8,.0f}/s wall  {rates[step]:>8,.0f}/s CPU  "
-                  f"peak RSS {r['rss_mib']:,.0f} MiB  ({r['patients']} patients, "
-                  f"{r['skipped']} skipped)")
+            print(
+                f"  {label:38s} {r['resources']:>8,} resources  "
+                f"{r['resources'] / r['seconds']:>8,.0f}/s wall  {rates[step]:>8,.0f}/s CPU  "
+                f"peak RSS {r['rss_mib']:,.0f} MiB  ({r['patients']} patients, "
+                f"{r['skipped']} skipped)"
+            )
         print(f"  full/fast CPU time ratio {rates['fast'] / rates['full']:.1f}x")
 
 

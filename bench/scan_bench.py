@@ -55,19 +55,33 @@ def main() -> None:
     if args.data is None and not (data / "labels.csv").exists():
         print(f"generating {args.patients} patients into {data} …")
         t0 = time.perf_counter()
-        subprocess.run([DXS, "synth", "--patients", str(args.patients), "--seed", str(args.seed),
-                        "--out", str(data)], check=True)
+        subprocess.run(
+            [
+                DXS,
+                "synth",
+                "--patients",
+                str(args.patients),
+                "--seed",
+                str(args.seed),
+                "--out",
+                str(data),
+            ],
+            check=True,
+        )
         print(f"  synth: {time.perf_counter() - t0:.1f} s")
     n_res = count_lines(data)
     print(f"population: {data} ({n_res:,} resources)")
     results = {}
     for mode in args.modes.split(","):
         out = ROOT / "var" / "bench" / f"findings-{mode}.csv"
-        seconds, rss = run_child([DXS, "scan", str(data), "--validate", mode, "--out", str(out),
-                                  "--as-of", "2026-11-01"])
+        seconds, rss = run_child(
+            [DXS, "scan", str(data), "--validate", mode, "--out", str(out), "--as-of", "2026-11-01"]
+        )
         results[mode] = seconds
-        print(f"scan --validate {mode}: {seconds:.1f} s, {n_res / seconds:,.0f} resources/s, "
-              f"peak RSS {rss:,.0f} MiB")
+        print(
+            f"scan --validate {mode}: {seconds:.1f} s, {n_res / seconds:,.0f} resources/s, "
+            f"peak RSS {rss:,.0f} MiB"
+        )
     if "fast" in results and "full" in results:
         print(f"full/fast time ratio: {results['full'] / results['fast']:.2f}x")
     print(f"cpu count: {os.cpu_count()}")
