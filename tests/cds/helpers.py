@@ -10,8 +10,10 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+import tests.paths as shared_paths
+
 REPO = Path(__file__).resolve().parents[2]
-EXAMPLES = Path("/work/shared/cds-hooks-examples")
+EXAMPLES = shared_paths.CDS_EXAMPLES
 BASE = "http://testserver"
 ISS = "https://ehr.test"
 JKU_ISS = "https://jku.test"

@@ -28,9 +28,9 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-SYNTHEA_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "synthea-r4"
-if not SYNTHEA_DIR.is_dir():  # the checkout is /work/main; the data /work/shared
-    SYNTHEA_DIR = Path("/work/shared/data/synthea-r4")
+import tests.paths as shared_paths
+
+SYNTHEA_DIR = shared_paths.DATA / "synthea-r4"
 SEKMET = Path(sys.executable).with_name("sekmet")
 
 

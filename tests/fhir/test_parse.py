@@ -10,12 +10,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import tests.paths as shared_paths
 from plugin.fhir.parse import timeline_from_resources
 from plugin.fhir.read import iter_resources
 from plugin.fhir.validate import check_full
 from plugin.timeline.model import Code, Kind, Setting
 
-DATA = Path("/work/shared/data")
+DATA = shared_paths.DATA
 HL7 = DATA / "hl7-r4-examples"
 needs_data = pytest.mark.skipif(not DATA.exists(), reason="shared data not present")
 

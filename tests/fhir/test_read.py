@@ -8,9 +8,10 @@ from pathlib import Path
 import orjson
 import pytest
 
+import tests.paths as shared_paths
 from plugin.fhir.read import ReadReport, iter_resources, list_input_files
 
-DATA = Path("/work/shared/data")
+DATA = shared_paths.DATA
 REPO = Path(__file__).parents[2]
 BAD = REPO / "fhir_fixtures" / "bad"
 

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 
+import tests.paths as shared_paths
 from plugin.fhir.parse import timeline_from_resources
 from plugin.fhir.read import ReadReport, iter_resources
 from plugin.fhir.refs import ReferenceIndex
 from plugin.fhir.stage import BUCKET_BYTES, MAX_BUCKETS, choose_buckets, iter_patients, patient_of
 
-DATA = Path("/work/shared/data")
+DATA = shared_paths.DATA
 REPO = Path(__file__).parents[2]
 FIXTURES = REPO / "fhir_fixtures"
 needs_data = pytest.mark.skipif(not DATA.exists(), reason="shared data not present")

@@ -8,12 +8,12 @@ import math
 import random
 
 import pytest
-from tests.rank.conftest import abdominal_spec, dizziness_spec
 
 from plugin.rank import features as F
 from plugin.rank.dataset import collect
 from plugin.rank.labels import LabelRow
 from plugin.timeline.spec import timeline_from_spec
+from tests.rank.conftest import abdominal_spec, dizziness_spec
 
 # everything that can happen after an ED visit that ended at 4 h (the dizziness case)
 FUTURE_EVENTS = [

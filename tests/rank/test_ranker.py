@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tests.rank.conftest import dizziness_spec
 
 from plugin.errors import ModelError
 from plugin.rank import FEATURE_VERSION, Risk, load_model, save_model
@@ -17,6 +16,7 @@ from plugin.rank.explain import describe
 from plugin.rank.features import REVIEW_FEATURES, finding_features
 from plugin.rank.training import TrainConfig, model_card, train_heads
 from plugin.timeline.spec import timeline_from_spec
+from tests.rank.conftest import dizziness_spec
 
 
 @pytest.fixture(scope="module")

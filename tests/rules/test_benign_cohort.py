@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+import tests.paths as shared_paths
 from plugin.fhir.parse import timeline_from_resources
 from plugin.fhir.stage import iter_patients
 from plugin.rules import evaluate, load_rules
@@ -22,7 +23,7 @@ from plugin.rules import evaluate, load_rules
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "rules"
 KNOWN = RULES / "known_findings.csv"
-DATA = Path("/work/shared/data")
+DATA = shared_paths.DATA
 SOURCES = [DATA / "synthea-r4", DATA / "mimic-iv-demo-fhir"]
 # Fixed scan time: after every absence window in both sources has closed (MIMIC dates are
 # shifted into the 2100s), so the result does not depend on the day the test runs.

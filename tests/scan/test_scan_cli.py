@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
+import tests.paths as shared_paths
 from plugin.cli import main
 from plugin.errors import ExitCode, FatalError
 
 ROOT = Path(__file__).parents[2]
-SHARED = ROOT.parent / "shared" / "data"
+SHARED = shared_paths.DATA
 FIXTURES = ROOT / "fhir_fixtures"
 AS_OF = "2026-11-27"
 
