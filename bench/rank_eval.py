@@ -34,9 +34,10 @@ def main() -> None:
     out: Path = args.out
     for name, n, seed in (("train", args.train, 1), ("test", args.test, 2)):
         if not (out / name / "labels.csv").exists():
-            print(
-                f"synth {name}: {step('synth', '--patients', str(n), '--seed', str(seed), '--out', str(out / name)):.0f} s"
+            secs = step(
+                "synth", "--patients", str(n), "--seed", str(seed), "--out", str(out / name)
             )
+            print(f"synth {name}: {secs:.0f} s")
     if not (out / "model" / "MODEL_CARD.md").exists():
         secs = step(
             "train",

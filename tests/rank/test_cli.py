@@ -102,7 +102,7 @@ def test_evaluate_on_a_held_out_population(
     result = json.loads((tmp_path / "metrics.json").read_text())
     assert result["same_data_as_training"] is False
     # the planted signal is learnable on another seed; this population is small (a few dozen
-    # MODs), the issue-level figures (AUROC >= 0.85) come from bench/rank_eval.py (15k / 10k patients)
+    # MODs); the issue-level figures (AUROC >= 0.85) come from bench/rank_eval.py (15k/10k)
     assert result["auroc"] > 0.65
     assert result["budgets"][0]["ranker_ppv"] > result["budgets"][0]["rules_only_ppv"]
 
