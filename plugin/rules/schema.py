@@ -65,33 +65,14 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+KindName = Literal[
+    "encounter", "condition", "observation", "procedure", "report", "order", "medication",
+    "death", "transfer",
+]  # fmt: skip
+
+
 class Selector(Strict):
-    kind: (
-        Literal[
-            "encounter",
-            "condition",
-            "observation",
-            "procedure",
-            "report",
-            "order",
-            "medication",
-            "death",
-            "transfer",
-        ]
-        | list[
-            Literal[
-                "encounter",
-                "condition",
-                "observation",
-                "procedure",
-                "report",
-                "order",
-                "medication",
-                "death",
-                "transfer",
-            ]
-        ]
-    )
+    kind: KindName | list[KindName]
     codes: CodeRefs | None = None
     not_codes: CodeRefs | None = None
     diagnosis: CodeRefs | None = None

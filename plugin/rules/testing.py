@@ -95,24 +95,12 @@ def run_rule_tests(rules: RuleSet, rules_root: Path) -> tuple[list[CaseResult], 
         for i, case in enumerate(spec.cases):
             loc = smap.locate(("cases", i))
             try:
-                found = run_case(rule, case, rules_root)
+                n = len(run_case(rule, case, rules_root))
+                want_flag = case.expect in ("flag", "todo_flag")
+                ok = (n > 0 if case.count is None else n == case.count) if want_flag else n == 0
+                message = "" if ok else f"expected {case.expect}, got {n} finding(s)"
             except Exception as exc:  # a broken case is a failed case, not a crash
-                results.append(
-                    CaseResult(
-                        rule_id=rule.id,
-                        rule_title=rule.title,
-                        name=case.name,
-                        expect=case.expect,
-                        findings=0,
-                        passed=None if case.expect.startswith("todo") else False,
-                        location=loc,
-                        message=f"{type(exc).__name__}: {exc}",
-                    )
-                )
-                continue
-            n = len(found)
-            want_flag = case.expect in ("flag", "todo_flag")
-            ok = (n > 0 if case.count is None else n == case.count) if want_flag else n == 0
+                n, ok, message = 0, False, f"{type(exc).__name__}: {exc}"
             results.append(
                 CaseResult(
                     rule_id=rule.id,
@@ -122,7 +110,7 @@ def run_rule_tests(rules: RuleSet, rules_root: Path) -> tuple[list[CaseResult], 
                     findings=n,
                     passed=None if case.expect.startswith("todo") else ok,
                     location=loc,
-                    message="" if ok else f"expected {case.expect}, got {n} finding(s)",
+                    message=message,
                 )
             )
     return results, problems

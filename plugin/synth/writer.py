@@ -26,21 +26,19 @@ from typing import IO
 
 import orjson
 
+from plugin.fhir.client import RESOURCE_TYPES  # the types the timeline reads
 from plugin.synth.population import CHUNK, Label, generate_chunk
 
-RESOURCE_TYPES = (
-    "Patient",
-    "Encounter",
-    "Condition",
-    "Observation",
-    "Procedure",
-    "DiagnosticReport",
-    "ServiceRequest",
-    "MedicationRequest",
-)
 LINES_PER_FILE = 100_000
-LABEL_COLUMNS = ("patient_id", "index_ref", "index_time", "trigger", "scenario", "is_mod",
-                 "missed_dx")
+LABEL_COLUMNS = (
+    "patient_id",
+    "index_ref",
+    "index_time",
+    "trigger",
+    "scenario",
+    "is_mod",
+    "missed_dx",
+)
 _TMP = ".synth-tmp"
 
 
@@ -53,8 +51,9 @@ class Summary:
     files: list[Path] = field(default_factory=list)
 
 
-def _run_chunk(job: tuple[int, int, int, date, Path]) -> tuple[Counter[str], list[Label],
-                                                                 list[Label]]:
+def _run_chunk(
+    job: tuple[int, int, int, date, Path],
+) -> tuple[Counter[str], list[Label], list[Label]]:
     seed, chunk, count, as_of, tmp = job
     gc.disable()  # millions of small acyclic dicts: the cyclic collector only costs time here
     try:
@@ -76,9 +75,7 @@ def _run_chunk(job: tuple[int, int, int, date, Path]) -> tuple[Counter[str], lis
     return counts, labels, excluded
 
 
-def generate(
-    out: Path, *, patients: int, seed: int, as_of: date, workers: int = 1
-) -> Summary:
+def generate(out: Path, *, patients: int, seed: int, as_of: date, workers: int = 1) -> Summary:
     """Generate ``patients`` patients into ``out`` (created; earlier output replaced)."""
     out.mkdir(parents=True, exist_ok=True)
     for old in [*out.glob("*.ndjson"), out / "labels.csv", out / "excluded.csv"]:
@@ -144,14 +141,30 @@ def _write_csv(path: Path, rows: list[Label]) -> None:
         w = csv.writer(fh, lineterminator="\n")
         w.writerow(LABEL_COLUMNS)
         for r in rows:
-            w.writerow([r.patient_id, r.index_ref, r.index_time, r.trigger, r.scenario, r.is_mod,
-                        r.missed_dx])
+            w.writerow(
+                [
+                    r.patient_id,
+                    r.index_ref,
+                    r.index_time,
+                    r.trigger,
+                    r.scenario,
+                    r.is_mod,
+                    r.missed_dx,
+                ]
+            )
 
 
 def read_labels(path: Path) -> list[Label]:
     with open(path, newline="", encoding="utf-8") as fh:
         return [
-            Label(r["patient_id"], r["index_ref"], r["index_time"], r["trigger"], r["scenario"],
-                  int(r["is_mod"]), r["missed_dx"])
+            Label(
+                r["patient_id"],
+                r["index_ref"],
+                r["index_time"],
+                r["trigger"],
+                r["scenario"],
+                int(r["is_mod"]),
+                r["missed_dx"],
+            )
             for r in csv.DictReader(fh)
         ]
