@@ -26,7 +26,7 @@ from typing import IO
 
 import orjson
 
-from plugin.fhir.client import RESOURCE_TYPES  # the types the timeline reads
+from plugin.fhir.client import RESOURCE_TYPES as RESOURCE_TYPES  # the types the timeline reads
 from plugin.synth.population import CHUNK, Label, generate_chunk
 
 LINES_PER_FILE = 100_000
