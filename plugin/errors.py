@@ -5,14 +5,13 @@ Hierarchy::
     DxSafetyError
     ├── FhirError                    FHIR input or server problems
     │   ├── FhirParseError           a resource that is not JSON / not valid FHIR (skipped, counted)
-    │   ├── FatalFhirError           401/403/404, invalid JSON page, non-Bundle where a Bundle is due
+    │   ├── FatalFhirError           401/403/404, invalid JSON page, non-Bundle where one is due
     │   ├── TemporaryFhirError       429/5xx/connection errors (retried, then raised)
     │   ├── FhirDeadlineError        the overall deadline of a call passed (a TemporaryFhirError)
     │   └── FhirAuthError            SMART token endpoint refused us (a FatalFhirError)
     ├── RuleError                    rule files
-    │   ├── RuleSyntaxError          YAML that does not parse, duplicate keys
-    │   ├── RuleValidationError      schema/semantic problems (carries every problem found)
-    │   ├── RuleTestFailure          a rule's own test case did not give the expected result
+    │   ├── RuleValidationError      every problem in a rules tree: YAML syntax (R0xx), schema
+    │   │                            (R1xx), references (R2xx), value sets (R3xx), file:line:col
     │   └── TimelineSpecError        an inline test timeline that cannot be built
     ├── ModelError                   ranker models (missing file, feature version mismatch)
     ├── SettingsError                bad or unsafe settings (default secrets in production)
@@ -133,20 +132,10 @@ class RuleError(DxSafetyError):
     pass
 
 
-class RuleSyntaxError(RuleError):
-    def __init__(self, problems: list[RuleProblem]):
-        super().__init__("\n".join(str(p) for p in problems))
-        self.problems = problems
-
-
 class RuleValidationError(RuleError):
     def __init__(self, problems: list[RuleProblem]):
         super().__init__("\n".join(str(p) for p in problems))
         self.problems = problems
-
-
-class RuleTestFailure(RuleError):
-    pass
 
 
 class TimelineSpecError(RuleError, ValueError):
