@@ -24,8 +24,8 @@ pytestmark = pytest.mark.timeout(300)
 def synth_dirs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("synth")
     train, held_out = root / "train", root / "held_out"
-    assert main(["synth", "--patients", "2500", "--seed", "1", "--out", str(train)]) == 0
-    assert main(["synth", "--patients", "1200", "--seed", "2", "--out", str(held_out)]) == 0
+    assert main(["synth", "--patients", "6000", "--seed", "1", "--out", str(train)]) == 0
+    assert main(["synth", "--patients", "2500", "--seed", "2", "--out", str(held_out)]) == 0
     return train, held_out
 
 
