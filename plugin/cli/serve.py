@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from plugin.errors import ExitCode, ModelError, RuleValidationError, SettingsError, fatal
 
@@ -76,26 +77,12 @@ def run(args: argparse.Namespace) -> int:
         f"{settings.host}:{settings.port})",
         file=sys.stderr,
     )
+    # access_log off: URLs are harmless but the habit of logging requests is not
+    options: dict[str, Any] = dict(host=settings.host, port=settings.port, access_log=False,
+                                   proxy_headers=True, server_header=False)  # fmt: skip
     if args.workers > 1:  # each worker builds its own app from the same settings
         os.environ.update({f"DXSAFETY_{k.upper()}": str(v) for k, v in overrides.items()})
-        uvicorn.run(
-            "plugin.app:app_from_env",
-            factory=True,
-            workers=args.workers,
-            host=settings.host,
-            port=settings.port,
-            access_log=False,
-            proxy_headers=True,
-            server_header=False,
-        )
-        return 0
-    # access_log off: URLs are harmless but the habit of logging requests is not
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        access_log=False,
-        proxy_headers=True,
-        server_header=False,
-    )
+        uvicorn.run("plugin.app:app_from_env", factory=True, workers=args.workers, **options)
+    else:
+        uvicorn.run(app, **options)
     return 0
