@@ -178,6 +178,7 @@ def stages(resources: list[dict[str, Any]], now: datetime, repeat: int = 30) -> 
     from plugin.cds.prefetch import PrefetchResolver
     from plugin.cds.schema import check_response
     from plugin.cds.services import SERVICES
+    from plugin.rules import load_rules
 
     service = SERVICES["dxsafety-patient-view"]
     ctx = {"userId": "Practitioner/b", "patientId": PID}
@@ -189,9 +190,10 @@ def stages(resources: list[dict[str, Any]], now: datetime, repeat: int = 30) -> 
             "prefetch": P.full_prefetch(resources),
         }
     )
+    ruleset = load_rules(REPO / "rules")
     for mode in ("fast", "full"):
         advisor = Advisor.build(
-            rules_dir=REPO / "rules",
+            ruleset=ruleset,
             model_dir=None,
             base_url="http://b",
             lookback_days=365,

@@ -29,9 +29,8 @@ DEFAULT = ["mimic-iv-demo-fhir", "synthea-r4", "bulk-ndjson-10-patients", "hl7-r
 
 def one(data: Path, step: str, buckets: int | None) -> dict[str, float]:
     sys.path.insert(0, str(ROOT))
-    from plugin.fhir.parse import timeline_from_resources
     from plugin.fhir.read import ReadReport, iter_resources
-    from plugin.fhir.stage import iter_patients
+    from plugin.fhir.stage import iter_timelines
 
     if step == "full":  # import the R4B models before timing
         from fhir.resources.R4B import get_fhir_model_class
@@ -46,9 +45,9 @@ def one(data: Path, step: str, buckets: int | None) -> dict[str, float]:
         for _ in iter_resources(data, report=report):
             pass
     else:
-        for _pid, resources in iter_patients([data], validate=step, report=report, buckets=buckets):
+        for timeline in iter_timelines(data, validate=step, report=report, buckets=buckets):
             patients += 1
-            events += len(timeline_from_resources(resources, validate="none").events)
+            events += len(timeline.events)
     seconds = time.perf_counter() - t0
     cpu = time.process_time() - c0
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -134,13 +134,14 @@ def bench_synth_features(patients: int) -> None:
     from pathlib import Path
 
     from plugin.cli import main as cli
-    from plugin.rank.dataset import iter_timelines
+    from plugin.fhir.read import ReadReport
+    from plugin.fhir.stage import iter_timelines
     from plugin.rank.labels import realtime_candidates
     from plugin.rules import evaluate, load_rules
 
     with tempfile.TemporaryDirectory() as tmp:
         cli(["synth", "--patients", str(patients), "--seed", "7", "--out", tmp])
-        tls = list(iter_timelines([Path(tmp)]))
+        tls = list(iter_timelines(Path(tmp), report=ReadReport()))
     rules = load_rules(Path(__file__).resolve().parents[1] / "rules")
     pairs = [(tl, f) for tl in tls for f in evaluate(rules, tl)]
     events = sum(len(tl.events) for tl in tls) / len(tls)

@@ -2,13 +2,13 @@
 
 Nothing is built at import time: ``create_app(Settings())`` (``dxsafety serve`` does it)
 loads the rules and the model once, refuses unsafe production settings, and mounts the
-worklist when :mod:`plugin.worklist.web` is installed.
+worklist (unless ``worklist=False``). The CDS service and the worklist share the one
+:class:`~plugin.rules.RuleSet` loaded here.
 """
 
 from __future__ import annotations
 
 import gc
-import importlib
 import logging
 from collections.abc import Callable
 from datetime import datetime
@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from plugin import cds
 from plugin.cds.prefetch import FetcherFactory
 from plugin.config import Settings
+from plugin.rules import RuleSet, load_rules
 
 log = logging.getLogger(__name__)
 
@@ -27,26 +28,21 @@ UNSIGNED_WARNING = (
 )
 
 
-def _mount_worklist(app: FastAPI, settings: Settings) -> None:
-    try:
-        web = importlib.import_module("plugin.worklist.web")
-    except ModuleNotFoundError as exc:
-        if exc.name != "plugin.worklist.web":
-            raise
-        log.warning("the worklist is not installed; serving CDS Hooks only")
-        return
-    app.state.cds.store = web.mount(app, settings)
-
-
 def create_app(
     settings: Settings,
     *,
+    ruleset: RuleSet | None = None,
     clock: Callable[[], datetime] | None = None,
     fetcher_factory: FetcherFactory | None = None,
     worklist: bool = True,
 ) -> FastAPI:
-    """Build the app. ``clock``/``fetcher_factory`` exist for tests and benches."""
+    """Build the app. The rules are loaded here once (``settings.rule_roots()``: the
+    catalogue, then the site's directories) unless
+    ``ruleset`` is given; ``clock``/``fetcher_factory`` exist for tests and benches.
+    Raises :class:`~plugin.errors.RuleValidationError` when the rules do not load."""
     settings.check_production()
+    if ruleset is None:
+        ruleset = load_rules(settings.rule_roots())
     if settings.cds_unsigned_dev_mode:
         log.warning(UNSIGNED_WARNING)
     if settings.env == "production" and "*" in settings.cds_allowed_origins:
@@ -58,9 +54,12 @@ def create_app(
         redoc_url=None,
         openapi_url=None if settings.env == "production" else "/openapi.json",
     )
-    cds.install(app, settings, clock=clock, fetcher_factory=fetcher_factory)
+    app.state.ruleset = ruleset
+    cds.install(app, settings, ruleset=ruleset, clock=clock, fetcher_factory=fetcher_factory)
     if worklist:
-        _mount_worklist(app, settings)
+        from plugin.worklist import web  # SQLAlchemy, Jinja and the rest only when mounted
+
+        app.state.cds.store = web.mount(app, settings, ruleset)
     return app
 
 

@@ -7,15 +7,23 @@ production (``DXSAFETY_ENV=production``) :meth:`Settings.check_production` refus
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from plugin.errors import SettingsError
 
 DEV_SECRET = "dev-only-change-me"  # noqa: S105 - a marker the production check refuses
+
+
+def _catalogue() -> Path:
+    # imported when a Settings is built, not with this module: the rules package is heavy
+    from plugin.rules.catalogue import default_rules_dir
+
+    return default_rules_dir()
 
 
 class Settings(BaseSettings):
@@ -27,7 +35,11 @@ class Settings(BaseSettings):
     public_base_url: str = "http://127.0.0.1:8000"  # absolute links and the CDS JWT `aud`
     secret_key: str = DEV_SECRET  # session cookies / CSRF
     database_url: str = "sqlite:///var/dxsafety.db"
-    rules_dir: Path = Path("rules")
+    # the catalogue: the one shipped with dxsafety unless a site replaces it whole
+    rules_dir: Path = Field(default_factory=_catalogue)
+    # a site's own rules directories, loaded after rules_dir: they add rules and override
+    # catalogue rules with the same id (DXSAFETY_SITE_RULES=dir1:dir2, os.pathsep-separated)
+    site_rules: Annotated[list[Path], NoDecode] = Field(default_factory=list)
     model_dir: Path | None = None
 
     # --- CDS Hooks (plugin/cds) ---
@@ -49,6 +61,19 @@ class Settings(BaseSettings):
     fhir_private_key_file: Path | None = None
     fhir_key_id: str | None = None
     fhir_bearer_token: str | None = None
+
+    @field_validator("site_rules", mode="before")
+    @classmethod
+    def _split_paths(cls, value: object) -> object:
+        if isinstance(value, str | Path):
+            return [p for p in str(value).split(os.pathsep) if p]
+        return value
+
+    def rule_roots(self) -> list[Path]:
+        """The rules roots to load, in order: ``rules_dir`` then ``site_rules``."""
+        from plugin.rules.catalogue import rule_roots
+
+        return rule_roots(self.site_rules, catalogue=self.rules_dir)
 
     def check_production(self) -> None:
         """Raise :class:`SettingsError` if production runs with development secrets."""

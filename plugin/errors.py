@@ -5,6 +5,9 @@ Hierarchy::
     DxSafetyError
     ├── FhirError                    FHIR input or server problems
     │   ├── FhirParseError           a resource that is not JSON / not valid FHIR (skipped, counted)
+    │   ├── Malformed                a field the timeline reads has the wrong type or value
+    │   │   └── Untimed              a resource with no date to place it at (both: the resource
+    │   │                            is skipped and reported as a FhirParseError)
     │   ├── FatalFhirError           401/403/404, invalid JSON page, non-Bundle where one is due
     │   ├── TemporaryFhirError       429/5xx/connection errors (retried, then raised)
     │   ├── FhirDeadlineError        the overall deadline of a call passed (a TemporaryFhirError)
@@ -18,9 +21,15 @@ Hierarchy::
     ├── CdsError                     CDS Hooks service (plugin/cds), each mapped to an HTTP status
     │   ├── CdsAuthError             client JWT missing or invalid (401, no detail)
     │   ├── CdsRequestError          malformed hook or feedback request (400)
+    │   ├── UnknownService           no CDS service with that id (404)
+    │   ├── BodyTooLarge             request body over the limit (413, raised and caught inside
+    │   │                            the BodyLimit middleware)
     │   └── PrefetchUnavailable      data needed and not obtainable (412 + OperationOutcome)
-    └── StoreError                   worklist database problems (incl. ConflictError)
-        └── ConflictError            optimistic-locking conflict on a review save
+    ├── StoreError                   worklist database problems (incl. ConflictError)
+    │   └── ConflictError            optimistic-locking conflict on a review save
+    └── AccessError                  a worklist page refused
+        ├── LoginRequired            no valid session (a GET redirects to the login page; 401)
+        └── Forbidden                signed in but not allowed, or a stale CSRF token (403)
 
 CLI-fatal conditions are raised as :class:`FatalError` (a ``SystemExit``) with a
 stable exit code from :class:`ExitCode`; only ``plugin.cli.main_cli`` catches and
@@ -31,7 +40,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import NoReturn
+from typing import Literal, NoReturn
 
 
 class ExitCode(IntEnum):
@@ -99,6 +108,15 @@ class FhirAuthError(FatalFhirError):
     pass
 
 
+class Malformed(FhirError):
+    """A field the timeline reads has the wrong type or an unparseable value
+    (``plugin.fhir.values``); the resource is skipped and reported as a FhirParseError."""
+
+
+class Untimed(Malformed):
+    """The resource has no date the timeline can place it at."""
+
+
 # --- Rules ----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class SourceLocation:
@@ -114,15 +132,17 @@ class SourceLocation:
 
 @dataclass(frozen=True)
 class RuleProblem:
-    """One problem in a rule file: ``path:line:col: error[CODE] message``."""
+    """One problem in a rule file: ``path:line:col: error[CODE] message``. A ``warning``
+    (``rules lint`` only: a likely mistake, e.g. ``codes:`` naming diagnoses) never stops a load."""
 
     location: SourceLocation
     code: str  # stable code, e.g. R101 unknown key
     message: str
     context: str = ""  # the offending source line(s)
+    severity: Literal["error", "warning"] = "error"
 
     def __str__(self) -> str:
-        text = f"{self.location}: error[{self.code}] {self.message}"
+        text = f"{self.location}: {self.severity}[{self.code}] {self.message}"
         if self.context:
             text += "\n" + self.context
         return text
@@ -159,6 +179,22 @@ class ConflictError(StoreError):
     """Someone else saved the same record since it was read (optimistic locking)."""
 
 
+class AccessError(DxSafetyError):
+    """A worklist page refused (answered by the handlers ``plugin.worklist.web`` installs)."""
+
+
+class LoginRequired(AccessError):
+    """There is no valid session: a GET redirects to the login page, anything else gets 401."""
+
+
+class Forbidden(AccessError):
+    """Signed in but not allowed (a role, a stale CSRF token): 403 with ``message`` shown."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
 class CdsError(DxSafetyError):
     pass
 
@@ -169,6 +205,16 @@ class CdsAuthError(CdsError):
 
 class CdsRequestError(CdsError):
     pass
+
+
+class UnknownService(CdsError):
+    """No CDS service has this id (404); the message is the id asked for."""
+
+
+class BodyTooLarge(CdsError):
+    """A request body grew past the limit while being read (413). The BodyLimit middleware
+    raises and catches it around the app, so no exception handler inside the app may catch
+    CdsError as a whole."""
 
 
 class PrefetchUnavailable(CdsError):

@@ -1,19 +1,26 @@
 """Population scan: FHIR files → per-patient timelines → rule findings (→ ranker scores).
 
-Memory stays bounded: :func:`plugin.fhir.stage.iter_patients` stages Bulk NDJSON by
-patient on disk and yields one patient at a time; only findings are kept.
+The one population pipeline: :func:`plugin.fhir.stage.iter_timelines` stages the input by
+patient on disk (memory stays bounded), validates each resource and builds each patient's
+timeline once, reporting every skipped resource by ``file:line`` in a
+:class:`~plugin.fhir.read.ReadReport`; :func:`iter_findings` runs the rules on each timeline;
+:func:`scan_population` scores and ranks the findings (only findings are kept) and returns the
+report with them, so the CLI prints it (:meth:`ReadReport.summary_lines`).
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Protocol
 
+from plugin.fhir.read import ReadReport
+from plugin.fhir.stage import Sources, iter_timelines
+from plugin.fhir.validate import Mode
 from plugin.rules import RuleSet, evaluate
 from plugin.timeline.model import Finding, Timeline
 
@@ -32,32 +39,46 @@ class FindingSink(Protocol):
 
 @dataclass(slots=True, kw_only=True)
 class ScanSummary:
+    """What the scan did; what it read and skipped is ``ScanResult.report``."""
+
     patients: int = 0
-    resources: Counter[str] = field(default_factory=Counter)
-    skipped: int = 0
-    skipped_examples: list[str] = field(default_factory=list)
     findings_by_rule: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
     as_of: datetime | None = None
-
-    @property
-    def resources_total(self) -> int:
-        return sum(self.resources.values())
 
 
 @dataclass(slots=True, kw_only=True)
 class ScanResult:
     findings: list[Finding]
     summary: ScanSummary
+    report: ReadReport = field(default_factory=ReadReport)  # what was read and skipped
 
 
-def rank_key(f: Finding) -> tuple[float, int, str, str]:
-    """Model score first (when present), then rule level, then index time (newest first)."""
+def rank_key(f: Finding) -> tuple[float, int, float, str]:
+    """Model score first (when present; unscored last), then rule level, then index time
+    (newest first), then the finding key. The worklist queue (:func:`plugin.worklist.cases.queue`)
+    orders the same way: ``score DESC NULLS LAST, level_rank DESC, index_start DESC`` (its last
+    tie-break is the row id, not the key)."""
     from plugin.rules.schema import Level
 
     level = Level[f.level] if f.level in Level.__members__ else Level.informational
     score = f.score if f.score is not None else -1.0
-    return (-score, -int(level), f"{-f.index_start.timestamp():020.0f}", f.key)
+    return (-score, -int(level), -f.index_start.timestamp(), f.key)
+
+
+def iter_findings(
+    sources: Sources,
+    ruleset: RuleSet,
+    *,
+    as_of: datetime,
+    validate: Mode = "fast",
+    report: ReadReport,
+) -> Iterator[tuple[Timeline, list[Finding]]]:
+    """``(timeline, findings)`` for every patient in ``sources`` (findings may be empty), the
+    findings of :func:`plugin.rules.evaluate` as of ``as_of``; ``report`` as for
+    :func:`plugin.fhir.stage.iter_timelines`."""
+    for timeline in iter_timelines(sources, validate=validate, report=report):
+        yield timeline, evaluate(ruleset, timeline, as_of=as_of)
 
 
 def scan_population(
@@ -66,22 +87,17 @@ def scan_population(
     *,
     as_of: datetime | None = None,
     model: FindingScorer | None = None,
-    validate: Literal["fast", "full", "none"] = "fast",
+    validate: Mode = "fast",
     sink: FindingSink | None = None,
     progress: Callable[[int], None] | None = None,
     batch_size: int = 500,
 ) -> ScanResult:
-    """Scan every patient in ``paths`` with ``ruleset``; findings ranked best first.
+    """Scan every patient in ``paths`` with ``ruleset``; findings ranked best first
+    (:func:`rank_key`), with the read report.
 
     ``sink`` (the worklist store) receives findings batch by batch with the timelines
     they came from, so a killed scan loses at most one batch and a re-run is idempotent.
     """
-    from plugin.fhir.parse import timeline_from_resources
-    from plugin.fhir.read import ReadReport
-    from plugin.fhir.stage import iter_patients
-
-    if isinstance(paths, str | Path):
-        paths = [paths]
     as_of = as_of or datetime.now(UTC)
     started = time.perf_counter()
     report = ReadReport()
@@ -98,26 +114,18 @@ def scan_population(
         findings.extend(scored)
         batch, batch_tl = [], {}
 
-    for pid, resources in iter_patients([Path(p) for p in paths], validate=validate, report=report):
-        timeline = timeline_from_resources(resources, validate="none")  # staged = validated
+    pipeline = iter_findings(paths, ruleset, as_of=as_of, validate=validate, report=report)
+    for timeline, hits in pipeline:
         summary.patients += 1
-        hits = evaluate(ruleset, timeline, as_of=as_of)
         if hits:
             batch.extend(hits)
-            batch_tl[pid] = timeline
+            batch_tl[timeline.patient.id] = timeline
         if len(batch) >= batch_size:
             flush()
         if progress is not None:
             progress(summary.patients)
     flush()
-    _fill_report(summary, report)
     summary.findings_by_rule = Counter(f.rule_id for f in findings)
     summary.seconds = time.perf_counter() - started
     findings.sort(key=rank_key)
-    return ScanResult(findings=findings, summary=summary)
-
-
-def _fill_report(summary: ScanSummary, report: Any) -> None:
-    summary.resources = Counter(getattr(report, "by_type", {}) or {})
-    summary.skipped = int(getattr(report, "skipped", 0) or 0)
-    summary.skipped_examples = [str(e) for e in getattr(report, "errors", [])[:20]]
+    return ScanResult(findings=findings, summary=summary, report=report)

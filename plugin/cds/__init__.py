@@ -19,16 +19,19 @@ from plugin.cds.middleware import BodyLimit, ServerTiming
 from plugin.cds.prefetch import FetcherFactory
 from plugin.cds.state import CdsState
 from plugin.config import Settings
+from plugin.rules import RuleSet
 
 
 def install(
     app: FastAPI,
     settings: Settings,
     *,
+    ruleset: RuleSet,
     clock: Callable[[], datetime] | None = None,
     fetcher_factory: FetcherFactory | None = None,
 ) -> CdsState:
-    state = CdsState.build(settings, clock=clock, fetcher_factory=fetcher_factory)
+    """Add the CDS Hooks routes to ``app``; ``ruleset`` is the one the app loaded."""
+    state = CdsState.build(settings, ruleset=ruleset, clock=clock, fetcher_factory=fetcher_factory)
     app.state.cds = state
     app.state.cds_discovery = orjson.dumps(routes.discovery_document())
     app.include_router(routes.discovery)

@@ -1,16 +1,21 @@
 """What each hook says: FHIR resources → Timeline → rule findings / model risks → cards.
 
-Built once at app start (:meth:`Advisor.build`: rules, value sets, model) and shared by
-every request; :meth:`Advisor.advise` is pure apart from reading that state.
+Built once at app start (:meth:`Advisor.build`: the app's ruleset, the model) and shared
+by every request; :meth:`Advisor.advise` is pure apart from reading that state. Every
+question about a rule goes through the rules API (:mod:`plugin.rules`), which answers it
+with the engine's semantics; nothing here reads a rule's logic block.
 
-* patient-view, encounter-start: open follow-ups (absence findings whose window closed in
-  the look-back period, with no late follow-up either). Sequence findings (symptom, then
-  the disease) are history for the worklist, not something to act on at the chart.
-* order-sign: the same open follow-ups; a draft order whose code is an expected follow-up
-  of a finding gets an info card acknowledging it; the others get a suggestion.
+* patient-view, encounter-start: open follow-ups (:func:`plugin.rules.open_findings`:
+  findings of rules a follow-up closes, whose window closed in the look-back period, with
+  no follow-up since, late or not). Sequence findings (symptom, then the disease) are
+  history for the worklist, not something to act on at the chart.
+* order-sign: the same open follow-ups; a draft order with one of the finding's
+  :func:`~plugin.rules.closing_codes` gets an info card acknowledging it; the others get a
+  suggestion to order :func:`~plugin.rules.followup_order`.
 * encounter-discharge: the ranker's real-time risk when a model is configured; otherwise the
-  sequence rules whose index pattern (with its require/exclude conditions) this encounter
-  matches: the discharges that precede missed diagnoses.
+  rules that advise at discharge (:func:`~plugin.rules.advises_at_discharge`) whose index
+  pattern (with its require/exclude conditions) this encounter matches
+  (:func:`~plugin.rules.index_matches`): the discharges that precede missed diagnoses.
 """
 
 from __future__ import annotations
@@ -29,61 +34,23 @@ from plugin.cds.models import Card, OrderSignContext, PatientContext
 from plugin.cds.services import Service
 from plugin.errors import FhirParseError, ModelError
 from plugin.fhir.parse import timeline_from_resources
-from plugin.rules import Rule, RuleSet, evaluate, index_matches, load_rules
-from plugin.rules.codesets import CodeSet
-from plugin.rules.loader import find_valueset_dir, load_valuesets
-from plugin.rules.schema import ValueSetSpec
-from plugin.rules.selectors import resolve_codes
+from plugin.rules import (
+    CodeSet,
+    FollowUp,
+    Rule,
+    RuleSet,
+    advises_at_discharge,
+    closing_codes,
+    followup_order,
+    index_matches,
+    open_findings,
+)
 from plugin.timeline.codes import normalise
-from plugin.timeline.model import Code, Event, Finding, Kind, Timeline
+from plugin.timeline.model import Code, Finding, Kind, Timeline
 
 log = logging.getLogger(__name__)
 
 MAX_CARDS = 5  # more than a handful of cards per call is alert fatigue, not safety
-ORDERABLE = frozenset({"procedure", "order", "observation", "report"})
-SYSTEM_URIS = {
-    "snomed": "http://snomed.info/sct",
-    "loinc": "http://loinc.org",
-    "cpt": "http://www.ama-assn.org/go/cpt",
-    "hcpcs": "https://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets",
-}
-
-
-def _followup(rule: Rule, specs: Mapping[str, ValueSetSpec]) -> cards.FollowUp | None:
-    """The first orderable expected follow-up with a concrete code (SNOMED preferred)."""
-    logic: Any = rule.spec.logic
-    for sel in getattr(logic, "expect_any", None) or []:
-        kinds = sel.kind if isinstance(sel.kind, list) else [sel.kind]
-        if not ORDERABLE.intersection(kinds) or not sel.codes:
-            continue
-        for ref in sel.codes:
-            system, _, code = ref.partition(":")
-            if system == "valueset" and code in specs:
-                spec = specs[code]
-                by_system: dict[str, list[str | int]] = {str(k): v for k, v in spec.codes.items()}
-                codings = [
-                    {"system": uri, "code": str(by_system[s][0]).split("-")[0]}
-                    for s, uri in SYSTEM_URIS.items()
-                    if by_system.get(s)
-                ]
-                if codings:
-                    label = spec.title.split(" (")[0].strip()
-                    return cards.FollowUp(label=label, coding=tuple(codings[:1]))
-            elif system in SYSTEM_URIS and "-" not in code.strip("-"):
-                return cards.FollowUp(
-                    label=f"{system.upper()} {code}",
-                    coding=({"system": SYSTEM_URIS[system], "code": code},),
-                )
-    return None
-
-
-def _expected_codes(rule: Rule, valuesets: Mapping[str, CodeSet]) -> CodeSet:
-    out = CodeSet()
-    logic: Any = rule.spec.logic
-    for sel in getattr(logic, "expect_any", None) or []:
-        if sel.codes:
-            out.update(resolve_codes(sel.codes, valuesets))
-    return out
 
 
 def _draft_codes(resource: Mapping[str, Any]) -> list[Code]:
@@ -126,7 +93,7 @@ class Advice:
 class Advisor:
     rules: tuple[Rule, ...]  # the rules shown in CDS (not hunting packs)
     ruleset: RuleSet
-    followups: Mapping[str, cards.FollowUp]
+    followups: Mapping[str, FollowUp]
     expected: Mapping[str, CodeSet]
     ranker: Any | None
     model_name: str
@@ -139,17 +106,14 @@ class Advisor:
     def build(
         cls,
         *,
-        rules_dir: Path,
+        ruleset: RuleSet,
         model_dir: Path | None,
         base_url: str,
         lookback_days: int,
         risk_threshold: float,
         validate: str,
     ) -> Advisor:
-        ruleset = load_rules(rules_dir)
-        _, specs, _ = load_valuesets(
-            find_valueset_dir(rules_dir if rules_dir.is_dir() else rules_dir.parent)
-        )
+        """``ruleset`` as loaded once by the app."""
         shown = tuple(r for r in ruleset.rules if "hunting" not in Path(r.path).parts)
         ranker = None
         if model_dir is not None:
@@ -159,8 +123,8 @@ class Advisor:
         return cls(
             rules=shown,
             ruleset=ruleset,
-            followups={r.id: f for r in shown if (f := _followup(r, specs)) is not None},
-            expected={r.id: _expected_codes(r, ruleset.valuesets) for r in shown},  # type: ignore[arg-type]
+            followups={r.id: f for r in shown if (f := followup_order(r)) is not None},
+            expected={r.id: closing_codes(r) for r in shown},
             ranker=ranker,
             model_name=model_dir.name if model_dir is not None else "",
             base_url=base_url,
@@ -192,26 +156,7 @@ class Advisor:
         return next(r for r in self.rules if r.id == rule_id)
 
     def open_findings(self, tl: Timeline, now: datetime) -> list[Finding]:
-        absence = [r for r in self.rules if r.type == "absence"]
-        findings = evaluate(absence, tl, as_of=now)
-        idx = {e.source: e for e in tl.events}
-        out = []
-        for f in findings:
-            if f.window_end < now - self.lookback:
-                continue
-            rule = self._rule(f.rule_id)
-            index = idx.get(f.index_ref)
-            late = any(
-                m(e)
-                for e in tl.events
-                if e.t > f.window_end
-                for m in rule.expect_any
-                if e is not index
-            )
-            if not late:
-                out.append(f)
-        out.sort(key=lambda f: (-self._rule(f.rule_id).level, -f.window_end.timestamp()))
-        return out
+        return open_findings(self.rules, tl, now=now, lookback=self.lookback)
 
     # --- hooks ----------------------------------------------------------------------------
     def advise(
@@ -295,9 +240,9 @@ class Advisor:
                 ]
         out = []
         for rule in self.rules:
-            if rule.type != "sequence" or not _clinical_index(rule):
+            if not advises_at_discharge(rule):
                 continue
-            evidence = _pattern_hits(rule, tl, encounter)
+            evidence = index_matches(rule, tl, encounter)
             if evidence is not None:
                 out.append(
                     cards.pattern_card(
@@ -309,17 +254,3 @@ class Advisor:
                 )
         out.sort(key=lambda c: c.indicator != "warning")
         return out
-
-
-def _clinical_index(rule: Rule) -> bool:
-    """The index names a clinical problem (codes or diagnoses), not just "an ED visit": a
-    rule like "any ED visit, then death within 24 h" matches every discharge and says
-    nothing about this one."""
-    logic: Any = rule.spec.logic
-    index = logic.index if isinstance(logic.index, list) else [logic.index]
-    return all(sel.codes or sel.diagnosis for sel in index)
-
-
-def _pattern_hits(rule: Rule, tl: Timeline, index: Event) -> list[str] | None:
-    """Evidence if ``index`` starts the rule's pattern (the engine's own semantics)."""
-    return index_matches(rule, tl, index)

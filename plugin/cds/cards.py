@@ -11,12 +11,11 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from plugin.cds.models import Action, Card, Coding, Link, Source, Suggestion
-from plugin.rules import Rule
+from plugin.rules import FollowUp, Rule
 from plugin.timeline.model import Finding
 
 NAMESPACE = uuid.UUID("5b0c1f8e-8d4f-4c1e-9a57-0d3c2f6e4a11")  # dxsafety CDS cards
@@ -77,14 +76,6 @@ def suggestion_uuid(key: str, what: str) -> str:
     return str(uuid.uuid5(NAMESPACE, f"suggestion|{key}|{what}"))
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FollowUp:
-    """An orderable follow-up a rule expects (the first orderable entry of its expect_any)."""
-
-    label: str  # "Colonoscopy"
-    coding: tuple[dict[str, str], ...]  # FHIR Codings
-
-
 def _indicator(level: str, recent: bool) -> str:
     if level == "critical" and recent:
         return "critical"
@@ -108,12 +99,12 @@ def _rule_source(rule: Rule) -> Source:
 
 def _rule_facts(rule: Rule) -> list[str]:
     lines = [f"**Why it matters.** {md(short(rule.description, 600))}"]
-    pub: Any = rule.published
-    if pub is not None and getattr(pub, "ppv", None) is not None:
-        n = f", n = {pub.n}" if getattr(pub, "n", None) else ""
-        cite = f" ({md(short(pub.citation, 160))})" if getattr(pub, "citation", None) else ""
+    pub = rule.published
+    if pub is not None and pub.ppv is not None:
+        n = f", n = {pub.n}" if pub.n else ""
+        cite = f" ({md(short(pub.citation, 160))})" if pub.citation else ""
         lines.append(f"**Published positive predictive value.** {pub.ppv:.0%}{n}{cite}.")
-    fps = getattr(rule.spec, "falsepositives", None) or []
+    fps = rule.falsepositives
     if fps:
         lines.append("**Known look-alikes.** " + "; ".join(md(f) for f in fps[:3]) + ".")
     trig = f", trigger {rule.trigger}" if rule.trigger else ""
@@ -248,7 +239,7 @@ def risk_card(
 
 def pattern_card(*, key: str, rule: Rule, encounter_ref: str, evidence: Sequence[str]) -> Card:
     """Rules-only discharge advice: this encounter matches the index pattern of a rule."""
-    pub: Any = rule.published
+    pub = rule.published
     ppv = f" (published PPV {pub.ppv:.0%})" if pub is not None and pub.ppv is not None else ""
     dx = next(
         (t.split(".", 1)[1].replace("_", " ") for t in rule.tags if t.startswith("dx.")),

@@ -15,6 +15,8 @@ import time
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from plugin.errors import BodyTooLarge
+
 _BODY = orjson.dumps(
     {
         "resourceType": "OperationOutcome",
@@ -27,10 +29,6 @@ _BODY = orjson.dumps(
         ],
     }
 )
-
-
-class _TooLarge(Exception):
-    pass
 
 
 class BodyLimit:
@@ -70,7 +68,7 @@ class BodyLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    raise _TooLarge
+                    raise BodyTooLarge
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -80,7 +78,7 @@ class BodyLimit:
 
         try:
             await self.app(scope, counting_receive, tracking_send)
-        except _TooLarge:
+        except BodyTooLarge:
             if not started:
                 await self._refuse(send)
 

@@ -27,11 +27,40 @@ from plugin.cds.fetch import Deadline, FhirFetcher, next_link
 from plugin.cds.issuers import Issuer
 from plugin.cds.models import HookRequest
 from plugin.errors import FhirError, PrefetchUnavailable
+from plugin.fhir import resource_types
 
 _TOKEN = re.compile(r"\{\{\s*context\.([A-Za-z]+)\s*\}\}")
 MAX_PARALLEL_FETCHES = 4  # EHR FHIR servers are busy; a few concurrent searches per call
 
 FetcherFactory = Callable[[str, str | None, Deadline], FhirFetcher]
+
+
+def patient_templates() -> dict[str, str]:
+    """The templates of a patient's record: one per type the table marks as prefetched.
+
+    Inside the spec's recommended query subset: an instance read or a type-level search by
+    patient reference (the table's patient search parameter), without date filters.
+    """
+    templates: dict[str, str] = {}
+    for rtype in resource_types.TYPES:
+        if rtype.prefetch is None:
+            continue
+        query = rtype.prefetch.query
+        if query is None:
+            if rtype.patient_param is None:
+                raise ValueError(
+                    f"{rtype.name}: a prefetched type needs a query or a patient_param"
+                )
+            query = f"{rtype.name}?{rtype.patient_param}={{{{context.patientId}}}}"
+        templates[rtype.prefetch.key] = query
+    return templates
+
+
+PATIENT_TEMPLATES: dict[str, str] = patient_templates()
+ENCOUNTER_TEMPLATES: dict[str, str] = {
+    **PATIENT_TEMPLATES,
+    "encounter": "Encounter/{{context.encounterId}}",
+}
 
 
 def render(template: str, context: Mapping[str, Any]) -> str:

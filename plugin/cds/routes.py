@@ -40,6 +40,7 @@ from plugin.errors import (
     CdsRequestError,
     PrefetchUnavailable,
     SettingsError,
+    UnknownService,
 )
 
 log = logging.getLogger(__name__)
@@ -63,12 +64,8 @@ def _json(body: dict[str, Any]) -> Response:
 def _service(service_id: str) -> Service:
     service = SERVICES.get(service_id)
     if service is None:
-        raise _NotFound(service_id)
+        raise UnknownService(service_id)
     return service
-
-
-class _NotFound(CdsError):
-    pass
 
 
 def _problems(exc: ValidationError) -> str:
@@ -224,8 +221,8 @@ def install_error_handlers(app: FastAPI) -> None:
             400, "invalid CDS Hooks request", code="invalid", diagnostics=str(exc)[:1000]
         )
 
-    @app.exception_handler(_NotFound)
-    async def _not_found(_request: Request, exc: _NotFound) -> Response:
+    @app.exception_handler(UnknownService)
+    async def _not_found(_request: Request, exc: UnknownService) -> Response:
         return operation_outcome(
             404,
             "no such CDS service",

@@ -18,26 +18,9 @@ from plugin.cds.models import (
     PatientContext,
     ServiceDefinition,
 )
+from plugin.cds.prefetch import ENCOUNTER_TEMPLATES, PATIENT_TEMPLATES  # from the FHIR type table
 
 Hook = Literal["patient-view", "encounter-start", "encounter-discharge", "order-sign"]
-
-_SEARCHES = {
-    "encounters": "Encounter",
-    "conditions": "Condition",
-    "observations": "Observation",
-    "procedures": "Procedure",
-    "reports": "DiagnosticReport",
-    "orders": "ServiceRequest",
-    "medications": "MedicationRequest",
-}
-PATIENT_TEMPLATES: dict[str, str] = {
-    "patient": "Patient/{{context.patientId}}",
-    **{key: f"{rtype}?patient={{{{context.patientId}}}}" for key, rtype in _SEARCHES.items()},
-}
-ENCOUNTER_TEMPLATES: dict[str, str] = {
-    **PATIENT_TEMPLATES,
-    "encounter": "Encounter/{{context.encounterId}}",
-}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

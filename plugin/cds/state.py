@@ -14,6 +14,7 @@ from plugin.cds.issuers import load_issuers
 from plugin.cds.jwt_auth import TokenVerifier
 from plugin.cds.prefetch import FetcherFactory
 from plugin.config import Settings
+from plugin.rules import RuleSet
 
 if TYPE_CHECKING:
     from plugin.worklist.store import Store
@@ -40,6 +41,7 @@ class CdsState:
         cls,
         settings: Settings,
         *,
+        ruleset: RuleSet,
         clock: Callable[[], datetime] | None = None,
         fetcher_factory: FetcherFactory | None = None,
     ) -> CdsState:
@@ -57,7 +59,7 @@ class CdsState:
             max_lifetime_s=settings.cds_jwt_max_lifetime_s,
         )
         advisor = Advisor.build(
-            rules_dir=settings.rules_dir,
+            ruleset=ruleset,
             model_dir=settings.model_dir,
             base_url=settings.public_base_url,
             lookback_days=settings.cds_lookback_days,

@@ -12,8 +12,9 @@ import importlib
 import logging
 import sys
 from collections.abc import Sequence
+from typing import Any, NoReturn
 
-from plugin.errors import FatalError
+from plugin.errors import FatalError, RuleValidationError
 
 # subcommand name -> module under plugin.cli that registers it
 COMMANDS: dict[str, str] = {
@@ -29,6 +30,36 @@ COMMANDS: dict[str, str] = {
 }
 
 
+def version_text() -> str:
+    """``dxsafety <distribution version> (catalogue <version>, <where it is>)``."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from plugin.rules import load_rules
+    from plugin.rules.catalogue import default_rules_dir
+
+    try:
+        dist = version("dxsafety")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        dist = "unknown (not installed)"
+    where = default_rules_dir()
+    try:
+        catalogue = load_rules([where]).catalogue_version
+    except RuleValidationError as exc:
+        catalogue = f"invalid, {len(exc.problems)} problem(s)"
+    return f"dxsafety {dist} (rule catalogue {catalogue}, {where})"
+
+
+class VersionAction(argparse.Action):
+    """``--version``: computed only when asked for (it loads the catalogue)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> NoReturn:
+        print(version_text())
+        parser.exit()
+
+
 def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dxsafety",
@@ -36,17 +67,14 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
         "rank them with LightGBM, and serve CDS Hooks cards and a review worklist.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "--version", action=VersionAction, help="print the version and the catalogue's, and exit"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     wanted = next((a for a in argv if not a.startswith("-")), None)
     modules = [COMMANDS[wanted]] if wanted in COMMANDS else sorted(set(COMMANDS.values()))
     for name in dict.fromkeys(modules):
-        try:
-            module = importlib.import_module(f"plugin.cli.{name}")
-        except ModuleNotFoundError as exc:  # a subcommand whose module is not written yet
-            if exc.name == f"plugin.cli.{name}":
-                continue
-            raise
-        module.register(sub)
+        importlib.import_module(f"plugin.cli.{name}").register(sub)
     return parser
 
 

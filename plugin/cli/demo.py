@@ -20,7 +20,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--workdir", type=Path, default=Path("var/demo"), help="where everything goes")
     p.add_argument("--patients", type=int, default=3000, help="synthetic patients to generate")
     p.add_argument("--seed", type=int, default=7, help="generator seed")
-    p.add_argument("--rules", default="rules", help="rules directory")
+    p.add_argument("--rules", action="append", default=[], metavar="DIR",
+                   help="a site's rules directory, loaded after the catalogue (repeatable)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--no-serve", action="store_true", help="stop after the scan")
     p.set_defaults(handler=run)
@@ -41,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
     data, model = work / "population", work / "model"
     train_data = work / "training"
     db = f"sqlite:///{(work / 'dxsafety.db').resolve()}"
+    rules = [arg for root in args.rules for arg in ("--rules", root)]
     seeds = {train_data: args.seed + 1000, data: args.seed}  # train and scan differ
     for folder, seed in seeds.items():
         if not (folder / "labels.csv").exists():
@@ -48,8 +50,8 @@ def run(args: argparse.Namespace) -> int:
                    "--out", str(folder)])  # fmt: skip
     if not (model / "MODEL_CARD.md").exists():
         _step(["train", "--data", str(train_data), "--labels", str(train_data / "labels.csv"),
-               "--out", str(model), "--rules", args.rules])  # fmt: skip
-    _step(["scan", str(data), "--rules", args.rules, "--model", str(model), "--store", db,
+               "--out", str(model), *rules])  # fmt: skip
+    _step(["scan", str(data), *rules, "--model", str(model), "--store", db,
            "--top", "15"])  # fmt: skip
     password_file = work / "admin.password"
     if not password_file.exists():
@@ -61,5 +63,5 @@ def run(args: argparse.Namespace) -> int:
     if args.no_serve:
         return 0
     _step(["serve", "--host", "127.0.0.1", "--port", str(args.port), "--model", str(model),
-           "--rules", args.rules, "--database-url", db])  # fmt: skip
+           *rules, "--database-url", db])  # fmt: skip
     return 0

@@ -13,7 +13,8 @@ from typing import Any
 
 import orjson
 
-from plugin.errors import ExitCode, FhirError, ModelError, RuleValidationError, fatal
+from plugin.cli.ruleargs import add_rules_arguments, load_ruleset
+from plugin.errors import ExitCode, FhirError, ModelError, fatal
 from plugin.scan import ScanResult
 from plugin.timeline.model import Finding
 
@@ -38,7 +39,7 @@ CSV_FIELDS = (
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("scan", help="scan FHIR data (files, a directory or a FHIR server URL)")
     p.add_argument("source", help="file or directory of FHIR JSON/NDJSON, or http(s)://…/fhir")
-    p.add_argument("--rules", default="rules", help="rules directory (default rules/)")
+    add_rules_arguments(p)
     p.add_argument(
         "--status",
         default="stable,test,experimental",
@@ -131,14 +132,7 @@ def _source_paths(args: argparse.Namespace, workdir: Path) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from plugin.rules import load_rules
-
-    try:
-        ruleset = load_rules(args.rules, statuses=set(args.status.split(",")))
-    except RuleValidationError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
-        fatal(f"{len(exc.problems)} problem(s) in {args.rules}", ExitCode.RULES_INVALID)
+    ruleset = load_ruleset(args, statuses=set(args.status.split(",")))
     model = None
     if args.model is not None:
         from plugin.rank import load_model
@@ -152,16 +146,20 @@ def run(args: argparse.Namespace) -> int:
         from plugin.worklist.store import Store
 
         store = Store(args.store)
-    with tempfile.TemporaryDirectory(prefix="dxsafety-fetch-") as tmp:
-        source = _source_paths(args, Path(tmp))
-        result = _scan_with_progress(source, ruleset, args, model, store)
+    try:
+        with tempfile.TemporaryDirectory(prefix="dxsafety-fetch-") as tmp:
+            source = _source_paths(args, Path(tmp))
+            result = _scan_with_progress(source, ruleset, args, model, store)
+    finally:
+        if store is not None:
+            store.close()  # its pooled connections, not left for the garbage collector
     summary = result.summary
     if args.out is not None:
         fmt = args.format or ("json" if args.out.suffix == ".json" else "csv")
         write_findings(result.findings, args.out, fmt)
     else:
         print_table(result.findings[: args.top], len(result.findings))
-    print_summary(summary, ruleset, args.out)
+    print_summary(summary, ruleset, args.out, result.report)
     return 0
 
 
@@ -209,17 +207,16 @@ def print_table(findings: list[Finding], total: int) -> None:
     Console(width=220).print(table)
 
 
-def print_summary(summary, ruleset, out) -> None:  # type: ignore[no-untyped-def]
+def print_summary(summary, ruleset, out, report) -> None:  # type: ignore[no-untyped-def]
     err = sys.stderr
     print(
-        f"scanned {summary.patients} patients, {summary.resources_total} resources read, "
-        f"{summary.skipped} skipped, {sum(summary.findings_by_rule.values())} findings "
-        f"in {summary.seconds:.1f} s (as of {summary.as_of:%Y-%m-%d})"
+        f"scanned {summary.patients} patients, {sum(summary.findings_by_rule.values())} "
+        f"findings in {summary.seconds:.1f} s (as of {summary.as_of:%Y-%m-%d})"
         + (f"; written to {out}" if out else ""),
         file=err,
     )
-    for example in summary.skipped_examples[:10]:
-        print(f"  skipped: {example}", file=err)
+    for line in report.summary_lines():
+        print(line, file=err)
     for rule in ruleset.rules:
         n = summary.findings_by_rule.get(rule.id, 0)
         if n:

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from plugin.cli.ruleargs import add_rules_arguments, rules_invalid
 from plugin.errors import ExitCode, ModelError, RuleValidationError, SettingsError, fatal
 
 
@@ -17,7 +18,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--host", default=None, help="interface (default DXSAFETY_HOST or 127.0.0.1)")
     p.add_argument("--port", type=int, default=None, help="port (default DXSAFETY_PORT or 8000)")
     p.add_argument("--model", type=Path, default=None, help="ranker model directory")
-    p.add_argument("--rules", type=Path, default=None, help="rules directory (default rules/)")
+    add_rules_arguments(p)
     p.add_argument(
         "--database-url", default=None, help="worklist database (default DXSAFETY_DATABASE_URL)"
     )
@@ -35,6 +36,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(handler=run)
 
 
+def _rules_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """``--rules``/``--no-catalogue`` as settings: ``site_rules`` load after ``rules_dir``."""
+    if not args.no_catalogue:
+        return {"site_rules": args.rules} if args.rules else {}
+    if not args.rules:
+        fatal("--no-catalogue needs at least one --rules directory", ExitCode.USAGE)
+    return {"rules_dir": args.rules[0], "site_rules": args.rules[1:]}
+
+
+def _env(value: Any) -> str:
+    """A setting as its DXSAFETY_* variable (a list of paths is os.pathsep-separated)."""
+    return os.pathsep.join(map(str, value)) if isinstance(value, list) else str(value)
+
+
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -47,12 +62,12 @@ def run(args: argparse.Namespace) -> int:
             ("host", args.host),
             ("port", args.port),
             ("model_dir", args.model),
-            ("rules_dir", args.rules),
             ("database_url", args.database_url),
             ("public_base_url", args.public_base_url),
         )
         if v is not None
     }
+    overrides.update(_rules_settings(args))
     settings = Settings(**overrides)
     if "public_base_url" not in settings.model_fields_set:  # local use: follow --host/--port
         host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host  # noqa: S104
@@ -66,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         fatal(str(exc), ExitCode.SETTINGS_INVALID)
     except RuleValidationError as exc:
-        fatal(f"the rules do not load:\n{exc}", ExitCode.RULES_INVALID)
+        rules_invalid(exc, settings.rule_roots())
     except ModelError as exc:
         fatal(str(exc), ExitCode.MODEL_INVALID)
     freeze_heap()
@@ -81,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     options: dict[str, Any] = dict(host=settings.host, port=settings.port, access_log=False,
                                    proxy_headers=True, server_header=False)  # fmt: skip
     if args.workers > 1:  # each worker builds its own app from the same settings
-        os.environ.update({f"DXSAFETY_{k.upper()}": str(v) for k, v in overrides.items()})
+        os.environ.update({f"DXSAFETY_{k.upper()}": _env(v) for k, v in overrides.items()})
         uvicorn.run("plugin.app:app_from_env", factory=True, workers=args.workers, **options)
     else:
         uvicorn.run(app, **options)

@@ -11,7 +11,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from plugin.errors import ExitCode, ModelError, RuleError, fatal
+from plugin.cli.ruleargs import add_rules_arguments, load_ruleset, roots_of
+from plugin.errors import ExitCode, ModelError, fatal
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -38,7 +39,7 @@ def _common(p: argparse.ArgumentParser) -> None:
         help="directory or file of FHIR NDJSON (Bulk layout); may be repeated",
     )
     p.add_argument("--labels", type=Path, required=True, help="labels.csv (dxsafety synth)")
-    p.add_argument("--rules", type=Path, default=Path("rules"), help="rules directory")
+    add_rules_arguments(p)
     p.add_argument("--as-of", help="time that closes absence windows (default now, UTC)")
 
 
@@ -51,29 +52,28 @@ def _as_of(text: str | None) -> datetime:
 
 def _load(args: argparse.Namespace, rule_triggers: dict[str, str] | None = None) -> Any:
     """Rules, labels and collected rows for ``args``."""
-    from plugin.rank.dataset import collect, iter_timelines
+    from plugin.rank.dataset import collect_population
     from plugin.rank.labels import read_labels
-    from plugin.rules import evaluate, load_rules
+    from plugin.rules import evaluate
 
-    for path in [*args.data, args.labels, args.rules]:
+    for path in [*args.data, args.labels, *args.rules]:
         if not path.exists():
             fatal(f"{path}: not found", ExitCode.INPUT_NOT_FOUND)
-    try:
-        ruleset = load_rules(args.rules)
-    except RuleError as exc:
-        fatal(f"{args.rules}: rules invalid:\n{exc}", ExitCode.RULES_INVALID)
+    ruleset = load_ruleset(args)
     try:
         labels = read_labels(args.labels)
     except ModelError as exc:
         fatal(str(exc), ExitCode.INPUT_UNREADABLE)
     as_of = _as_of(args.as_of)
     triggers = dict(rule_triggers or {}) | {r.id: r.trigger for r in ruleset.rules if r.trigger}
-    data = collect(
-        iter_timelines(args.data),
+    data = collect_population(
+        args.data,
         lambda tl: evaluate(ruleset, tl, as_of=as_of),
         labels,
         rule_triggers=triggers,
     )
+    for line in data.report.summary_lines():
+        print(line, file=sys.stderr)
     return ruleset, triggers, as_of, data
 
 
@@ -95,12 +95,12 @@ def run_train(args: argparse.Namespace) -> int:
         fatal(str(exc), ExitCode.MODEL_INVALID)
     meta = {
         "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "fingerprint": fingerprint([*args.data, args.labels, args.rules]),
+        "fingerprint": fingerprint([*args.data, args.labels, *roots_of(args)]),
         "data_fingerprint": fingerprint(args.data),
         "inputs": {
             "data": [str(p) for p in args.data],
             "labels": str(args.labels),
-            "rules": str(args.rules),
+            "rules": [str(root) for root in roots_of(args)],
             "as_of": as_of.isoformat(),
         },
         "rule_triggers": triggers,

@@ -77,6 +77,8 @@ def create_user(args: argparse.Namespace) -> int:
         user = create(store, args.name, password, args.role)
     except StoreError as exc:
         fatal(str(exc), ExitCode.USAGE)
+    finally:
+        store.close()  # its pooled connections, not left for the garbage collector
     print(f"created {user.role} {user.username}")
     return 0
 
@@ -90,19 +92,27 @@ def import_findings(args: argparse.Namespace) -> int:
     try:
         findings = list(read_findings(args.findings))
         if args.fhir:
+            from plugin.fhir.read import ReadReport
             from plugin.worklist.importer import with_timelines
 
             missing = [p for p in args.fhir if not p.exists()]
             if missing:
                 fatal(f"{missing[0]}: no such file or directory", ExitCode.INPUT_NOT_FOUND)
+            report = ReadReport()
             added = sum(store.upsert_findings(batch, timelines)
-                        for batch, timelines in with_timelines(findings, args.fhir))  # fmt: skip
+                        for batch, timelines in with_timelines(findings, args.fhir,
+                                                               report=report))  # fmt: skip
+            for line in report.summary_lines():
+                print(line, file=sys.stderr)
         else:
             added = store.upsert_findings(findings)
+        total = store.count_findings()
     except StoreError as exc:
         fatal(str(exc), ExitCode.INPUT_UNREADABLE)
+    finally:
+        store.close()
     print(f"{len(findings)} findings read, {added} new, {len(findings) - added} already known; "
-          f"{store.count_findings()} cases in the worklist")  # fmt: skip
+          f"{total} cases in the worklist")  # fmt: skip
     return 0
 
 
@@ -113,15 +123,18 @@ def export(args: argparse.Namespace) -> int:
     out: Path = args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(out.suffix + ".tmp")
-    if args.format == "detectedissue":
-        n = ex.write_detectedissues(store, tmp)
-    else:
-        buf = io.StringIO()
-        if args.format == "csv":
-            n = ex.write_csv(store, buf)
+    try:
+        if args.format == "detectedissue":
+            n = ex.write_detectedissues(store, tmp)
         else:
-            n = ex.write_labels(store, buf, _triggers())
-        tmp.write_text(buf.getvalue(), encoding="utf-8", newline="")
+            buf = io.StringIO()
+            if args.format == "csv":
+                n = ex.write_csv(store, buf)
+            else:
+                n = ex.write_labels(store, buf, _triggers())
+            tmp.write_text(buf.getvalue(), encoding="utf-8", newline="")
+    finally:
+        store.close()
     tmp.replace(out)
     print(f"{n} reviewed case(s) written to {out}", file=sys.stderr)
     return 0
@@ -129,7 +142,7 @@ def export(args: argparse.Namespace) -> int:
 
 def _triggers() -> dict[str, str]:
     from plugin.config import Settings
-    from plugin.worklist.web import load_rule_meta
+    from plugin.worklist.rulemeta import load_rule_meta
 
-    meta = load_rule_meta(Settings().rules_dir)
+    meta = load_rule_meta(Settings().rule_roots())
     return {rule_id: m.trigger for rule_id, m in meta.items() if m.trigger}

@@ -27,6 +27,7 @@ from urllib.parse import urljoin, urlsplit
 import requests
 
 from plugin.errors import FatalFhirError
+from plugin.fhir import resource_types
 from plugin.fhir.capabilities import Capabilities, ServerType
 from plugin.fhir.http import (
     DEFAULT_DEADLINE_S,
@@ -39,28 +40,15 @@ from plugin.fhir.http import (
 
 log = logging.getLogger(__name__)
 
-# What the rules and the ranker read (plugin/fhir/parse.py maps each to a timeline Kind).
-RESOURCE_TYPES: tuple[str, ...] = (
-    "Patient",
-    "Encounter",
-    "Condition",
-    "Observation",
-    "Procedure",
-    "DiagnosticReport",
-    "ServiceRequest",
-    "MedicationRequest",
+# What the rules and the ranker read, in fetch order (see plugin/fhir/resource_types.py).
+RESOURCE_TYPES: tuple[str, ...] = resource_types.patient_types()
+# The search parameter that carries each type's clinical date, for ``since``/``until``
+# (Condition has none: conditions are always read in full).
+DATE_PARAMS: Mapping[str, str] = resource_types.date_params()
+# (type, the search parameter naming the patient) of each type-level search, in order.
+_SEARCHES: tuple[tuple[str, str], ...] = tuple(
+    (t.name, t.patient_param) for t in resource_types.searched_types() if t.patient_param
 )
-# The search parameter that carries each type's clinical date, for ``since``/``until``.
-# Condition has none on purpose: a diagnosis made before the window is what tells a rule
-# that a "new" finding was already known, so conditions are always read in full.
-DATE_PARAMS: Mapping[str, str] = {
-    "Encounter": "date",
-    "Observation": "date",
-    "Procedure": "date",
-    "DiagnosticReport": "date",
-    "ServiceRequest": "authored",
-    "MedicationRequest": "authoredon",
-}
 # The Observation categories Epic documents an Observation.Search API for (Labs, Vitals,
 # Social History); asked one by one because Epic requires a category on every search.
 EPIC_OBSERVATION_CATEGORIES = ("laboratory", "vital-signs", "social-history")
@@ -247,8 +235,8 @@ class FhirClient:
         """The type-level searches for one patient: ``[(type, params), ...]``."""
         caps = self.capabilities
         plan = []
-        for rtype in RESOURCE_TYPES[1:]:
-            params = [("patient", patient_id), ("_count", str(self.page_size))]
+        for rtype, patient_param in _SEARCHES:
+            params = [(patient_param, patient_id), ("_count", str(self.page_size))]
             date_param = DATE_PARAMS.get(rtype)
             if date_param and caps.supports(rtype, date_param):
                 if since is not None:

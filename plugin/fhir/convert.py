@@ -36,9 +36,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from plugin.errors import Untimed
 from plugin.fhir.refs import ReferenceIndex
 from plugin.fhir.values import (
-    Malformed,
     codeable_text,
     codings,
     first_code,
@@ -54,10 +54,6 @@ from plugin.timeline.model import Code, Event, Kind
 
 JSON = dict[str, Any]
 When = tuple[datetime, bool] | None
-
-
-class Untimed(Malformed):
-    """The resource has no date the timeline can place it at."""
 
 
 @dataclass(slots=True)

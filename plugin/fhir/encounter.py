@@ -10,6 +10,16 @@
   priority or type text.
 * **Diagnoses**: the Conditions ``Encounter.diagnosis`` and ``reasonReference`` point to, and
   ``reasonCode`` (Conditions naming the encounter are added by :mod:`plugin.timeline.build`).
+* **Principal diagnosis** (:func:`principal_codes`): the codes of the Condition of the one
+  ``Encounter.diagnosis`` entry with ``rank`` 1 (rank counts within a role, so among several
+  rank-1 entries the one whose ``use`` is ``billing``, else ``DD``, else the first); with no
+  rank 1, the first entry whose ``use`` is ``billing``, else ``DD`` (discharge diagnosis) — the
+  roles of http://terminology.hl7.org/CodeSystem/diagnosis-role that name the diagnosis the stay
+  is coded under. ``AD`` (admission), ``CC`` (chief complaint), ``CM`` (comorbidity) and the
+  pre-/post-op roles never make a diagnosis principal, nor does ``reasonCode``. Otherwise the
+  principal is unknown (empty): Synthea writes no ``Encounter.diagnosis``, and the MIMIC-IV
+  demo codes each diagnosis as a Condition naming the stay, its ``seq_num`` only inside a
+  local identifier (``<hadm_id>-<seq_num>-<icd>``), which FHIR gives no meaning to.
 * **Locations**: each ``Encounter.location`` entry becomes a :class:`LocationStay` and a
   ``transfer`` event (system ``location``, code ``icu|ward|ed|other`` from the Location's type or
   name; a Location an ICU encounter used counts as ICU). ``type`` and ``serviceType`` codes are
@@ -99,6 +109,39 @@ def _diagnoses(r: JSON, ctx: Context) -> tuple[Code, ...]:
     return tuple(dict.fromkeys(found))
 
 
+_PRINCIPAL_USES = ("billing", "DD")  # diagnosis-role codes, in order of preference
+
+
+def _uses(entry: JSON) -> set[str]:
+    use = obj(entry, "use")
+    return {c for coding in objs(use, "coding") if (c := text(coding, "code"))} if use else set()
+
+
+def _by_use(entries: list[JSON]) -> JSON | None:
+    for use in _PRINCIPAL_USES:
+        hit = next((e for e in entries if use in _uses(e)), None)
+        if hit is not None:
+            return hit
+    return None
+
+
+def principal_codes(r: JSON, ctx: Context) -> tuple[Code, ...]:
+    """The codes of an Encounter's principal diagnosis (see the module docstring), or ``()``
+    when the record does not say which diagnosis is principal."""
+    entries = objs(r, "diagnosis")
+    ranked = [e for e in entries if e.get("rank") == 1 and e.get("rank") is not True]
+    chosen = (_by_use(ranked) or ranked[0]) if ranked else _by_use(entries)
+    if chosen is None:
+        return ()
+    cond = ctx.index.resolve(reference(chosen, "condition"), "Condition")
+    if cond is None:
+        return ()
+    try:
+        return tuple(dict.fromkeys(c for c, _ in codings(obj(cond, "code"))))
+    except Malformed:  # the Condition itself is reported when it is converted
+        return ()
+
+
 def _came_through_ed(r: JSON) -> bool:
     """``classHistory`` starts in the ED: one encounter for the ED visit and the admission."""
     history = objs(r, "classHistory")
@@ -149,6 +192,7 @@ def encounter(r: JSON, ctx: Context) -> list[Event]:
         admit_source=admit,
         disposition=vocab.disposition_group(dispo_raw) if dispo_raw else None,
         diagnoses=_diagnoses(r, ctx),
+        principal=principal_codes(r, ctx),
         locations=tuple(stays),
         part_of=part_of if part_of != source else None,
         planned=planned,

@@ -17,14 +17,14 @@ CAUTION — times are normalised to UTC; date-only and partial dates become midn
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import date
 from typing import Any
 
 from plugin.errors import FhirParseError
-from plugin.fhir import convert
+from plugin.fhir import resource_types
 from plugin.fhir.convert import Context, source_of
-from plugin.fhir.encounter import encounter, is_icu_encounter
+from plugin.fhir.encounter import is_icu_encounter
 from plugin.fhir.refs import ReferenceIndex
 from plugin.fhir.validate import Mode, check_full
 from plugin.fhir.values import Malformed, parse_datetime, reference, text
@@ -33,36 +33,15 @@ from plugin.timeline.model import Event, PatientInfo, Timeline
 
 __all__ = [
     "TIMELINE_TYPES",
-    "PatientResources",
     "patient_info",
     "resource_events",
     "timeline_from_resources",
 ]
 
 JSON = dict[str, Any]
-CONVERTERS: dict[str, Callable[[JSON, Context], list[Event]]] = {
-    "Encounter": encounter,
-    "Condition": convert.condition,
-    "Observation": convert.observation,
-    "Procedure": convert.procedure,
-    "DiagnosticReport": convert.diagnostic_report,
-    "ServiceRequest": convert.service_request,
-    "MedicationRequest": convert.medication_request,
-    "Patient": convert.patient_death,
-}
-# Resource types the timeline reads (Location: names and types for ICU detection;
-# Medication: codes behind MedicationRequest.medicationReference).
-TIMELINE_TYPES = frozenset({*CONVERTERS, "Location", "Medication"})
-
-
-class PatientResources(list[JSON]):
-    """A patient's resources as :func:`plugin.fhir.stage.iter_patients` yields them: a plain
-    list that also carries the timeline staging already built while validating (fast mode), so
-    :func:`timeline_from_resources` does not convert the same resources twice."""
-
-    def __init__(self, resources: Iterable[JSON], timeline: Timeline | None = None):
-        super().__init__(resources)
-        self.timeline = timeline
+# Both from the one table of types (plugin/fhir/resource_types.py).
+CONVERTERS: dict[str, resource_types.Converter] = resource_types.converters()
+TIMELINE_TYPES: frozenset[str] = resource_types.timeline_types()  # what staging keeps
 
 
 def timeline_from_resources(
@@ -74,13 +53,6 @@ def timeline_from_resources(
 ) -> Timeline:
     """Build one patient's timeline. ``patient_id`` defaults to the Patient resource's id, or
     to the patient most resources refer to."""
-    if (
-        isinstance(resources, PatientResources)
-        and resources.timeline is not None
-        and validate != "full"
-        and patient_id in (None, resources.timeline.patient.id)
-    ):
-        return resources.timeline
     accepted: list[JSON] = []
     for r in resources:
         if validate == "full":

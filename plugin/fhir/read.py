@@ -34,42 +34,9 @@ from typing import IO, Any
 import orjson
 
 from plugin.errors import FhirParseError
+from plugin.fhir.resource_types import R4_TYPES
 
-__all__ = ["RESOURCE_TYPES", "ReadItem", "ReadReport", "iter_resources", "list_input_files"]
-
-# FHIR R4 (4.0.1) and R4B resource types.
-RESOURCE_TYPES = frozenset(
-    """Account ActivityDefinition AdministrableProductDefinition AdverseEvent AllergyIntolerance
-    Appointment AppointmentResponse AuditEvent Basic Binary BiologicallyDerivedProduct
-    BodyStructure Bundle CapabilityStatement CarePlan CareTeam CatalogEntry ChargeItem
-    ChargeItemDefinition Citation Claim ClaimResponse ClinicalImpression ClinicalUseDefinition
-    CodeSystem Communication CommunicationRequest CompartmentDefinition Composition ConceptMap
-    Condition Consent Contract Coverage CoverageEligibilityRequest CoverageEligibilityResponse
-    DetectedIssue Device DeviceDefinition DeviceMetric DeviceRequest DeviceUseStatement
-    DiagnosticReport DocumentManifest DocumentReference EffectEvidenceSynthesis Encounter Endpoint
-    EnrollmentRequest EnrollmentResponse EpisodeOfCare EventDefinition Evidence EvidenceReport
-    EvidenceVariable ExampleScenario ExplanationOfBenefit FamilyMemberHistory Flag Goal
-    GraphDefinition Group GuidanceResponse HealthcareService ImagingStudy Immunization
-    ImmunizationEvaluation ImmunizationRecommendation ImplementationGuide Ingredient InsurancePlan
-    Invoice Library Linkage List Location ManufacturedItemDefinition Measure MeasureReport Media
-    Medication MedicationAdministration MedicationDispense MedicationKnowledge MedicationRequest
-    MedicationStatement MedicinalProduct MedicinalProductAuthorization
-    MedicinalProductContraindication MedicinalProductDefinition MedicinalProductIndication
-    MedicinalProductIngredient MedicinalProductInteraction MedicinalProductManufactured
-    MedicinalProductPackaged MedicinalProductPharmaceutical MedicinalProductUndesirableEffect
-    MessageDefinition MessageHeader MolecularSequence NamingSystem NutritionOrder NutritionProduct
-    Observation ObservationDefinition OperationDefinition OperationOutcome Organization
-    OrganizationAffiliation PackagedProductDefinition Parameters Patient PaymentNotice
-    PaymentReconciliation Person PlanDefinition Practitioner PractitionerRole Procedure Provenance
-    Questionnaire QuestionnaireResponse RegulatedAuthorization RelatedPerson RequestGroup
-    ResearchDefinition ResearchElementDefinition ResearchStudy ResearchSubject RiskAssessment
-    RiskEvidenceSynthesis Schedule SearchParameter ServiceRequest Slot Specimen SpecimenDefinition
-    StructureDefinition StructureMap Subscription SubscriptionStatus SubscriptionTopic Substance
-    SubstanceDefinition SubstanceNucleicAcid SubstancePolymer SubstanceProtein
-    SubstanceReferenceInformation SubstanceSourceMaterial SubstanceSpecification SupplyDelivery
-    SupplyRequest Task TerminologyCapabilities TestReport TestScript ValueSet VerificationResult
-    VisionPrescription""".split()
-)
+__all__ = ["ReadItem", "ReadReport", "iter_resources", "list_input_files"]
 
 _NDJSON = (".ndjson", ".ndjson.gz")
 _JSON = (".json", ".json.gz")
@@ -125,6 +92,30 @@ class ReadReport:
     @property
     def read(self) -> int:
         return sum(self.resources.values())
+
+    def summary_lines(self, examples: int = 10) -> list[str]:
+        """The report for people, one line each, as every command that reads a population
+        prints it (on stderr): resources read, skipped with counts by reason, the first
+        ``examples`` skipped as ``file:line: Type/id reason``, then duplicates, outcomes and
+        ignored files when there are any."""
+        line = f"{self.read} resources read in {self.files} files, {self.skipped} skipped"
+        if self.skipped_by_reason:
+            reasons = ", ".join(f"{n} {why}" for why, n in self.skipped_by_reason.most_common())
+            line += f" ({reasons})"
+        lines = [line]
+        shown = self.errors[:examples]
+        lines += [f"  skipped: {error}" for error in shown]
+        if self.skipped > len(shown):
+            lines.append(f"  ... and {self.skipped - len(shown)} more skipped")
+        if self.duplicates:
+            lines.append(f"{self.duplicates} resources read more than once, kept once")
+        if self.outcomes:
+            first = f": {self.outcome_messages[0]}" if self.outcome_messages else ""
+            lines.append(f"{self.outcomes} OperationOutcome resources (not patient data){first}")
+        if self.ignored_files:
+            first, more = self.ignored_files[0], " ..." if len(self.ignored_files) > 1 else ""
+            lines.append(f"{len(self.ignored_files)} files not FHIR, not read: {first}{more}")
+        return lines
 
 
 def list_input_files(path: Path) -> list[Path]:
@@ -221,7 +212,7 @@ def _items_from_object(obj: object, where: str) -> Iterator[ReadItem]:
     if not isinstance(rtype, str) or not rtype:
         yield ReadItem(None, where, FhirParseError(where, "no resourceType", None, rid))
         return
-    if rtype not in RESOURCE_TYPES:
+    if rtype not in R4_TYPES:
         err = FhirParseError(where, f"unknown resourceType {rtype!r}", rtype, rid)
         yield ReadItem(None, where, err)
         return

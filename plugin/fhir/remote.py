@@ -27,12 +27,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 
 from plugin.config import Settings
 from plugin.errors import ExitCode, FatalError, FhirAuthError, FhirError, TemporaryFhirError
+from plugin.fhir import resource_types
 from plugin.fhir.auth import DEFAULT_SCOPE, BearerAuth, NoAuth, SmartBackendAuth
 from plugin.fhir.bulk import BulkExporter, ExportProgress
-from plugin.fhir.client import RESOURCE_TYPES, FhirClient
+from plugin.fhir.client import FhirClient
 from plugin.fhir.http import Auth
 
 log = logging.getLogger(__name__)
+
+BULK_TYPES: tuple[str, ...] = resource_types.bulk_types()  # a Bulk export's default _type
 
 
 def add_remote_arguments(parser: argparse.ArgumentParser) -> None:
@@ -199,7 +202,7 @@ def download(
                     out_dir,
                     level=args.export_level,
                     group_id=args.group,
-                    types=args.types or RESOURCE_TYPES,
+                    types=args.types or BULK_TYPES,
                     since=since_instant(args.since),
                 )
     return out_dir

@@ -1,7 +1,16 @@
-"""A population, one patient at a time, with bounded memory.
+"""A population, one patient at a time, with bounded memory: the one population pipeline.
+
+``iter_timelines(sources, validate=..., report=report)`` is the entry point every command and
+library function that reads a population uses (scan, training data, the synth PPV check,
+worklist import, rule fixtures; :func:`plugin.scan.iter_findings` adds the rules). It yields
+each patient's :class:`~plugin.timeline.model.Timeline`, built exactly once, and fills
+``report`` (:class:`~plugin.fhir.read.ReadReport`, required so no caller can drop it) with what
+was read and every resource skipped, by ``file:line``; callers print it with
+:meth:`ReadReport.summary_lines`. A single patient's resources already in memory (CDS, tests)
+go through :func:`plugin.fhir.parse.timeline_from_resources` instead.
 
 Bulk NDJSON is grouped by resource type (all Conditions, then all Encounters...), but a timeline
-needs all the resources of one patient. :func:`iter_patients` stages the input:
+needs all the resources of one patient. The input is staged:
 
 1. **Partition.** Every resource is read once (:func:`plugin.fhir.read.iter_resources`), its
    patient found (``Patient.id``; ``subject`` / ``patient`` / ``beneficiary`` references in
@@ -12,17 +21,19 @@ needs all the resources of one patient. :func:`iter_patients` stages the input:
    ICU detection) and Medications (codes behind ``medicationReference``); Organization,
    Practitioner and the like are dropped. Types the timeline does not read (``types``) are
    counted and dropped, so Claims and EOBs cost nothing later.
-2. **Group.** Buckets are read one at a time, grouped by patient, each resource validated
-   (``validate``: ``"full"`` — R4B pydantic models; ``"fast"`` — the converters' typed reads,
-   see :mod:`plugin.fhir.validate`) with failures reported by ``file:line`` in ``report`` and
-   skipped, and the patients yielded in a deterministic order (bucket index, then patient id).
-   In fast mode the check *is* the conversion, so the yielded list
-   (:class:`~plugin.fhir.parse.PatientResources`) carries the timeline it built and
-   ``timeline_from_resources(resources, validate="none"|"fast")`` returns it without
-   converting again.
-   The Locations and Medications a patient's resources refer to are appended to its list. A
-   ``Type/id`` read twice (overlapping exports) is kept once and counted in
-   ``report.duplicates``.
+2. **Group.** Buckets are read one at a time, grouped by patient, and the patients taken in a
+   deterministic order (bucket index, then patient id). A ``Type/id`` read twice (overlapping
+   exports) is kept once and counted in ``report.duplicates``. The Locations and Medications a
+   patient's resources refer to are added to its resources.
+3. **Validate and build.** Each resource is checked (``validate``: ``"full"`` — R4B pydantic
+   models, then as fast; ``"fast"`` — the converters' typed reads, see
+   :mod:`plugin.fhir.validate`; ``"none"`` — no check beyond the converters' own), failures
+   reported by ``file:line`` in ``report`` and skipped. In fast and full mode the check *is* the
+   conversion, so the timeline it builds is the one yielded: nothing is converted twice.
+
+:func:`iter_patients` yields the validated raw resources instead, for the staging tests and
+tools that need the JSON itself; it is not a way to build timelines (use
+:func:`iter_timelines`).
 
 **Memory** is bounded by the largest bucket, not the population. ``N`` is chosen from the input
 size so that a bucket holds about ``BUCKET_BYTES`` (16 MB) of input JSON — a hundred or two
@@ -46,26 +57,37 @@ from __future__ import annotations
 
 import tempfile
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
 from plugin.errors import FhirParseError
-from plugin.fhir.parse import TIMELINE_TYPES, PatientResources, timeline_from_resources
+from plugin.fhir.parse import TIMELINE_TYPES, timeline_from_resources
 from plugin.fhir.read import ReadReport, iter_resources, list_input_files
 from plugin.fhir.refs import ReferenceIndex
+from plugin.fhir.resource_types import shared_types
 from plugin.fhir.validate import Mode, check_full
+from plugin.timeline.model import Timeline
 
-__all__ = ["BUCKET_BYTES", "MAX_BUCKETS", "choose_buckets", "iter_patients", "patient_of"]
+__all__ = [
+    "BUCKET_BYTES",
+    "MAX_BUCKETS",
+    "Sources",
+    "choose_buckets",
+    "iter_patients",
+    "iter_timelines",
+    "patient_of",
+]
 
 JSON = dict[str, Any]
+Sources = str | Path | Sequence[str | Path]  # a file or directory, or several
 BUCKET_BYTES = 16 * 1024 * 1024
 MAX_BUCKETS = 4096
 _BUFFER_TOTAL = 64 * 1024 * 1024
 _GZ_RATIO = 8  # NDJSON compresses about 8:1
-_SHARED_TYPES = frozenset({"Location", "Medication"})
+_SHARED_TYPES = shared_types()  # Location, Medication: joined to the patients that refer to them
 _PATIENT_KEYS = ("subject", "patient", "beneficiary")
 
 
@@ -154,6 +176,23 @@ class _Buckets:
             yield grouped
 
 
+def iter_timelines(
+    sources: Sources,
+    *,
+    validate: Mode = "fast",
+    report: ReadReport,
+    buckets: int | None = None,
+    tmp_dir: str | Path | None = None,
+) -> Iterator[Timeline]:
+    """Every patient's timeline in ``sources``, built once; see the module doc.
+
+    ``report`` receives what was read and each skipped resource with its ``file:line``.
+    ``buckets`` (default: from the input size) and ``tmp_dir`` tune staging.
+    """
+    for patient in _staged(_paths(sources), validate, report, buckets, TIMELINE_TYPES, tmp_dir):
+        yield patient.timeline()
+
+
 def iter_patients(
     paths: Iterable[str | Path],
     *,
@@ -163,21 +202,49 @@ def iter_patients(
     types: frozenset[str] | None = TIMELINE_TYPES,
     tmp_dir: str | Path | None = None,
 ) -> Iterator[tuple[str, list[JSON]]]:
-    """Yield ``(patient_id, resources)`` for every patient in ``paths``; see the module doc.
+    """Yield ``(patient_id, resources)``: each patient's validated raw resources (for staging
+    checks and tools that need the JSON; timelines come from :func:`iter_timelines`).
 
-    ``types=None`` keeps every resource type. The resources are validated here (``"none"``
-    skips it), so callers can pass ``validate="none"`` to
-    :func:`plugin.fhir.parse.timeline_from_resources`.
+    ``types=None`` keeps every resource type.
     """
     report = report if report is not None else ReadReport()
     roots = [Path(p) for p in paths]
+    for patient in _staged(roots, validate, report, buckets, types, tmp_dir):
+        yield patient.id, patient.resources
+
+
+class _Patient(NamedTuple):
+    id: str
+    resources: list[JSON]  # validated, with the Locations and Medications they refer to
+    built: Timeline | None  # the timeline validation built (fast and full mode)
+
+    def timeline(self) -> Timeline:
+        if self.built is not None:
+            return self.built
+        return timeline_from_resources(self.resources, validate="none", patient_id=self.id)
+
+
+def _paths(sources: Sources) -> list[Path]:
+    if isinstance(sources, str | Path):
+        return [Path(sources)]
+    return [Path(p) for p in sources]
+
+
+def _staged(
+    roots: list[Path],
+    validate: Mode,
+    report: ReadReport,
+    buckets: int | None,
+    types: frozenset[str] | None,
+    tmp_dir: str | Path | None,
+) -> Iterator[_Patient]:
     n = buckets or choose_buckets(roots)
     with tempfile.TemporaryDirectory(prefix="dxsafety-stage-", dir=tmp_dir) as tmp:
         store = _Buckets(n, Path(tmp))
         shared = _partition(roots, store, report, types)
         for grouped in store.groups():
             for pid in sorted(grouped):
-                yield pid, _validated(grouped[pid], pid, validate, report, shared)
+                yield _validated(grouped[pid], pid, validate, report, shared)
 
 
 class _Shared:
@@ -332,12 +399,12 @@ def _query_key(query: str) -> str | None:
 
 def _validated(
     items: list[tuple[str, JSON]], pid: str, mode: Mode, report: ReadReport, shared: _Shared
-) -> PatientResources:
+) -> _Patient:
     items = _deduplicated(items, report)
     resources = [r for _, r in items]
     extra = shared.referenced(resources)
     if mode == "none":
-        return PatientResources(resources + extra)
+        return _Patient(pid, resources + extra, None)
     if mode == "full":
         checked = []
         for where, r in items:
@@ -354,17 +421,15 @@ def _validated(
         resources + extra, validate="fast", errors=errors, patient_id=pid
     )
     if not errors:
-        return PatientResources(resources + extra, timeline)
+        return _Patient(pid, resources + extra, timeline)
     where_of = {(r.get("resourceType"), r.get("id")): where for where, r in items}
     rejected = set()
     for err in errors:
         key = (err.resource_type, err.resource_id)
         rejected.add(key)
-        report.add_error(
-            FhirParseError(where_of.get(key, err.where), err.what, *key), err.what.split(":")[0]
-        )
+        report.add_error(FhirParseError(where_of.get(key, err.where), err.what, *key), _reason(err))
     kept = [r for r in resources if (r.get("resourceType"), r.get("id")) not in rejected]
-    return PatientResources(kept + extra, timeline)
+    return _Patient(pid, kept + extra, timeline)
 
 
 def _deduplicated(items: list[tuple[str, JSON]], report: ReadReport) -> list[tuple[str, JSON]]:
@@ -381,6 +446,12 @@ def _deduplicated(items: list[tuple[str, JSON]], report: ReadReport) -> list[tup
             seen.add(key)
         out.append((where, r))
     return out
+
+
+def _reason(error: FhirParseError) -> str:
+    """The kind of problem, without the value (``unparseable date '2025-13-45'`` → ``unparseable
+    date``), so that the report counts skipped resources by a few reasons."""
+    return error.what.split(":")[0].split(" '")[0]
 
 
 def _reject(report: ReadReport, where: str, r: JSON, reason: str) -> None:

@@ -14,8 +14,9 @@ does not read are not checked. ``tests/fhir/test_parse.py`` shows both modes giv
 timeline on the shared data for the resources full validation accepts.
 
 ``"none"``: for resources already validated upstream (:func:`plugin.fhir.stage.iter_patients`
-validates, with file and line, before it yields a patient). No pydantic; the converters still
-read through the typed accessors, so a malformed field is still skipped, never fatal.
+and :func:`~plugin.fhir.stage.iter_timelines` validate, with file and line, per patient). No
+pydantic; the converters still read through the typed accessors, so a malformed field is
+still skipped, never fatal.
 """
 
 from __future__ import annotations

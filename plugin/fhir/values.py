@@ -22,14 +22,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from plugin.errors import Malformed as Malformed  # what every accessor here raises
 from plugin.timeline.codes import normalise
 from plugin.timeline.model import Code
 
 JSON = dict[str, Any]
-
-
-class Malformed(Exception):
-    """A field the timeline reads has the wrong type or an unparseable value."""
 
 
 def obj(d: JSON, key: str) -> JSON | None:

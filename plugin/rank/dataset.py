@@ -1,27 +1,32 @@
 """Training and evaluation rows: findings with labels, encounters with 30-day outcomes.
 
-``collect`` walks timelines once: it runs the rules, computes review features for each
-finding and joins its label (:mod:`plugin.rank.labels`), and computes real-time
-features for each ED/clinic encounter with the diagnosis that followed it. The split is
-**by patient**: a deterministic hash of the patient id, never of the row.
+:func:`collect_population` reads a population through the one pipeline
+(:func:`plugin.fhir.stage.iter_timelines`) and keeps its read report on the result, so the
+commands print what was skipped. ``collect`` walks timelines once: it runs the rules, computes
+review features for each finding and joins its label (:mod:`plugin.rank.labels`), and computes
+real-time features for each ED/clinic encounter (from ``Timeline.until`` its end, as
+:func:`plugin.rank.features.realtime_features` does) with the diagnosis that followed it. The
+split is **by patient**: a deterministic hash of the patient id, never of the row.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 
+from plugin.fhir.read import ReadReport
+from plugin.fhir.stage import Sources, iter_timelines
+from plugin.fhir.validate import Mode
 from plugin.rank.features import (
     REALTIME_FEATURES,
     REVIEW_FEATURES,
     encounter_features,
+    find_event,
     finding_features,
-    known_at,
     vector,
 )
 from plugin.rank.labels import (
@@ -75,6 +80,7 @@ class Collected:
     realtime: Rows
     patients: int = 0
     findings_unlabelled: int = 0
+    report: ReadReport = field(default_factory=ReadReport)  # set by collect_population
 
 
 Evaluator = Callable[[Timeline], list[Finding]]
@@ -112,8 +118,8 @@ def collect(
         if realtime:
             times = diagnosis_times(tl)
             for enc in realtime_candidates(tl):
-                known = known_at(tl, enc.stop)
-                row = encounter_features(known, enc)
+                known = tl.until(enc.stop)  # the visit as known then, as realtime_features
+                row = encounter_features(known, find_event(known, enc.source, enc.t) or enc)
                 out.realtime.X.append(vector(row, REALTIME_FEATURES))
                 out.realtime.y.append(realtime_label(tl, enc, times))
                 out.realtime.patient.append(pid)
@@ -121,17 +127,29 @@ def collect(
     return out
 
 
-def iter_timelines(
-    data: Sequence[Path], *, validate: Literal["fast", "full", "none"] = "fast"
-) -> Iterator[Timeline]:
-    """Timelines of every patient under ``data`` (Bulk NDJSON), via the FHIR edge."""
-    from plugin.fhir.parse import timeline_from_resources
-    from plugin.fhir.read import ReadReport
-    from plugin.fhir.stage import iter_patients
-
+def collect_population(
+    data: Sources,
+    evaluate: Evaluator,
+    labels: dict[tuple[str, str], list[LabelRow]],
+    *,
+    validate: Mode = "fast",
+    rule_triggers: dict[str, str] | None = None,
+    rule_levels: dict[str, str] | None = None,
+    realtime: bool = True,
+) -> Collected:
+    """:func:`collect` over every patient under ``data``; the result's ``report`` says what
+    was read and which resources were skipped (``file:line``)."""
     report = ReadReport()
-    for _pid, resources in iter_patients(list(data), validate=validate, report=report):
-        yield timeline_from_resources(resources, validate="none")
+    out = collect(
+        iter_timelines(data, validate=validate, report=report),
+        evaluate,
+        labels,
+        rule_triggers=rule_triggers,
+        rule_levels=rule_levels,
+        realtime=realtime,
+    )
+    out.report = report
+    return out
 
 
 def fingerprint(paths: Iterable[Path]) -> str:

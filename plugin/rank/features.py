@@ -18,7 +18,6 @@ group changes ``FEATURE_VERSION``, and a model trained on another version is ref
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -193,29 +192,6 @@ def _hours(a: datetime, b: datetime) -> float:
     return (b - a).total_seconds() / 3600.0
 
 
-def known_at(timeline: Timeline, moment: datetime) -> Timeline:
-    """``timeline.until(moment)`` minus diagnoses that later Conditions linked onto earlier
-    encounters (the timeline builder merges every linked Condition into
-    ``EncounterDetail.diagnoses``, whatever its date)."""
-    known = timeline.until(moment)
-    late: dict[str, set[Code]] = {}
-    kept: dict[str, set[Code]] = {}
-    for e in timeline.events:
-        if e.kind is Kind.CONDITION and e.encounter:
-            on_time = e.t <= moment and (e.recorded is None or e.recorded <= moment)
-            (kept if on_time else late).setdefault(e.encounter, set()).update(e.codes)
-    if not late:
-        return known
-    events = []
-    for e in known.events:
-        drop = late.get(e.source, set()) - kept.get(e.source, set())
-        if e.detail is not None and drop and any(c in drop for c in e.detail.diagnoses):
-            dx = tuple(c for c in e.detail.diagnoses if c not in drop)
-            e = dataclasses.replace(e, detail=dataclasses.replace(e.detail, diagnoses=dx))
-        events.append(e)
-    return Timeline(patient=known.patient, events=tuple(events))
-
-
 def find_event(tl: Timeline, ref: str, t: datetime | None = None) -> Event | None:
     """The event a FHIR reference points at (an encounter before its transfers)."""
     hits = [e for e in tl.events if e.source == ref]
@@ -388,7 +364,7 @@ def realtime_features(timeline: Timeline, encounter_ref: str) -> Row:
     enc = find_event(timeline, encounter_ref)
     if enc is None or enc.kind is not Kind.ENCOUNTER:
         raise KeyError(f"{encounter_ref} is not an encounter of patient {timeline.patient.id}")
-    known = known_at(timeline, enc.stop)
+    known = timeline.until(enc.stop)
     enc = find_event(known, encounter_ref) or enc
     return encounter_features(known, enc)
 
@@ -491,11 +467,11 @@ def window_features(tl: Timeline, finding: Finding, index: Event, trigger: str |
 def finding_features(timeline: Timeline, finding: Finding, trigger: str | None = None) -> Row:
     """Review-ranking features of one rule finding: the index at its end, then the rule's
     window. Nothing after ``finding.window_end`` is read."""
-    known = known_at(timeline, finding.window_end)
+    known = timeline.until(finding.window_end)
     index = find_event(known, finding.index_ref, finding.index_start)
     if index is None:
         raise KeyError(f"{finding.index_ref} not in the timeline of {finding.patient_id}")
-    at_index = known_at(known, index.stop)
+    at_index = known.until(index.stop)
     row = encounter_features(at_index, find_event(at_index, finding.index_ref, index.t) or index)
     row.update(window_features(known, finding, index, trigger or finding.extra.get("trigger")))
     return row

@@ -6,19 +6,39 @@ follow-up closes the loop when ``anchor <= t <= anchor + within``. Condition win
 ``between: [a, b]`` are inclusive at both ends, relative to the anchor. Times are UTC
 elapsed time. An absence rule fires only once its window has closed by ``as_of``.
 The index event itself never satisfies its own outcome, follow-up or conditions.
+
+This module holds what every logic type shares (the index scan, the conditions, the
+finding); what happens after the index is the logic type's (:mod:`plugin.rules.logic`).
+A missing birth date or sex makes an age/sex condition undecidable: it does not satisfy
+a ``require`` and does not apply an ``exclude`` (a human looks rather than a case being
+lost); the finding records which fact was unknown in ``extra["unknown"]``.
 """
 
 from __future__ import annotations
 
 import hashlib
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
-from plugin.rules.schema import AgeBounds, Level, RuleSpec, Status
+from plugin.rules.codesets import CodeSet
+from plugin.rules.followup import FollowUp
+from plugin.rules.schema import (
+    AgeBounds,
+    Level,
+    Published,
+    RuleSpec,
+    Status,
+    ValueSetSpec,
+    shift,
+)
 from plugin.rules.selectors import Matcher
 from plugin.timeline.model import Event, Finding, Timeline
+
+if TYPE_CHECKING:
+    from plugin.rules.logic import LogicType
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -44,15 +64,22 @@ class CompiledCondition:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Rule:
-    """A loaded, compiled rule. ``spec`` keeps every metadata field of the file."""
+    """A loaded, compiled rule. ``spec`` keeps every metadata field of the file;
+    ``logic_type`` is the registered type that evaluates it; ``parts`` its type-specific
+    compiled selectors (``outcome`` of a sequence, ``expect_any`` of an absence)."""
 
     spec: RuleSpec
     path: str
+    logic_type: LogicType
     index: tuple[Matcher, ...]
-    outcome: tuple[Matcher, ...] = ()  # sequence
-    expect_any: tuple[Matcher, ...] = ()  # absence
+    parts: Mapping[str, tuple[Matcher, ...]] = field(default_factory=dict)
     require: tuple[CompiledCondition, ...] = ()
     exclude: tuple[CompiledCondition, ...] = ()
+    closing: CodeSet = field(default_factory=CodeSet)  # codes of follow-ups that close it
+    followup: FollowUp | None = None  # the orderable follow-up it expects
+    origin: str = ""  # the rules root this rule came from
+    version: str = ""  # "<modified or date>+<hash of the file>"
+    catalogue_version: str = ""  # digest of every file of the ruleset it was loaded with
 
     @property
     def id(self) -> str:
@@ -72,7 +99,7 @@ class Rule:
 
     @property
     def type(self) -> str:
-        return self.spec.logic.type
+        return self.logic_type.name
 
     @property
     def within(self) -> timedelta:
@@ -95,23 +122,27 @@ class Rule:
         return self.spec.tags
 
     @property
-    def published(self) -> object:
+    def falsepositives(self) -> list[str]:
+        return self.spec.falsepositives
+
+    @property
+    def published(self) -> Published | None:
         return self.spec.published
 
     @property
     def trigger(self) -> str | None:
-        """The catalogue id from the ``trigger.xx-n`` tag, upper case (``SP-1``)."""
-        for tag in self.spec.tags:
-            if tag.startswith("trigger."):
-                return tag.split(".", 1)[1].upper()
-        return None
+        """The catalogue id (``SP-1``) from the rule's ``trigger:`` key."""
+        return self.spec.trigger
 
 
 @dataclass(frozen=True, slots=True)
 class RuleSet:
     rules: tuple[Rule, ...]
-    source: str = ""
-    valuesets: dict[str, object] = field(default_factory=dict)
+    source: str = ""  # the roots, joined with os.pathsep
+    valuesets: Mapping[str, CodeSet] = field(default_factory=dict)
+    valueset_specs: Mapping[str, ValueSetSpec] = field(default_factory=dict)  # titles, sources
+    roots: tuple[str, ...] = ()
+    catalogue_version: str = ""
 
     def get(self, rule_id: str) -> Rule | None:
         """The rule with this id, or the first rule of this catalogue id (``SP-1``)."""
@@ -132,24 +163,35 @@ def finding_key(patient_id: str, rule_id: str, index: Event) -> str:
     return hashlib.sha1(raw.encode(), usedforsecurity=False).hexdigest()[:24]
 
 
-class _Index:
-    """Events plus their times, for window lookups by bisection."""
+class Scope:
+    """One patient's timeline plus its event times, for window lookups by bisection.
+    Logic types receive it to look for their outcome or follow-up."""
 
-    __slots__ = ("events", "times")
+    __slots__ = ("events", "timeline", "times")
 
-    def __init__(self, events: Sequence[Event]):
-        self.events = events
-        self.times = [e.t for e in events]
+    def __init__(self, timeline: Timeline):
+        self.timeline = timeline
+        self.events: Sequence[Event] = timeline.events
+        self.times = [e.t for e in self.events]
 
     def between(self, lo: datetime, hi: datetime, *, lo_open: bool = False) -> Sequence[Event]:
         start = bisect_right(self.times, lo) if lo_open else bisect_left(self.times, lo)
         return self.events[start : bisect_right(self.times, hi)]
 
+    def since(self, lo: datetime) -> Sequence[Event]:
+        return self.events[bisect_left(self.times, lo) :]
 
-def _first(matchers: Iterable[Matcher], events: Iterable[Event], skip: Event) -> Event | None:
+
+def same_source(e: Event, index: Event) -> bool:
+    """The index itself, or another view of the same resource (never its own evidence)."""
+    return e is index or (e.source == index.source and e.kind is index.kind)
+
+
+def first(matchers: Iterable[Matcher], events: Iterable[Event], skip: Event) -> Event | None:
+    """The first event a matcher accepts, skipping the index and its own resource."""
     ms = tuple(matchers)
     for e in events:
-        if e is skip or (e.source == skip.source and e.kind is skip.kind):
+        if same_source(e, skip):
             continue
         if any(m(e) for m in ms):
             return e
@@ -169,20 +211,32 @@ def _in_encounter(e: Event, index: Event) -> bool:
     return e.encounter == index.source or (e.source == index.source and e.kind is not index.kind)
 
 
+def _unknown_facts(cond: CompiledCondition, tl: Timeline, index: Event) -> set[str]:
+    """Which patient facts (age, sex) an undecidable condition was missing."""
+    out: set[str] = set()
+    if cond.age is not None and tl.patient.age_at(index.t) is None:
+        out.add("age")
+    if cond.sex is not None and tl.patient.sex is None:
+        out.add("sex")
+    for c in cond.any:
+        out |= _unknown_facts(c, tl, index)
+    return out
+
+
 def _condition(
     cond: CompiledCondition,
-    tl: Timeline,
-    idx: _Index,
+    scope: Scope,
     index: Event,
     anchor: datetime,
     outcome: Event | None = None,
 ) -> tuple[bool | None, Event | None]:
     """(holds, evidence). ``holds`` is None when it cannot be decided (unknown age/sex)."""
+    tl = scope.timeline
     if cond.any:
-        results = [_condition(c, tl, idx, index, anchor, outcome) for c in cond.any]
-        first = next((r for r in results if r[0]), None)
-        if first is not None:
-            return first
+        results = [_condition(c, scope, index, anchor, outcome) for c in cond.any]
+        hit = next((r for r in results if r[0]), None)
+        if hit is not None:
+            return hit
         return (None, None) if any(r[0] is None for r in results) else (False, None)
     if cond.relative_to == "outcome":
         if outcome is None:
@@ -190,8 +244,8 @@ def _condition(
         anchor = outcome.t
     if cond.matcher is not None:
         if cond.between is not None:
-            candidates: Iterable[Event] = idx.between(
-                anchor + cond.between[0], anchor + cond.between[1]
+            candidates: Iterable[Event] = scope.between(
+                shift(anchor, cond.between[0]), shift(anchor, cond.between[1])
             )
         else:
             candidates = tl.events
@@ -201,10 +255,10 @@ def _condition(
             if outcome is None:
                 return None, None
             candidates = [e for e in candidates if e.t < outcome.t]
-        hit = _first((cond.matcher,), candidates, index)
-        if hit is not None and outcome is not None and hit is outcome:
-            hit = None
-        return hit is not None, hit
+        found = first((cond.matcher,), candidates, index)
+        if found is not None and outcome is not None and found is outcome:
+            found = None
+        return found is not None, found
     if cond.age is not None:
         age = tl.patient.age_at(index.t)
         return (None, None) if age is None else (_age_ok(cond.age, age), None)
@@ -217,32 +271,51 @@ def _condition(
     return None, None
 
 
-def _conditions_pass(
-    rule: Rule,
-    tl: Timeline,
-    idx: _Index,
-    index: Event,
-    anchor: datetime,
-    outcome: Event | None,
-    evidence: list[str],
-) -> bool:
+@dataclass(slots=True)
+class Match:
+    """What is known about one index event while it is being evaluated."""
+
+    index: Event
+    anchor: datetime
+    evidence: list[str]
+    unknown: set[str] = field(default_factory=set)  # undecided exclusions: "age", "sex"
+
+
+def conditions_pass(rule: Rule, scope: Scope, match: Match, outcome: Event | None = None) -> bool:
     """Requirements hold and no exclusion does, for the conditions of this stage
-    (index-relative ones when ``outcome`` is None, outcome-relative ones otherwise)."""
+    (index-relative ones when ``outcome`` is None, outcome-relative ones otherwise).
+    Evidence of requirements is appended to ``match.evidence``; facts that left an
+    exclusion undecided to ``match.unknown``."""
     stage = outcome is not None
+    evidence: list[str] = []
     for cond in rule.require:  # unknown (None) does not satisfy a requirement
         if cond.on_outcome is not stage:
             continue
-        holds, ev = _condition(cond, tl, idx, index, anchor, outcome)
+        holds, ev = _condition(cond, scope, match.index, match.anchor, outcome)
         if not holds:
             return False
         if ev is not None:
             evidence.append(ev.source)
-    # unknown (None) does not exclude: a human looks rather than a case being lost
-    return not any(
-        _condition(c, tl, idx, index, anchor, outcome)[0]
-        for c in rule.exclude
-        if c.on_outcome is stage
-    )
+    unknown: set[str] = set()
+    for cond in rule.exclude:
+        if cond.on_outcome is not stage:
+            continue
+        holds, _ = _condition(cond, scope, match.index, match.anchor, outcome)
+        if holds:
+            return False
+        if holds is None:  # does not exclude: a human looks rather than a case being lost
+            unknown |= _unknown_facts(cond, scope.timeline, match.index)
+    match.evidence += evidence
+    match.unknown |= unknown
+    return True
+
+
+def _start(rule: Rule, scope: Scope, index: Event) -> Match | None:
+    if not any(m(index) for m in rule.index):
+        return None
+    anchor = index.t if rule.anchor == "start" else index.stop
+    match = Match(index=index, anchor=anchor, evidence=[index.source])
+    return match if conditions_pass(rule, scope, match) else None
 
 
 def index_matches(rule: Rule, tl: Timeline, index: Event) -> list[str] | None:
@@ -250,94 +323,81 @@ def index_matches(rule: Rule, tl: Timeline, index: Event) -> list[str] | None:
     index-relative ``require`` conditions matched) if the index selector matches and those
     conditions hold with no exclusion; None otherwise. Used for real-time advice, where the
     outcome or the closing of the window lies in the future."""
-    if not any(m(index) for m in rule.index):
-        return None
-    anchor = index.t if rule.anchor == "start" else index.stop
-    evidence = [index.source]
-    if not _conditions_pass(rule, tl, _Index(tl.events), index, anchor, None, evidence):
-        return None
-    return list(dict.fromkeys(evidence))
+    match = _start(rule, Scope(tl), index)
+    return None if match is None else list(dict.fromkeys(match.evidence))
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """A finding with the events it came from (for the rules API's follow-up questions)."""
+
+    finding: Finding
+    index: Event
+    anchor: datetime
+
+
+def hits(rule: Rule, tl: Timeline, *, as_of: datetime, scope: Scope | None = None) -> Iterator[Hit]:
+    scope = scope or Scope(tl)
+    for index in tl.events:
+        match = _start(rule, scope, index)
+        if match is None:
+            continue
+        done = rule.logic_type.complete(rule, scope, match, as_of=as_of)
+        if done is None:
+            continue
+        yield Hit(_finding(rule, tl, match, done), index, match.anchor)
 
 
 def evaluate_rule(rule: Rule, tl: Timeline, *, as_of: datetime | None = None) -> list[Finding]:
     """Findings of one rule for one patient."""
-    as_of = as_of or datetime.now(UTC)
-    idx = _Index(tl.events)
-    within = rule.within
-    findings: list[Finding] = []
-    for index in tl.events:
-        if not any(m(index) for m in rule.index):
-            continue
-        anchor = index.t if rule.anchor == "start" else index.stop
-        evidence = [index.source]
-        if not _conditions_pass(rule, tl, idx, index, anchor, None, evidence):
-            continue
-        outcome: Event | None = None
-        if rule.type == "sequence":
-            window = idx.between(anchor, anchor + within, lo_open=True)
-            for candidate in window:
-                if candidate is index or not any(m(candidate) for m in rule.outcome):
-                    continue
-                if candidate.source == index.source and candidate.kind is index.kind:
-                    continue
-                extra: list[str] = []
-                if _conditions_pass(rule, tl, idx, index, anchor, candidate, extra):
-                    outcome = candidate
-                    evidence += [candidate.source, *extra]
-                    break
-            if outcome is None:
-                continue
-        else:
-            if anchor + within > as_of:
-                continue  # window still open
-            closed = any(
-                _first((m,), idx.between(anchor, anchor + (m.within or within)), index)
-                for m in rule.expect_any
-            )
-            if closed:
-                continue
-        findings.append(_finding(rule, tl, index, anchor, outcome, evidence))
-    return findings
+    return [h.finding for h in hits(rule, tl, as_of=as_of or datetime.now(UTC))]
 
 
-def _finding(
-    rule: Rule,
-    tl: Timeline,
-    index: Event,
-    anchor: datetime,
-    outcome: Event | None,
-    evidence: list[str],
-) -> Finding:
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """A logic type's verdict that an index became a finding."""
+
+    summary: str
+    outcome: Event | None = None
+
+
+def _finding(rule: Rule, tl: Timeline, match: Match, done: Completion) -> Finding:
     pid = tl.patient.id
-    what = _describe(index)
-    if outcome is not None:
-        days = (outcome.t - anchor).total_seconds() / 86400
-        summary = f"{what}, then {_describe(outcome)} after {days:.1f} d"
-    else:
-        summary = f"{what} with no expected follow-up in {_days(rule.within)}"
+    summary = done.summary
+    extra = {
+        "trigger": rule.trigger or "",
+        "type": rule.type,
+        "rule_version": rule.version,
+        "catalogue_version": rule.catalogue_version,
+    }
+    if match.unknown:
+        facts = ", ".join(sorted(match.unknown))
+        extra["unknown"] = facts
+        summary += f" ({facts} unknown: an exclusion on it was not applied)"
     return Finding(
-        key=finding_key(pid, rule.id, index),
+        key=finding_key(pid, rule.id, match.index),
         patient_id=pid,
         rule_id=rule.id,
         rule_title=rule.title,
         level=rule.level.name,
-        index_ref=index.source,
-        index_start=index.t,
-        index_end=index.end,
-        window_end=anchor + rule.within,
-        outcome_ref=outcome.source if outcome is not None else None,
-        evidence=tuple(dict.fromkeys(evidence)),
+        index_ref=match.index.source,
+        index_start=match.index.t,
+        index_end=match.index.end,
+        window_end=match.anchor + rule.within,
+        outcome_ref=done.outcome.source if done.outcome is not None else None,
+        evidence=tuple(dict.fromkeys(match.evidence)),
         summary=summary,
-        extra={"trigger": rule.trigger or "", "type": rule.type},
+        extra=extra,
     )
 
 
-def _days(delta: timedelta) -> str:
+def days_text(delta: timedelta) -> str:
     hours = delta.total_seconds() / 3600
     return f"{hours:g} h" if hours <= 72 else f"{hours / 24:g} days"
 
 
-def _describe(e: Event) -> str:
+def describe(e: Event) -> str:
+    """One line about an event for a finding's summary."""
     when = e.t.date().isoformat()
     if e.detail is not None:
         dx = ", ".join(c.code for c in e.detail.diagnoses[:3])
@@ -352,8 +412,10 @@ def evaluate(
 ) -> list[Finding]:
     """Every rule over one timeline; findings ordered by index time then rule."""
     rules = ruleset.rules if isinstance(ruleset, RuleSet) else tuple(ruleset)
+    as_of = as_of or datetime.now(UTC)
+    scope = Scope(tl)
     out: list[Finding] = []
     for rule in rules:
-        out.extend(evaluate_rule(rule, tl, as_of=as_of))
+        out.extend(h.finding for h in hits(rule, tl, as_of=as_of, scope=scope))
     out.sort(key=lambda f: (f.index_start, f.rule_id))
     return out

@@ -1,29 +1,41 @@
-"""Load a rules directory: value sets, then rules, every problem reported at once.
+"""Load rules directories: value sets, then rules, every problem reported at once.
 
-``load_rules(path)`` parses each YAML file keeping locations (:mod:`.spans`), checks
-its structure with pydantic (:mod:`.schema`), maps each pydantic error back to
-``file:line:col`` with a "did you mean" for unknown keys, runs the semantic checks
-(:mod:`.validators`), and compiles the rules (:mod:`.selectors`). Any problem in
+``load_rules(path_or_paths)`` parses each YAML file keeping locations (:mod:`.spans`),
+checks its structure with pydantic (:mod:`.schema`, the logic block through the registry
+of :mod:`.logic`), maps each pydantic error back to ``file:line:col`` with a "did you
+mean" for unknown keys and logic types, runs the semantic checks (:mod:`.validators`),
+and compiles the rules (:mod:`.selectors`, the logic type's own compile). Any problem in
 any file raises one :class:`RuleValidationError` listing all of them.
+
+Several roots (the packaged catalogue, then a site's own rules) load as one ruleset:
+later roots add rules and override a rule with the same ``id`` and a value set with the
+same ``name``. Each rule records its ``origin`` root and its ``version``; the ruleset a
+``catalogue_version`` digest of every rule and value-set file read.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
+import hashlib
+import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from plugin.errors import RuleProblem, RuleValidationError
-from plugin.rules import validators
+from plugin.errors import RuleProblem, RuleValidationError, SourceLocation
+from plugin.rules import logic, validators
 from plugin.rules.codesets import CodeSet
 from plugin.rules.engine import CompiledCondition, Rule, RuleSet
+from plugin.rules.followup import codes_of, order_for
 from plugin.rules.schema import Condition, RuleSpec, ValueSetSpec, all_keys
 from plugin.rules.selectors import compile_any, compile_selector
 from plugin.rules.spans import Path_, SourceMap, load_yaml
 
-_KEYS = all_keys()
+
+def _keys() -> set[str]:
+    return all_keys() | logic.spec_keys()
 
 
 def _data_path(data: Any, loc: tuple[str | int, ...]) -> tuple[Path_, bool]:
@@ -65,10 +77,25 @@ def pydantic_problems(exc: ValidationError, data: Any, smap: SourceMap) -> list[
         ):
             continue  # the "or a list" branch of a union whose other branch said more
         dotted = ".".join(str(p) for p in path) or "<file>"
-        if err["type"] == "extra_forbidden":
+        ctx = err.get("ctx", {})
+        if err["type"] == "union_tag_invalid" and ctx.get("discriminator") == "'type'":
+            tag = str(err["ctx"]["tag"])
+            msg = (
+                f"unknown logic type '{tag}' (expected one of {', '.join(logic.names())})"
+                + validators.did_you_mean(tag, logic.names())
+            )
+            problem = smap.problem((*path, "type"), "R106", msg)
+        elif err["type"] == "union_tag_not_found":
+            problem = smap.problem(
+                path,
+                "R102",
+                f"missing key 'type' in {dotted} (one of {', '.join(logic.names())})",
+                key=True,
+            )
+        elif err["type"] == "extra_forbidden":
             key = str(loc[-1])
             msg = f"unknown key '{key}' in {'.'.join(str(p) for p in path[:-1]) or 'rule'}"
-            msg += validators.did_you_mean(key, _KEYS)
+            msg += validators.did_you_mean(key, _keys())
             problem = smap.problem(path, "R101", msg, key=True)
         elif err["type"] == "missing":
             missing = str(loc[-1])
@@ -109,13 +136,9 @@ def find_valueset_dir(path: Path) -> Path | None:
     return None
 
 
-def load_valuesets(
-    directory: Path | None,
-) -> tuple[dict[str, CodeSet], dict[str, ValueSetSpec], list[RuleProblem]]:
+def _read_valuesets(directory: Path) -> tuple[dict[str, ValueSetSpec], list[RuleProblem]]:
     specs: dict[str, ValueSetSpec] = {}
     problems: list[RuleProblem] = []
-    if directory is None:
-        return {}, specs, problems
     for file in sorted(directory.glob("*.yaml")):
         data, spec, smap, probs = _parse(file, ValueSetSpec)
         problems += probs
@@ -132,6 +155,13 @@ def load_valuesets(
                 )
             )
         specs[spec.name] = spec
+    return specs, problems
+
+
+def _compile_valuesets(
+    specs: Mapping[str, ValueSetSpec], files: Mapping[str, Path]
+) -> tuple[dict[str, CodeSet], list[RuleProblem]]:
+    problems: list[RuleProblem] = []
     compiled: dict[str, CodeSet] = {}
 
     def build(name: str, stack: tuple[str, ...]) -> CodeSet:
@@ -147,9 +177,7 @@ def load_valuesets(
                 what = "includes itself" if inc in stack else f"includes unknown '{inc}'"
                 problems.append(
                     RuleProblem(
-                        validators_location(directory / f"{name}.yaml"),
-                        "R304",
-                        f"value set '{name}' {what}",
+                        SourceLocation(str(files[name]), 1, 1), "R304", f"value set '{name}' {what}"
                     )
                 )
                 continue
@@ -159,13 +187,18 @@ def load_valuesets(
 
     for name in specs:
         build(name, (name,))
-    return compiled, specs, problems
+    return compiled, problems
 
 
-def validators_location(path: Path) -> Any:
-    from plugin.errors import SourceLocation
-
-    return SourceLocation(str(path), 1, 1)
+def load_valuesets(
+    directory: Path | None,
+) -> tuple[dict[str, CodeSet], dict[str, ValueSetSpec], list[RuleProblem]]:
+    """One value-set directory: (compiled sets, their specs, problems)."""
+    if directory is None:
+        return {}, {}, []
+    specs, problems = _read_valuesets(directory)
+    compiled, more = _compile_valuesets(specs, {n: directory / f"{n}.yaml" for n in specs})
+    return compiled, specs, problems + more
 
 
 def rule_files(path: Path) -> list[Path]:
@@ -180,8 +213,14 @@ def rule_files(path: Path) -> list[Path]:
     )
 
 
-def compile_rule(spec: RuleSpec, path: str, valuesets: Mapping[str, CodeSet]) -> Rule:
-    logic = spec.logic
+def compile_rule(
+    spec: RuleSpec,
+    path: str,
+    valuesets: Mapping[str, CodeSet],
+    specs: Mapping[str, ValueSetSpec] | None = None,
+) -> Rule:
+    """A validated rule spec, compiled by its registered logic type."""
+    kind = logic.get(spec.logic.type)
 
     def cond(c: Condition) -> CompiledCondition:
         return CompiledCondition(
@@ -196,69 +235,161 @@ def compile_rule(spec: RuleSpec, path: str, valuesets: Mapping[str, CodeSet]) ->
             sex=frozenset(c.sex) if c.sex is not None else None,
         )
 
+    followups = kind.followups(spec.logic)
     return Rule(
         spec=spec,
         path=path,
-        index=compile_any(logic.index, valuesets),
-        outcome=compile_any(logic.outcome, valuesets) if logic.type == "sequence" else (),
-        expect_any=(
-            tuple(compile_selector(e, valuesets) for e in logic.expect_any)
-            if logic.type == "absence"
-            else ()
-        ),
-        require=tuple(cond(c) for c in logic.require),
-        exclude=tuple(cond(c) for c in logic.exclude),
+        logic_type=kind,
+        index=compile_any(spec.logic.index, valuesets),
+        parts=kind.compile(spec.logic, valuesets),
+        require=tuple(cond(c) for c in spec.logic.require),
+        exclude=tuple(cond(c) for c in spec.logic.exclude),
+        closing=codes_of(followups, valuesets),
+        followup=order_for(followups, specs or {}),
     )
 
 
-def load_rules(path: str | Path, *, statuses: set[str] | None = None) -> RuleSet:
-    """Load and compile every rule under ``path`` (a directory or one file).
+def _content(file: Path) -> bytes:
+    # Line endings normalised: a Windows checkout (autocrlf) gives the same versions.
+    return file.read_bytes().replace(b"\r\n", b"\n")
 
-    ``statuses`` keeps only rules with those statuses (e.g. ``{"stable"}``);
-    deprecated and unsupported rules are never evaluated.
-    Raises :class:`RuleValidationError` listing every problem found.
-    """
-    root = Path(path)
-    if not root.exists():
-        from plugin.errors import SourceLocation
 
-        raise RuleValidationError(
-            [RuleProblem(SourceLocation(str(root), 0, 0), "R000", "no such file or directory")]
-        )
-    valuesets, _, problems = load_valuesets(
-        find_valueset_dir(root if root.is_dir() else root.parent)
-    )
-    names = set(valuesets)
-    seen_ids: dict[str, str] = {}
-    rules: list[Rule] = []
-    for file in rule_files(root):
-        data, spec, smap, probs = _parse(file, RuleSpec)
-        problems += probs
-        if data is None:
-            continue
-        if not validators.FILE_NAME.match(file.name):
+def _short_hash(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:8]
+
+
+def rule_version(spec: RuleSpec, file: Path) -> str:
+    """``<modified or date>+<8 hex of the file>`` (``2025-03-01+3f2a9c1e``); the hash
+    alone when the file has no date."""
+    digest = _short_hash(_content(file))
+    when = spec.modified or spec.date
+    return f"{when}+{digest}" if when is not None else digest
+
+
+def catalogue_version(files: Sequence[tuple[str, Path]]) -> str:
+    """Digest (12 hex) of ``(relative name, file)`` pairs in the order given: the same
+    files give the same digest on every machine."""
+    h = hashlib.sha256()
+    for name, file in files:
+        h.update(name.encode() + b"\0" + _content(file) + b"\0")
+    return h.hexdigest()[:12]
+
+
+def _roots(path_or_paths: str | Path | Sequence[str | Path]) -> list[Path]:
+    if isinstance(path_or_paths, str | Path):
+        return [Path(path_or_paths)]
+    return [Path(p) for p in path_or_paths]
+
+
+def _trigger_tags(data: Mapping[str, Any], smap: SourceMap) -> list[RuleProblem]:
+    tags = data.get("tags")
+    problems: list[RuleProblem] = []
+    for i, tag in enumerate(tags if isinstance(tags, list) else []):
+        if isinstance(tag, str) and tag.startswith("trigger."):
+            want = tag.split(".", 1)[1].upper()
             problems.append(
                 smap.problem(
-                    (), "R104", f"file name '{file.name}' must match [a-z0-9_]{{10,90}}.yaml"
+                    ("tags", i),
+                    "R107",
+                    f"the catalogue id is the rule's 'trigger:' key, not a tag: "
+                    f"write 'trigger: {want}' and remove the '{tag}' tag",
                 )
             )
-        problems += validators.check_rule_refs(data, smap, names)
-        rid = str(data.get("id", ""))
-        if rid:
-            if rid in seen_ids:
-                problems.append(
-                    smap.problem(
-                        ("id",), "R105", f"duplicate rule id {rid} (also in {seen_ids[rid]})"
-                    )
-                )
-            else:
-                seen_ids[rid] = str(file)
-        if spec is None or any(p.location.path == str(file) for p in problems):
-            continue
-        rules.append(compile_rule(spec, str(file), valuesets))
+    return problems
+
+
+def load_rules(
+    path_or_paths: str | Path | Sequence[str | Path], *, statuses: set[str] | None = None
+) -> RuleSet:
+    """Load and compile every rule under one root (a directory or one file) or several.
+
+    With several roots, later ones extend the earlier: a rule with the same ``id``
+    replaces the earlier one, a value set with the same ``name`` too, and rules of any
+    root may use the value sets of every root. ``statuses`` keeps only rules with those
+    statuses (e.g. ``{"stable"}``); deprecated and unsupported rules are never evaluated.
+    Raises :class:`RuleValidationError` listing every problem found.
+    """
+    roots = _roots(path_or_paths)
+    if not roots:
+        raise RuleValidationError(
+            [RuleProblem(SourceLocation("rules", 0, 0), "R000", "no rules directory given")]
+        )
+    problems: list[RuleProblem] = []
+    for root in roots:
+        if not root.exists():
+            problems.append(
+                RuleProblem(SourceLocation(str(root), 0, 0), "R000", "no such file or directory")
+            )
     if problems:
         raise RuleValidationError(problems)
+
+    # Value sets of every root, later names replacing earlier ones.
+    specs: dict[str, ValueSetSpec] = {}
+    vs_files: dict[str, Path] = {}
+    digest_files: list[tuple[str, Path]] = []
+    seen_dirs: set[Path] = set()
+    for n, root in enumerate(roots):
+        vs_dir = find_valueset_dir(root if root.is_dir() else root.parent)
+        if vs_dir is None or vs_dir.resolve() in seen_dirs:
+            continue
+        seen_dirs.add(vs_dir.resolve())
+        found, probs = _read_valuesets(vs_dir)
+        problems += probs
+        for name in found:
+            vs_files[name] = vs_dir / f"{name}.yaml"
+            digest_files.append((f"{n}/valuesets/{name}.yaml", vs_files[name]))
+        specs.update(found)
+    valuesets, probs = _compile_valuesets(specs, vs_files)
+    problems += probs
+    names = set(valuesets)
+
+    model = logic.rule_model()
+    by_id: dict[str, Rule] = {}
+    for n, root in enumerate(roots):
+        seen_ids: dict[str, str] = {}
+        base = root if root.is_dir() else root.parent
+        for file in rule_files(root):
+            digest_files.append((f"{n}/{file.relative_to(base).as_posix()}", file))
+            data, spec, smap, probs = _parse(file, model)
+            problems += probs
+            if data is None:
+                continue
+            if not validators.FILE_NAME.match(file.name):
+                problems.append(
+                    smap.problem(
+                        (), "R104", f"file name '{file.name}' must match [a-z0-9_]{{10,90}}.yaml"
+                    )
+                )
+            problems += validators.check_rule_refs(data, smap, names)
+            problems += _trigger_tags(data, smap)
+            rid = str(data.get("id", ""))
+            if rid:
+                if rid in seen_ids:
+                    problems.append(
+                        smap.problem(
+                            ("id",), "R105", f"duplicate rule id {rid} (also in {seen_ids[rid]})"
+                        )
+                    )
+                else:
+                    seen_ids[rid] = str(file)
+            if spec is None or any(p.location.path == str(file) for p in problems):
+                continue
+            rule = compile_rule(spec, str(file), valuesets, specs)
+            by_id[rule.id] = dataclasses.replace(
+                rule, origin=str(root), version=rule_version(spec, file)
+            )
+    if problems:
+        raise RuleValidationError(problems)
+    version = catalogue_version(digest_files)
+    rules = [dataclasses.replace(r, catalogue_version=version) for r in by_id.values()]
     keep = [r for r in rules if r.status.value not in {"deprecated", "unsupported"}]
     if statuses is not None:
         keep = [r for r in keep if r.status.value in statuses]
-    return RuleSet(rules=tuple(keep), source=str(root), valuesets=dict(valuesets))
+    return RuleSet(
+        rules=tuple(keep),
+        source=os.pathsep.join(str(r) for r in roots),
+        valuesets=valuesets,
+        valueset_specs=specs,
+        roots=tuple(str(r) for r in roots),
+        catalogue_version=version,
+    )

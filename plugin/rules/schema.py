@@ -9,24 +9,47 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import IntEnum, StrEnum
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-_DURATION = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(h|d|w|y)\s*$")
-_UNIT = {"h": 1 / 24, "d": 1.0, "w": 7.0, "y": 365.0}
+_DURATION = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(h|d|w|mo|y)\s*$")
+_UNIT = {"h": 1 / 24, "d": 1.0, "w": 7.0, "mo": 30.0, "y": 365.0}
+_EVER = re.compile(r"^\s*([+-]?)\s*ever\s*$")
+# ``ever``: longer than the whole datetime range (years 1-9999), so ``anchor - EVER`` reaches
+# every event; the engine clamps the sum (:func:`shift`) instead of overflowing.
+EVER = timedelta(days=3_660_000)
 
 
 def parse_duration(value: Any) -> timedelta:
-    """``"30d"`` → 30 days; units h, d, w, y (365 d). Raises ValueError otherwise."""
+    """``"30d"`` → 30 days; units h, d, w, mo (30 d), y (365 d); ``ever`` / ``-ever`` is
+    :data:`EVER` (validators allow it only in ``between``). Raises ValueError otherwise."""
     if isinstance(value, timedelta):
         return value
+    if isinstance(value, str) and (e := _EVER.match(value)):
+        return -EVER if e.group(1) == "-" else EVER
     if not isinstance(value, str) or not (m := _DURATION.match(value)):
-        raise ValueError(f"expected a duration such as 30d, 72h, 2w or 1y, got {value!r}")
+        raise ValueError(
+            f"expected a duration such as 30d, 72h, 2w, 6mo, 1y or -ever, got {value!r}"
+        )
     return timedelta(days=float(m.group(1)) * _UNIT[m.group(2)])
+
+
+def is_ever(value: Any) -> bool:
+    """Is ``value`` the text ``ever`` / ``-ever`` (before parsing)?"""
+    return isinstance(value, str) and _EVER.match(value) is not None
+
+
+def shift(moment: datetime, delta: timedelta) -> datetime:
+    """``moment + delta``, clamped to the datetime range (``-ever`` from any anchor)."""
+    try:
+        return moment + delta
+    except OverflowError:
+        bound = datetime.min if delta < timedelta(0) else datetime.max
+        return bound.replace(tzinfo=moment.tzinfo)
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
@@ -91,6 +114,19 @@ class Selector(Strict):
     interpretation: list[Str1] | None = None
     status: list[Str1] | None = None
     not_status: list[Str1] | None = None
+    principal: Literal[True] | None = None
+
+    @model_validator(mode="after")
+    def _principal_on_diagnosis(self) -> Selector:
+        if self.principal is None:
+            return self
+        kinds = self.kind if isinstance(self.kind, list) else [self.kind]
+        if kinds != ["encounter"] or (self.diagnosis is None and self.not_diagnosis is None):
+            raise ValueError(
+                "'principal: true' goes on a 'kind: encounter' selector with 'diagnosis' or "
+                "'not_diagnosis'"
+            )
+        return self
 
 
 class Expect(Selector):
@@ -143,33 +179,21 @@ class Condition(Strict):
         )
 
 
-class SequenceLogic(Strict):
-    type: Literal["sequence"]
+class LogicSpec(Strict):
+    """What every logic type shares: an index pattern, a window from its anchor, and
+    conditions. Each type in :mod:`plugin.rules.logic` subclasses it with a
+    ``type: Literal[...]`` and its own keys; the rule model's ``logic`` is the
+    discriminated union of the registered types (:func:`plugin.rules.logic.rule_model`)."""
+
+    type: str
     index: Selector | list[Selector]
-    outcome: Selector | list[Selector]
     within: Duration
     anchor: Literal["start", "end"] = "end"
     require: list[Condition] = Field(default_factory=list)
     exclude: list[Condition] = Field(default_factory=list)
 
-
-class AbsenceLogic(Strict):
-    type: Literal["absence"]
-    index: Selector | list[Selector]
-    expect_any: Annotated[list[Expect], Field(min_length=1)]
-    within: Duration
-    anchor: Literal["start", "end"] = "start"
-    require: list[Condition] = Field(default_factory=list)
-    exclude: list[Condition] = Field(default_factory=list)
-
-    @model_validator(mode="after")
-    def _no_outcome(self) -> AbsenceLogic:
-        if any(c.mentions_outcome() for c in (*self.require, *self.exclude)):
-            raise ValueError("an absence rule has no outcome: 'relative_to: outcome' is invalid")
-        return self
-
-
-Logic = Annotated[SequenceLogic | AbsenceLogic, Field(discriminator="type")]
+    def index_selectors(self) -> list[Selector]:
+        return self.index if isinstance(self.index, list) else [self.index]
 
 
 class Published(Strict):
@@ -187,6 +211,12 @@ class Related(Strict):
     type: Literal["derived", "obsolete", "merged", "renamed", "similar"]
 
 
+# A catalogue id (etriggers.md: ``SP-1``, ``TR-3``, ``ED-1``) or a named pair without a
+# number (``SPADE-SEPSIS``); upper case so that labels, the ranker and the dashboard join on
+# the same string.
+TRIGGER_PATTERN = r"^[A-Z]{2,6}-(?:\d+[A-Z]?|[A-Z]+)$"
+
+
 class RuleSpec(Strict):
     title: Str1
     id: UUID
@@ -197,13 +227,14 @@ class RuleSpec(Strict):
     author: str | None = None
     date: dt.date | str | None = None
     modified: dt.date | str | None = None
+    trigger: Annotated[str, Field(pattern=TRIGGER_PATTERN)] | None = None
     tags: list[Annotated[str, Field(pattern=r"^[a-z0-9_-]+\.[a-z0-9._-]+$")]] = Field(
         default_factory=list
     )
     falsepositives: Annotated[list[Str1], Field(min_length=1)]
     published: Published | None = None
     related: list[Related] = Field(default_factory=list)
-    logic: Logic
+    logic: LogicSpec  # narrowed to the registered types by plugin.rules.logic.rule_model()
     tests: str | None = None
 
 
@@ -252,15 +283,15 @@ class TestFile(Strict):
 
 
 def all_keys() -> set[str]:
-    """Every key any rule-file model accepts (for "did you mean" suggestions)."""
+    """Every key the shared rule-file models accept (for "did you mean" suggestions; the
+    loader adds the keys of the registered logic types)."""
     keys: set[str] = set()
     for model in (
         Selector,
         Expect,
         AgeBounds,
         Condition,
-        SequenceLogic,
-        AbsenceLogic,
+        LogicSpec,
         Published,
         Related,
         RuleSpec,

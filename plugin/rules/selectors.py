@@ -13,7 +13,7 @@ from datetime import timedelta
 from plugin.rules.codesets import CodeSet
 from plugin.rules.schema import Selector
 from plugin.rules.units import Threshold
-from plugin.timeline.model import Event, Kind
+from plugin.timeline.model import Code, Event, Kind
 
 Predicate = Callable[[Event], bool]
 
@@ -62,9 +62,16 @@ def _detail_in(attr: str, values: list[str], negate: bool) -> Predicate:
     return check
 
 
-def _codes_check(cs: CodeSet, *, diagnoses: bool, negate: bool) -> Predicate:
+def principal_or_all(e: Event) -> tuple[Code, ...]:
+    """The encounter's principal diagnosis codes, or all its diagnoses when the record does
+    not say which is principal (``principal: true`` then tests what ``diagnosis`` tests)."""
+    return (e.detail.principal if e.detail is not None else ()) or e.diagnoses
+
+
+def _codes_check(cs: CodeSet, *, diagnoses: bool, negate: bool, principal: bool) -> Predicate:
     def check(e: Event) -> bool:
-        hit = cs.any_of(e.diagnoses if diagnoses else e.codes)
+        codes = (principal_or_all(e) if principal else e.diagnoses) if diagnoses else e.codes
+        hit = cs.any_of(codes)
         return not hit if negate else hit
 
     return check
@@ -89,9 +96,13 @@ def compile_selector(sel: Selector, valuesets: Mapping[str, CodeSet]) -> Matcher
     ):
         if refs:
             cs = resolve_codes(refs, valuesets)
-            checks.append(_codes_check(cs, diagnoses=diagnoses, negate=negate))
+            principal = diagnoses and bool(sel.principal)
+            checks.append(_codes_check(cs, diagnoses=diagnoses, negate=negate, principal=principal))
             if not negate:
-                words.append(("diagnosis " if diagnoses else "codes ") + ", ".join(refs))
+                what = ("principal " if principal else "") + (
+                    "diagnosis " if diagnoses else "codes "
+                )
+                words.append(what + ", ".join(refs))
     if sel.setting:
         settings = frozenset(sel.setting)
         checks.append(lambda e: e.detail is not None and e.detail.setting.value in settings)

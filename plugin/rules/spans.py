@@ -8,6 +8,7 @@ with their own location (pySigma loses both), every problem in the file at once.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,7 @@ def loads_yaml(text: str, name: str) -> tuple[Any, SourceMap, list[RuleProblem]]
         mark = exc.problem_mark or exc.context_mark
         loc = SourceLocation(name, (mark.line + 1) if mark else 1, (mark.column + 1) if mark else 1)
         what = f"{exc.context + ', ' if exc.context else ''}{exc.problem or 'invalid YAML'}"
+        what += _quote_hint(smap, loc)
         return None, smap, [RuleProblem(loc, "R001", f"YAML syntax: {what}", smap.context(loc))]
     finally:
         loader.dispose()
@@ -82,6 +84,22 @@ def loads_yaml(text: str, name: str) -> tuple[Any, SourceMap, list[RuleProblem]]
     problems: list[RuleProblem] = []
     data = _build(node, (), smap, problems, loader)
     return data, smap, problems
+
+
+# ``key: > 10 mIU/L``: YAML reads ``>`` as the start of a folded block scalar (and refuses it
+# inside ``{...}``), so an unquoted threshold fails with a message about block scalars.
+_BARE_COMPARATOR = re.compile(r"([A-Za-z_]+):[ \t]*((?:>=|<=|>|<)[^,}\]#\n]*)")
+
+
+def _quote_hint(smap: SourceMap, loc: SourceLocation) -> str:
+    """A hint when the failing line has a value starting with ``>`` or ``<`` (else "")."""
+    if not 1 <= loc.line <= len(smap.lines):
+        return ""
+    for m in _BARE_COMPARATOR.finditer(smap.lines[loc.line - 1]):
+        if m.start(2) <= loc.col - 1 <= m.end(2):
+            key, value = m.group(1), m.group(2).strip()
+            return f'; quote values that start with > or <: {key}: "{value}"'
+    return ""
 
 
 def _build(

@@ -1,18 +1,19 @@
 """Run each rule's own test cases (``<rule>.test.yaml``): ``dxsafety rules test``.
 
 A case is either inline events (built into a timeline by the same derivation the FHIR
-path uses) or a fixture folder of FHIR JSON. ``flag`` expects at least one finding
-(or exactly ``count``), ``no_flag`` none; ``todo_*`` cases are reported, never failed.
+path uses) or a fixture folder of FHIR JSON, read through the population pipeline with full
+validation (a resource it would skip fails the case, with its ``file:line``). ``flag`` expects
+at least one finding (or exactly ``count``), ``no_flag`` none; ``todo_*`` cases are reported,
+never failed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from plugin.errors import RuleProblem, SourceLocation
+from plugin.errors import FhirParseError, RuleProblem, SourceLocation
 from plugin.rules.engine import Rule, RuleSet, evaluate_rule
 from plugin.rules.loader import _parse, load_rules
 from plugin.rules.schema import TestCase, TestFile
@@ -48,12 +49,26 @@ def _as_of(case: TestCase) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def fixture_timelines(folder: Path) -> Iterator[Timeline]:
-    from plugin.fhir.parse import timeline_from_resources
-    from plugin.fhir.stage import iter_patients
+def fixture_timelines(folder: Path) -> list[Timeline]:
+    """The timelines of a fixture folder through the population pipeline, every resource
+    validated in full. A rule test reads every resource it is given: when one is skipped this
+    raises :class:`FhirParseError` with its ``file:line`` and reason, so the case fails rather
+    than test less than it says."""
+    from plugin.fhir.read import ReadReport
+    from plugin.fhir.stage import iter_timelines
 
-    for _pid, resources in iter_patients([folder], validate="full"):
-        yield timeline_from_resources(resources, validate="none")  # staged = validated
+    report = ReadReport()
+    timelines = list(iter_timelines(folder, validate="full", report=report))
+    if report.skipped:
+        first = report.errors[0]
+        more = f" (and {report.skipped - 1} more)" if report.skipped > 1 else ""
+        raise FhirParseError(
+            first.where,
+            f"fixture resource skipped: {first.what}{more}",
+            first.resource_type,
+            first.resource_id,
+        )
+    return timelines
 
 
 def _resolve_fixture(fixture: str, rules_root: Path) -> Path:
@@ -62,7 +77,7 @@ def _resolve_fixture(fixture: str, rules_root: Path) -> Path:
 
 
 def run_case(rule: Rule, case: TestCase, rules_root: Path) -> list[Finding]:
-    from plugin.timeline.build import timeline_from_spec
+    from plugin.timeline.spec import timeline_from_spec
 
     as_of = _as_of(case)
     if case.events is not None:
@@ -73,7 +88,7 @@ def run_case(rule: Rule, case: TestCase, rules_root: Path) -> list[Finding]:
         folder = _resolve_fixture(str(case.fixture), rules_root)
         if not folder.exists():
             raise FileNotFoundError(f"fixture folder {case.fixture} not found")
-        timelines = list(fixture_timelines(folder))
+        timelines = fixture_timelines(folder)
     return [f for tl in timelines for f in evaluate_rule(rule, tl, as_of=as_of)]
 
 

@@ -7,12 +7,15 @@ run once every file is loaded.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from plugin.errors import RuleProblem
+from plugin.rules.codesets import CodeSet
+from plugin.rules.schema import is_ever
 from plugin.rules.spans import Path_, SourceMap
 from plugin.rules.units import Threshold
 
@@ -158,6 +161,7 @@ def check_rule_refs(
             continue
         if not th.known_unit():
             problems.append(smap.problem(at, "R205", f"unknown unit '{th.unit}' in '{text}'"))
+    problems += check_ever(data.get("logic", {}), smap, ("logic",))
     return problems
 
 
@@ -171,3 +175,118 @@ def check_valueset_codes(data: Mapping[str, Any], smap: SourceMap) -> list[RuleP
             if why is not None:
                 problems.append(smap.problem(("codes", system, i), "R301", why))
     return problems
+
+
+# --- `ever` only bounds a `between` window ---------------------------------------------------
+def check_ever(data: Any, smap: SourceMap, at: Path_ = ()) -> list[RuleProblem]:
+    """``ever`` is an unbounded end of a ``between`` window; as a ``within`` or
+    ``died_within`` it would never close (an absence rule would never fire)."""
+    problems: list[RuleProblem] = []
+    if isinstance(data, dict):
+        for k, v in data.items():
+            if k in {"within", "died_within"} and is_ever(v):
+                problems.append(
+                    smap.problem(
+                        (*at, k),
+                        "R206",
+                        f"'{k}: {v}': 'ever' only bounds a 'between' window "
+                        "(e.g. between: [-ever, 0d]); give a duration such as 60d or 6mo",
+                    )
+                )
+            else:
+                problems += check_ever(v, smap, (*at, k))
+    elif isinstance(data, list):
+        for i, v in enumerate(data):
+            problems += check_ever(v, smap, (*at, i))
+    return problems
+
+
+# --- warnings: `codes:` and `diagnosis:` swapped on an encounter selector ------------------
+DIAGNOSIS_SYSTEMS = frozenset({"icd10", "icd9"})
+ACT_SYSTEMS = frozenset({"loinc", "cpt", "hcpcs", "icd10pcs"})  # tests and procedures
+_NEITHER = frozenset({"rxnorm", "location", "setting"})
+
+
+def code_kind(systems: set[str] | frozenset[str]) -> str | None:
+    """``"diagnosis"`` when the systems are ICD-10/ICD-9 (SNOMED CT may sit beside them: it
+    names disorders and procedures alike, so it decides nothing), ``"act"`` when they are
+    LOINC/CPT/HCPCS/ICD-10-PCS without ICD-10/ICD-9, else None (mixed, SNOMED only, ...)."""
+    if systems & DIAGNOSIS_SYSTEMS and not systems & (ACT_SYSTEMS | _NEITHER):
+        return "diagnosis"
+    if systems & ACT_SYSTEMS and not systems & DIAGNOSIS_SYSTEMS:
+        return "act"
+    return None
+
+
+def _selectors(data: Any, at: Path_) -> Iterable[tuple[Path_, Mapping[str, Any]]]:
+    """Every selector under ``logic`` (a mapping with a ``kind``), with its path."""
+    if isinstance(data, dict):
+        if "kind" in data:
+            yield at, data
+        for k, v in data.items():
+            yield from _selectors(v, (*at, k))
+    elif isinstance(data, list):
+        for i, v in enumerate(data):
+            yield from _selectors(v, (*at, i))
+
+
+def check_code_kinds(
+    data: Mapping[str, Any], smap: SourceMap, valuesets: Mapping[str, CodeSet]
+) -> list[RuleProblem]:
+    """Warnings (R211, R212) for an encounter selector whose ``codes:`` name diagnoses (an
+    encounter's own codes are its setting, type and serviceType, never an ICD code) or
+    whose ``diagnosis:`` names tests or procedures (never an encounter diagnosis)."""
+    problems: list[RuleProblem] = []
+    for at, sel in _selectors(data.get("logic", {}), ("logic",)):
+        kind = sel.get("kind")
+        if kind != "encounter" and kind != ["encounter"]:
+            continue
+        for key, wrong, code, hint in (
+            ("codes", "diagnosis", "R211", "did you mean diagnosis:?"),
+            ("not_codes", "diagnosis", "R211", "did you mean not_diagnosis:?"),
+            ("diagnosis", "act", "R212", "did you mean codes: on a procedure, observation "
+             "or order selector?"),
+            ("not_diagnosis", "act", "R212", "did you mean not_codes: on a procedure, "
+             "observation or order selector?"),
+        ):  # fmt: skip
+            refs = sel.get(key)
+            if not isinstance(refs, list):
+                continue
+            for i, ref in enumerate(refs):
+                if not isinstance(ref, str):
+                    continue
+                system, _, name = ref.partition(":")
+                if system == "valueset":
+                    if name not in valuesets:
+                        continue  # reported as R201
+                    systems = valuesets[name].systems()
+                    what = f"value set '{name}' holds {_kind_words(wrong)} codes"
+                else:
+                    systems = {system}
+                    what = f"'{ref}' is a {_kind_words(wrong)} code"
+                if code_kind(systems) != wrong:
+                    continue
+                reads = (
+                    "the encounter's own codes (setting, type, serviceType)"
+                    if key.endswith("codes")
+                    else "the encounter's diagnoses"
+                )
+                problems.append(
+                    _warning(
+                        smap.problem(
+                            (*at, key, i),
+                            code,
+                            f"{key}: on an encounter selector matches {reads}, but {what} "
+                            f"({', '.join(sorted(systems))}); {hint}",
+                        )
+                    )
+                )
+    return sorted(problems, key=lambda p: (p.location.line, p.location.col))
+
+
+def _kind_words(kind: str) -> str:
+    return "diagnosis" if kind == "diagnosis" else "test or procedure"
+
+
+def _warning(problem: RuleProblem) -> RuleProblem:
+    return dataclasses.replace(problem, severity="warning")

@@ -1,20 +1,22 @@
 """Rules-only PPV on a generated population, measured with the real FHIR edge and rule engine.
 
-Reads the NDJSON back through :func:`plugin.fhir.stage.iter_patients` and
-:func:`plugin.fhir.parse.timeline_from_resources`, evaluates the rule catalogue, and joins
-each finding to ``labels.csv`` on (patient, trigger, index reference). Per rule it reports
-the findings, how many are labelled MOD (the PPV), findings with no label row (the labeller
-missed a trigger hit) and labels with no finding (the labeller saw a hit the engine did not),
-and how many planted rule-excluded cases (``excluded.csv``) the rule flagged anyway.
+Reads the NDJSON back through the one population pipeline (:func:`plugin.scan.iter_findings`:
+staged, validated, one timeline per patient, the rules evaluated), and joins each finding to
+``labels.csv`` on (patient, trigger, index reference). Per rule it reports the findings, how
+many are labelled MOD (the PPV), findings with no label row (the labeller missed a trigger hit)
+and labels with no finding (the labeller saw a hit the engine did not), and how many planted
+rule-excluded cases (``excluded.csv``) the rule flagged anyway. The read report
+(``PpvReport.read``) says whether the generator wrote anything the edge skipped.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from plugin.fhir.read import ReadReport
 from plugin.synth.population import Label
 from plugin.synth.writer import read_labels
 
@@ -41,22 +43,22 @@ class PpvReport:
     rules: list[RulePpv]
     labels_without_finding: dict[str, int]  # trigger -> label rows no rule of it flagged
     patients: int
+    read: ReadReport = field(default_factory=ReadReport)  # what was read back, and skipped
 
 
 def measure(
     data: Path,
     *,
-    rules_dir: Path = Path("rules"),
+    rules_dir: Path | None = None,
     triggers: Iterable[str] = ("SP-1", "SP-2", "SP-3", "ED-1", "PC-3", "TR-1", "TR-7"),
     as_of: datetime | None = None,
 ) -> PpvReport:
-    from plugin.fhir.parse import timeline_from_resources
-    from plugin.fhir.read import ReadReport
-    from plugin.fhir.stage import iter_patients
-    from plugin.rules import evaluate, load_rules
+    from plugin.rules import load_rules
+    from plugin.rules.catalogue import default_rules_dir
+    from plugin.scan import iter_findings
 
     wanted = set(triggers)
-    ruleset = load_rules(rules_dir)
+    ruleset = load_rules(rules_dir or default_rules_dir())
     rules = [r for r in ruleset.rules if r.trigger in wanted]
     labels = read_labels(data / "labels.csv")
     excluded = read_labels(data / "excluded.csv")
@@ -70,10 +72,11 @@ def measure(
     when = as_of or datetime(2026, 6, 30, tzinfo=UTC)
     patients = 0
     paths = sorted(data.glob("*.ndjson"))
-    for _pid, resources in iter_patients(paths, validate="fast", report=ReadReport()):
+    read = ReadReport()
+    chosen = replace(ruleset, rules=tuple(rules))
+    for _tl, findings in iter_findings(paths, chosen, as_of=when, validate="fast", report=read):
         patients += 1
-        tl = timeline_from_resources(resources, validate="fast")
-        for f in evaluate(rules, tl, as_of=when):
+        for f in findings:
             s = stats[f.rule_id]
             key = (f.patient_id, s.trigger, f.index_ref)
             s.findings += 1
@@ -88,12 +91,16 @@ def measure(
     for r in labels:
         if r.trigger not in wanted:
             continue
-        hit = any(f"{r.patient_id}|{r.index_ref}" in s.found
-                  for s in stats.values() if s.trigger == r.trigger)
+        hit = any(
+            f"{r.patient_id}|{r.index_ref}" in s.found
+            for s in stats.values()
+            if s.trigger == r.trigger
+        )
         if not hit:
             missing[r.trigger] = missing.get(r.trigger, 0) + 1
-    return PpvReport(sorted(stats.values(), key=lambda s: (s.trigger, s.title)), missing,
-                     patients)
+    return PpvReport(
+        sorted(stats.values(), key=lambda s: (s.trigger, s.title)), missing, patients, read
+    )
 
 
 def _published_ppv(published: object) -> float | None:
@@ -106,6 +113,7 @@ def _published_ppv(published: object) -> float | None:
 def format_report(report: PpvReport) -> str:
     lines = [
         f"{report.patients} patients",
+        *report.read.summary_lines(),
         f"{'trigger':8s} {'findings':>8s} {'MOD':>5s} {'PPV':>6s} {'published':>9s} "
         f"{'unlabelled':>10s} {'excl.flagged':>12s}  rule",
     ]

@@ -67,9 +67,13 @@ def sp_miscoded(chart: Chart, t: datetime) -> Planted:
     gap = rng.uniform(1.0, 29.0)
     adm = V.pick_admission(rng, chart)
     adm.dxs = [d for d in adm.dxs if d.icd10 != "Z86.73"]
-    # usually a secondary code; sometimes even the principal one
-    at = 0 if rng.random() < 0.3 else 1 + rng.randrange(len(adm.dxs))
-    adm.dxs.insert(at, C.OLD_STROKE)
+    # As the principal diagnosis: SP-1 reads only the admission's principal diagnosis, so a
+    # history code copied forward in a secondary position is no longer a false positive of it
+    # (rule tests cover that case); this look-alike is the one the published definition keeps.
+    # the draws that once placed it elsewhere, so that the other charts of a seed stay the same
+    if rng.random() >= 0.3:
+        rng.randrange(len(adm.dxs))
+    adm.dxs.insert(0, C.OLD_STROKE)
     V.emergency_admission(chart, days_after(end, gap), adm, exact=True)
     return Planted([ref], span(chart, t, days_after(end, gap + 10)))
 

@@ -77,9 +77,12 @@ def hits(chart: Chart) -> Iterator[Hit]:
 
 
 def _ed_hits(chart: Chart, e: EncFact, admissions: list[EncFact]) -> Iterator[Hit]:
+    # SP-1 reads the admission's principal diagnosis (EncFact.dx is principal first, as the
+    # generator ranks Encounter.diagnosis); SP-2 any diagnosis of the admission.
+    principal = _first_after(admissions, e.end, 30 * D, lambda o: _any(o.dx[:1], STROKE))
     stroke_outcome = _first_after(admissions, e.end, 30 * D, lambda o: _any(o.dx, STROKE))
     if not _any(e.dx, STROKE) and stroke_outcome is not None:
-        if _any(e.dx, DIZZY + HEADACHE):
+        if principal is not None and _any(e.dx, DIZZY + HEADACHE):
             yield ("SP-1", e.ref, e.start)
         if _any(e.dx, DIZZY) and _risk_factor(chart, e.end):
             yield ("SP-2", e.ref, e.start)
@@ -95,7 +98,7 @@ def _ed_hits(chart: Chart, e: EncFact, admissions: list[EncFact]) -> Iterator[Hi
 
 
 def _ed1_outcome(o: EncFact) -> bool:
-    return _unplanned(o) and not _any(o.dx, INJURY) and not _any(o.dx, PSYCH)
+    return _unplanned(o) and not _any(o.dx[:1], INJURY) and not _any(o.dx[:1], PSYCH)
 
 
 def _risk_factor(chart: Chart, anchor: datetime) -> bool:

@@ -26,7 +26,7 @@ from typing import IO
 
 import orjson
 
-from plugin.fhir.client import RESOURCE_TYPES as RESOURCE_TYPES  # the types the timeline reads
+from plugin.fhir import resource_types
 from plugin.synth.population import CHUNK, Label, generate_chunk
 
 LINES_PER_FILE = 100_000
@@ -40,6 +40,8 @@ LABEL_COLUMNS = (
     "missed_dx",
 )
 _TMP = ".synth-tmp"
+# The files written: one patient's record types, in the table's order (Patient first).
+RESOURCE_TYPES: tuple[str, ...] = resource_types.patient_types()
 
 
 @dataclass(slots=True)

@@ -1,13 +1,16 @@
 """Assemble a :class:`Timeline` from events: sort, link conditions, derive ``released``.
 
 The same derivations run whether the events come from FHIR (:mod:`plugin.fhir.parse`) or from a
-rule test's inline events (:func:`timeline_from_spec`), so a rule means the same in both.
+rule test's inline events (:func:`plugin.timeline.spec.timeline_from_spec`, which imports this
+module, never the reverse), so a rule means the same in both.
 
 * **Order**: events are sorted by ``(t, kind, source)`` (then system and code, so that
   components of one Observation have a stable order).
 * **Condition → encounter**: every Condition event that names an encounter (``Event.encounter``)
   adds its codes (primary and ``alt``) to that encounter's ``diagnoses``. FHIR: a Condition with
-  ``Condition.encounter`` — encounter diagnoses and problems recorded at that visit alike.
+  ``Condition.encounter`` — encounter diagnoses and problems recorded at that visit alike. Which
+  Condition gave which code is kept in ``EncounterDetail.linked``, so that
+  :meth:`Timeline.until` can take back the codes of Conditions recorded later.
 * **released** (treat-and-release): an ED or AMB encounter is released when
 
   - its disposition is not ``admitted``, ``expired`` or ``transfer``, and
@@ -27,7 +30,7 @@ from datetime import timedelta
 
 from plugin.timeline.model import Code, Event, Kind, PatientInfo, Setting, Timeline
 
-__all__ = ["RELEASE_GAP", "build_timeline", "timeline_from_spec"]
+__all__ = ["RELEASE_GAP", "build_timeline"]
 
 RELEASE_GAP = timedelta(hours=24)
 _RELEASABLE = frozenset({Setting.ED, Setting.AMB})
@@ -43,18 +46,19 @@ def build_timeline(patient: PatientInfo, events: Iterable[Event]) -> Timeline:
 
 
 def _link_conditions(events: list[Event]) -> list[Event]:
-    linked: dict[str, list[Code]] = {}
+    linked: dict[str, list[tuple[str, Code]]] = {}
     for e in events:
         if e.kind is Kind.CONDITION and e.encounter:
-            linked.setdefault(e.encounter, []).extend(e.codes)
+            linked.setdefault(e.encounter, []).extend((e.source, c) for c in e.codes)
     if not linked:
         return events
     out = []
     for e in events:
         extra = linked.get(e.source) if e.kind is Kind.ENCOUNTER and e.detail else None
         if extra and e.detail is not None:
-            merged = tuple(dict.fromkeys((*e.detail.diagnoses, *extra)))
-            e = replace(e, detail=replace(e.detail, diagnoses=merged))
+            merged = tuple(dict.fromkeys((*e.detail.diagnoses, *(c for _, c in extra))))
+            links = tuple(dict.fromkeys(extra))
+            e = replace(e, detail=replace(e.detail, diagnoses=merged, linked=links))
         out.append(e)
     return out
 
@@ -81,6 +85,3 @@ def _is_released(e: Event, admissions: list[Event], parents: set[str]) -> bool:
         return False
     horizon = e.stop + RELEASE_GAP
     return not any(a.source != e.source and a.t <= horizon and a.stop >= e.t for a in admissions)
-
-
-from plugin.timeline.spec import timeline_from_spec  # noqa: E402  (re-export; spec uses build)

@@ -19,13 +19,14 @@ Conventions (documented once, relied on everywhere):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from enum import StrEnum
 
 
 class Kind(StrEnum):
-    """What an event is. One FHIR resource type maps to one kind."""
+    """What an event is. Which FHIR resource types yield which kinds is a column of the table
+    in ``plugin/fhir/resource_types.py`` (a new kind is added here and named in that table)."""
 
     ENCOUNTER = "encounter"
     CONDITION = "condition"
@@ -82,6 +83,13 @@ class EncounterDetail:
     disposition: str | None = None  # normalised group: home|admitted|transfer|snf|hospice|
     #                                 rehab|psych|expired|ama|other (see build.py)
     diagnoses: tuple[Code, ...] = ()  # Encounter.diagnosis + reasonCode + linked Conditions
+    # The principal diagnosis's codes (also in ``diagnoses``); empty when the record does not
+    # say which diagnosis is principal (see plugin.fhir.encounter).
+    principal: tuple[Code, ...] = ()
+    # (Condition source, code) for every code of a Condition that names this encounter
+    # (Event.encounter), merged into ``diagnoses`` by plugin.timeline.build; Timeline.until
+    # uses it to take back the codes of Conditions not yet known.
+    linked: tuple[tuple[str, Code], ...] = ()
     locations: tuple[LocationStay, ...] = ()
     part_of: str | None = None  # "Encounter/<id>" of the parent stay
     planned: bool = False  # admitSource/priority/type says elective or planned
@@ -153,22 +161,44 @@ class Timeline:
     events: tuple[Event, ...] = ()
 
     def until(self, moment: datetime) -> Timeline:
-        """The timeline as it was known at ``moment`` (for leakage-free scoring).
+        """The timeline as it was known at ``moment`` (leakage-free: nothing recorded later).
 
-        Keeps events that happened by ``moment``; an encounter still open at
-        ``moment`` is kept. Events with a ``recorded`` time after ``moment``
-        are dropped even if they are dated earlier.
+        Keeps events that happened by ``moment``; an encounter still open at ``moment`` is
+        kept. Events with a ``recorded`` time after ``moment`` are dropped even if they are
+        dated earlier. A kept encounter loses the diagnoses that only dropped Conditions gave
+        it (``EncounterDetail.linked``): a code a dropped Condition carries is removed unless
+        a kept Condition also gives it, even when the encounter lists it itself, because
+        ``Encounter.diagnosis`` usually points at that same, later Condition.
         """
-        kept = tuple(
+        kept = [
             e for e in self.events if e.t <= moment and (e.recorded is None or e.recorded <= moment)
-        )
+        ]
+        known = {e.source for e in kept if e.kind is Kind.CONDITION}
+        events = tuple(_known_diagnoses(e, known) for e in kept)
         deceased = self.patient.deceased
         patient = self.patient
         if deceased is not None and deceased > moment:
             patient = PatientInfo(
                 id=patient.id, birth_date=patient.birth_date, sex=patient.sex, deceased=None
             )
-        return Timeline(patient=patient, events=kept)
+        return Timeline(patient=patient, events=events)
+
+
+def _known_diagnoses(e: Event, known_conditions: set[str]) -> Event:
+    """``e`` without the linked diagnosis codes that only unknown Conditions gave it."""
+    detail = e.detail
+    if detail is None or not detail.linked:
+        return e
+    still = {code for source, code in detail.linked if source in known_conditions}
+    gone = {code for source, code in detail.linked if source not in known_conditions} - still
+    if not gone:
+        return e
+    linked = tuple((s, c) for s, c in detail.linked if s in known_conditions)
+    diagnoses = tuple(c for c in detail.diagnoses if c not in gone)
+    principal = tuple(c for c in detail.principal if c not in gone)  # stays within diagnoses
+    return replace(
+        e, detail=replace(detail, diagnoses=diagnoses, principal=principal, linked=linked)
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

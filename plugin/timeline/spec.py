@@ -16,6 +16,7 @@
 * ``code`` / ``codes``: ``system:code`` strings; the first is the primary code, the rest ``alt``.
   Encounters take their primary code from ``setting`` and ``codes`` as ``alt``.
 * Encounter keys: ``setting``, ``disposition``, ``admit_source``, ``diagnosis`` (list),
+  ``principal`` (list: the principal diagnosis's codes; they count as diagnoses too),
   ``planned``, ``icu`` (adds an ICU location stay), ``part_of`` (an event ``id``),
   ``class_code``. ``released`` is derived, never written.
 * Any event: ``id`` (source becomes ``Kind/id``, default ``<Kind>/e<n>``), ``encounter`` (an event
@@ -30,6 +31,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from plugin.errors import TimelineSpecError
+from plugin.timeline.build import build_timeline
 from plugin.timeline.codes import parse_code
 from plugin.timeline.model import (
     Code,
@@ -57,8 +59,9 @@ _SOURCE_TYPE = {
     Kind.TRANSFER: "Encounter",
 }
 _EVENT_KEYS = frozenset(
-    """t end kind setting code codes disposition admit_source diagnosis planned icu part_of
-    class_code id encounter status value unit interpretation ref_low ref_high text""".split()
+    """t end kind setting code codes disposition admit_source diagnosis principal planned icu
+    part_of class_code id encounter status value unit interpretation ref_low ref_high
+    text""".split()
 )
 
 
@@ -87,8 +90,6 @@ def parse_offset(value: object, base: datetime = EPOCH) -> tuple[datetime, bool]
 def timeline_from_spec(spec: dict[str, Any]) -> Timeline:
     """Build a timeline from a test case's ``patient`` and ``events``; raises
     :class:`TimelineSpecError` naming the event and key that is wrong."""
-    from plugin.timeline.build import build_timeline
-
     p = spec.get("patient") or {}
     try:
         pid = str(p.get("id", "test-patient"))
@@ -164,12 +165,15 @@ def _event(raw: object, n: int, pid: str, ids: dict[str, Kind]) -> Event:
     if kind is Kind.ENCOUNTER:
         setting = Setting(raw.get("setting", "OTHER"))
         icu = bool(raw.get("icu")) or setting is Setting.ICU
+        principal = tuple(parse_code(str(c)) for c in raw.get("principal") or ())
+        diagnoses = tuple(parse_code(str(c)) for c in raw.get("diagnosis") or ())
         detail = EncounterDetail(
             setting=setting,
             class_code=str(raw.get("class_code", setting.value)),
             admit_source=raw.get("admit_source"),
             disposition=raw.get("disposition"),
-            diagnoses=tuple(parse_code(str(c)) for c in raw.get("diagnosis") or ()),
+            diagnoses=tuple(dict.fromkeys((*principal, *diagnoses))),
+            principal=principal,
             locations=(LocationStay(name="ICU", start=t, end=end, icu=True),) if icu else (),
             part_of=_ref(ids, raw["part_of"]) if raw.get("part_of") is not None else None,
             planned=bool(raw.get("planned", False)),

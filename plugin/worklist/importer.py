@@ -11,6 +11,9 @@ from typing import Any
 import orjson
 
 from plugin.errors import StoreError
+from plugin.fhir.read import ReadReport
+from plugin.fhir.stage import Sources, iter_timelines
+from plugin.fhir.validate import Mode
 from plugin.timeline.model import Finding, Timeline
 
 
@@ -79,26 +82,30 @@ def read_findings(path: Path) -> Iterator[Finding]:
 
 
 def with_timelines(
-    findings: list[Finding], fhir_paths: list[Path], *, batch: int = 500
+    findings: list[Finding],
+    fhir_paths: Sources,
+    *,
+    report: ReadReport,
+    validate: Mode = "fast",
+    batch: int = 500,
 ) -> Iterator[tuple[list[Finding], dict[str, Timeline]]]:
     """Pair findings with their patients' timelines read from FHIR files, in batches.
 
-    Streams the population one patient at a time (:func:`plugin.fhir.stage.iter_patients`);
+    Streams the population one patient at a time through the one pipeline
+    (:func:`plugin.fhir.stage.iter_timelines`; ``report`` receives what was read and skipped);
     findings whose patient is not in the files come last, without a timeline.
     """
-    from plugin.fhir.parse import timeline_from_resources
-    from plugin.fhir.stage import iter_patients
-
     by_patient: dict[str, list[Finding]] = defaultdict(list)
     for f in findings:
         by_patient[f.patient_id].append(f)
     chunk: list[Finding] = []
     timelines: dict[str, Timeline] = {}
-    for pid, resources in iter_patients(fhir_paths):
+    for timeline in iter_timelines(fhir_paths, validate=validate, report=report):
+        pid = timeline.patient.id
         mine = by_patient.pop(pid, None)
         if not mine:
             continue
-        timelines[pid] = timeline_from_resources(resources, validate="none", patient_id=pid)
+        timelines[pid] = timeline
         chunk.extend(mine)
         if len(chunk) >= batch:
             yield chunk, timelines

@@ -1,23 +1,31 @@
-"""Login and logout, the dashboard, and admin pages (users, audit log, exports)."""
+"""The dashboard, and the admin pages (users, audit log, exports)."""
 
 from __future__ import annotations
 
-import hmac
 import io
-import secrets
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
-from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from starlette.concurrency import run_in_threadpool
+from fastapi import APIRouter
+from fastapi.responses import HTMLResponse, Response
 
 from plugin.errors import StoreError
 from plugin.worklist import cases, export, stats, users
 from plugin.worklist.charts import ppv_svg
-from plugin.worklist.users import Session
-from plugin.worklist.web import HEADERS, LOGIN_CSRF_COOKIE, SESSION_COOKIE, Forbidden, Web
+from plugin.worklist.deps import (
+    HEADERS,
+    AdminDep,
+    FormDep,
+    PagesDep,
+    RulesDep,
+    SessionDep,
+    StoreDep,
+)
+from plugin.worklist.rulemeta import RuleMeta
+from plugin.worklist.store import Store
+
+router = APIRouter(prefix="/worklist", tags=["worklist"])
 
 EXPORTS = {
     "csv": ("text/csv", "reviewed-cases.csv"),
@@ -26,151 +34,82 @@ EXPORTS = {
 }
 
 
-def _safe_next(target: str | None) -> str:
-    """Only local worklist paths (no open redirect)."""
-    if target and target.startswith("/worklist/") and not target.startswith("//"):
-        return target
-    return "/worklist/"
-
-
-def export_bytes(web: Web, fmt: str) -> bytes:
+def export_bytes(store: Store, rules: Mapping[str, RuleMeta], fmt: str) -> bytes:
     if fmt == "detectedissue":
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "out.ndjson"
-            export.write_detectedissues(web.store, path)
+            export.write_detectedissues(store, path)
             return path.read_bytes()
     buf = io.StringIO()
     if fmt == "csv":
-        export.write_csv(web.store, buf)
+        export.write_csv(store, buf)
     else:
-        triggers = {k: m.trigger for k, m in web.rules().items() if m.trigger}
-        export.write_labels(web.store, buf, triggers)
+        triggers = {k: m.trigger for k, m in rules.items() if m.trigger}
+        export.write_labels(store, buf, triggers)
     return buf.getvalue().encode()
 
 
-def router(web: Web) -> APIRouter:
-    api = APIRouter(prefix="/worklist", tags=["worklist"])
+def feedback(store: Store) -> stats.FeedbackStats:
+    """CDS card feedback, per rule when the CDS service can say which rule a card came from."""
+    plain = stats.feedback_stats(store)
+    if not plain.total:
+        return plain
+    try:
+        from plugin.cds.cards import card_uuid
+    except ImportError:  # the worklist runs without the CDS Hooks service too
+        return plain
+    return stats.feedback_stats(store, stats.card_rules(store, card_uuid))
 
-    @api.get("/login", response_class=HTMLResponse)
-    def login_form(request: Request) -> HTMLResponse:
-        token = secrets.token_urlsafe(24)
-        target = _safe_next(request.query_params.get("next"))
-        response = web.render("login.html", session=None, login_csrf=token, next=target,
-                              error="")  # fmt: skip
-        response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict",
-                            secure=web.secure, path="/worklist/login", max_age=3600)  # fmt: skip
-        return response
 
-    @api.post("/login", response_model=None)
-    async def login(request: Request) -> Response:
-        form = await request.form()
-        cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
-        sent = form.get("csrf_token")
-        if not cookie or not isinstance(sent, str) or not hmac.compare_digest(cookie, sent):
-            raise Forbidden("The login form's security token is missing or stale; reload it.")
-        fields = {k: str(v) for k, v in form.items() if isinstance(v, str)}
-        return await run_in_threadpool(do_login, fields, cookie)
+@router.get("/dashboard", response_class=HTMLResponse)
+def dashboard(
+    session: SessionDep, store: StoreDep, pages: PagesDep, rules: RulesDep
+) -> HTMLResponse:
+    published = {k: (m.published_ppv, m.published_n) for k, m in rules.items()}
+    per_rule = stats.rule_stats(store, published)
+    kappa, n_pairs, agreement = stats.overall_kappa(per_rule)
+    return pages.render(
+        "dashboard.html", session=session, rules=per_rule, chart=ppv_svg(per_rule),
+        kappa=kappa, n_pairs=n_pairs, agreement=agreement, meta=rules, feedback=feedback(store),
+    )  # fmt: skip
 
-    def do_login(form: dict[str, str], cookie: str) -> Response:
-        name, password = str(form.get("username") or ""), str(form.get("password") or "")
-        target = _safe_next(str(form.get("next") or ""))
-        if users.locked_out(web.store, name):
-            with web.store.engine.begin() as conn:
-                web.store.audit(conn, "login.locked", username=name[:80])
-            return web.render("login.html", session=None, status=429, login_csrf=cookie,
-                              next=target, error="Too many failed attempts for this user; "
-                              "try again in 15 minutes or ask an admin.")  # fmt: skip
-        user = users.authenticate(web.store, name, password)
-        with web.store.engine.begin() as conn:
-            web.store.audit(conn, "login" if user else "login.failed",
-                            user_id=user.id if user else None,
-                            username=name[:80])  # fmt: skip
-        if user is None:
-            return web.render("login.html", session=None, status=401, login_csrf=cookie,
-                              next=target, error="Wrong user name or password.")  # fmt: skip
-        token, _session = users.open_session(web.store, user)
-        response = RedirectResponse(target, status_code=303)
-        web.set_session_cookie(response, token)
-        response.delete_cookie(LOGIN_CSRF_COOKIE, path="/worklist/login")
-        return response
 
-    @api.post("/logout", response_model=None)
-    async def logout(request: Request) -> Response:
-        session, _form = await web.posted(request)
-        await run_in_threadpool(do_logout, session, request.cookies[SESSION_COOKIE])
-        response = RedirectResponse("/worklist/login", status_code=303)
-        response.delete_cookie(SESSION_COOKIE, path="/")
-        return response
+@router.get("/admin/users", response_class=HTMLResponse)
+def users_page(session: AdminDep, store: StoreDep, pages: PagesDep) -> HTMLResponse:
+    return pages.render("users.html", session=session, users=users.list_users(store),
+                        message="", kind="info")  # fmt: skip
 
-    def do_logout(session: Session, token: str) -> None:
-        users.close_session(web.store, token)
-        with web.store.engine.begin() as conn:
-            web.store.audit(conn, "logout", user_id=session.user.id,
-                            username=session.user.username)  # fmt: skip
 
-    @api.get("/dashboard", response_class=HTMLResponse)
-    def dashboard(request: Request) -> HTMLResponse:
-        session = web.session(request)
-        meta = web.rules()
-        published = {k: (m.published_ppv, m.published_n) for k, m in meta.items()}
-        per_rule = stats.rule_stats(web.store, published)
-        kappa, n_pairs, agreement = stats.overall_kappa(per_rule)
-        return web.render(
-            "dashboard.html", session=session, rules=per_rule, chart=ppv_svg(per_rule),
-            kappa=kappa, n_pairs=n_pairs, agreement=agreement, meta=meta,
-            feedback=feedback(),
-        )  # fmt: skip
+@router.post("/admin/users", response_class=HTMLResponse)
+def add_user(session: AdminDep, form: FormDep, store: StoreDep, pages: PagesDep) -> HTMLResponse:
+    try:
+        made = users.create_user(store, str(form.get("username") or "").strip(),
+                                 str(form.get("password") or ""),
+                                 str(form.get("role") or ""))  # fmt: skip
+        message, kind, status = f"User {made.username} ({made.role}) created.", "info", 200
+    except StoreError as exc:
+        message, kind, status = str(exc), "error", 400
+    return pages.render("users.html", session=session, users=users.list_users(store),
+                        message=message, kind=kind, status=status)  # fmt: skip
 
-    def feedback() -> stats.FeedbackStats:
-        plain = stats.feedback_stats(web.store)
-        if not plain.total:
-            return plain
-        try:
-            from plugin.cds.cards import card_uuid
-        except ImportError:  # the worklist runs without the CDS Hooks service too
-            return plain
-        return stats.feedback_stats(web.store, stats.card_rules(web.store, card_uuid))
 
-    @api.get("/admin/users", response_class=HTMLResponse)
-    def users_page(request: Request) -> HTMLResponse:
-        session = web.session(request, admin=True)
-        return web.render("users.html", session=session, users=users.list_users(web.store),
-                          message="", kind="info")  # fmt: skip
+@router.get("/admin/audit", response_class=HTMLResponse)
+def audit(session: AdminDep, store: StoreDep, pages: PagesDep) -> HTMLResponse:
+    return pages.render("audit.html", session=session,
+                        entries=cases.audit_entries(store, limit=300))  # fmt: skip
 
-    @api.post("/admin/users", response_class=HTMLResponse)
-    async def add_user(request: Request) -> HTMLResponse:
-        session, form = await web.posted(request, admin=True)
-        return await run_in_threadpool(do_add_user, session, form)
 
-    def do_add_user(session: Session, form: dict[str, Any]) -> HTMLResponse:
-        try:
-            made = users.create_user(web.store, str(form.get("username") or "").strip(),
-                                     str(form.get("password") or ""),
-                                     str(form.get("role") or ""))  # fmt: skip
-            message, kind, status = f"User {made.username} ({made.role}) created.", "info", 200
-        except StoreError as exc:
-            message, kind, status = str(exc), "error", 400
-        return web.render("users.html", session=session, users=users.list_users(web.store),
-                          message=message, kind=kind, status=status)  # fmt: skip
-
-    @api.get("/admin/audit", response_class=HTMLResponse)
-    def audit(request: Request) -> HTMLResponse:
-        session = web.session(request, admin=True)
-        return web.render("audit.html", session=session,
-                          entries=cases.audit_entries(web.store, limit=300))  # fmt: skip
-
-    @api.get("/admin/export/{fmt}", response_model=None)
-    def export_file(request: Request, fmt: str) -> Response:
-        session = web.session(request, admin=True)
-        if fmt not in EXPORTS:
-            return web.render("error.html", session=session, status=404, title="No such export",
-                              message="Exports: csv, detectedissue, labels.")  # fmt: skip
-        media, filename = EXPORTS[fmt]
-        body = export_bytes(web, fmt)
-        with web.store.engine.begin() as conn:
-            web.store.audit(conn, "export", user_id=session.user.id,
-                            username=session.user.username, format=fmt)  # fmt: skip
-        headers = HEADERS | {"Content-Disposition": f'attachment; filename="{filename}"'}
-        return Response(body, media_type=media, headers=headers)
-
-    return api
+@router.get("/admin/export/{fmt}", response_model=None)
+def export_file(
+    fmt: str, session: AdminDep, store: StoreDep, pages: PagesDep, rules: RulesDep
+) -> Response:
+    if fmt not in EXPORTS:
+        return pages.render("error.html", session=session, status=404, title="No such export",
+                            message="Exports: csv, detectedissue, labels.")  # fmt: skip
+    media, filename = EXPORTS[fmt]
+    body = export_bytes(store, rules, fmt)
+    with store.engine.begin() as conn:
+        store.audit(conn, "export", user_id=session.user.id,
+                    username=session.user.username, format=fmt)  # fmt: skip
+    headers = HEADERS | {"Content-Disposition": f'attachment; filename="{filename}"'}
+    return Response(body, media_type=media, headers=headers)

@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
-from starlette.concurrency import run_in_threadpool
 
-from plugin.errors import ConflictError, StoreError
+from plugin.errors import ConflictError, Forbidden, StoreError
 from plugin.worklist import cases, saferdx
 from plugin.worklist.charts import timeline_svg
-from plugin.worklist.store import LEVEL_RANK
+from plugin.worklist.deps import AdminDep, FormDep, Pages, PagesDep, RulesDep, SessionDep, StoreDep
+from plugin.worklist.rulemeta import RuleMeta
+from plugin.worklist.store import LEVEL_RANK, Store
 from plugin.worklist.users import Session, list_users
-from plugin.worklist.web import Forbidden, Web
+
+router = APIRouter(prefix="/worklist", tags=["worklist"])
 
 FILTER_KEYS = ("rule", "status", "assignee", "level", "since", "until")
 
@@ -78,126 +81,135 @@ def review_input(form: dict[str, Any]) -> saferdx.ReviewInput:
     )
 
 
-def router(web: Web) -> APIRouter:
-    api = APIRouter(prefix="/worklist", tags=["worklist"])
+@dataclass(frozen=True, slots=True)
+class CasePage:
+    """Renders a case's page: the finding, its chart, the reviews the user may see, the form."""
 
-    # GET handlers are plain functions (FastAPI runs them in its thread pool); POST handlers
-    # read the form on the event loop, then do their database work in the pool too.
-    @api.get("/", response_class=HTMLResponse)
-    def queue(request: Request) -> HTMLResponse:
-        session = web.session(request)
-        params = dict(request.query_params)
-        flt = _filter(params, session)
-        page = cases.queue(web.store, flt)
-        kept = {k: params[k] for k in FILTER_KEYS if params.get(k)}
-        return web.render(
-            "queue.html", session=session, page=page, params=kept,
-            rules=cases.rule_choices(web.store), users=list_users(web.store),
-            levels=list(LEVEL_RANK), statuses=saferdx.STATUSES,
-            prev_url="?" + urlencode(kept | {"page": page.page - 1}),
-            next_url="?" + urlencode(kept | {"page": page.page + 1}),
-        )  # fmt: skip
+    store: Store
+    pages: Pages
+    rules: dict[str, RuleMeta]
+    session: Session
 
-    def case_page(
-        session: Session, key: str, *, status: int = 200, message: str = "",
-        kind: str = "info", form: dict[str, Any] | None = None, audit: bool = True,
+    def __call__(
+        self, key: str, *, status: int = 200, message: str = "", kind: str = "info",
+        form: dict[str, Any] | None = None, audit: bool = True,
     ) -> HTMLResponse:  # fmt: skip
-        case = cases.get_case(web.store, key, session.user if audit else None)
+        session = self.session
+        case = cases.get_case(self.store, key, session.user if audit else None)
         if case is None:
-            return web.render("error.html", session=session, status=404, title="No such case",
-                              message="This case is not in the worklist.")  # fmt: skip
+            return self.pages.render("error.html", session=session, status=404,
+                                     title="No such case",
+                                     message="This case is not in the worklist.")  # fmt: skip
         f = case.finding
         mine = any(r["reviewer_id"] == session.user.id for r in case.reviews)
         blinded = not (mine or session.user.is_admin or f["status"] == "closed")
         can_review = saferdx.review_round(f["status"]) is not None and not mine
         chart = timeline_svg(f["snapshot"], f) if f.get("snapshot") else None
-        return web.render(
+        return self.pages.render(
             "case.html", session=session, status=status, case=case, f=f, chart=chart,
-            rule=web.rules().get(f["rule_id"]), reviews=[] if blinded else case.reviews,
+            rule=self.rules.get(f["rule_id"]), reviews=[] if blinded else case.reviews,
             hidden_reviews=len(case.reviews) if blinded else 0, can_review=can_review,
             round=saferdx.review_round(f["status"]), items=saferdx.ITEMS,
             scale_labels=saferdx.SCALE_LABELS, harm=saferdx.HARM,
-            durations=saferdx.DURATIONS, users=list_users(web.store), message=message,
+            durations=saferdx.DURATIONS, users=list_users(self.store), message=message,
             kind=kind, form=form or {}, dx_suggestions=dx_suggestions(f["missed_dx"]),
         )  # fmt: skip
 
-    @api.get("/cases/{key}", response_class=HTMLResponse)
-    def case_view(request: Request, key: str) -> HTMLResponse:
-        session = web.session(request)
-        saved = request.query_params.get("saved")
-        message = f"Saved. The case is now: {saferdx.STATUS_LABELS.get(saved, saved)}." if (
-            saved) else ""  # fmt: skip
-        return case_page(session, key, message=message)
+    def error(
+        self, key: str, status: int, message: str, form: dict[str, Any] | None = None
+    ) -> HTMLResponse:
+        """The case again with an error above the form (no second audit entry)."""
+        return self(key, status=status, message=message, kind="error", form=form, audit=False)
 
-    @api.post("/cases/{key}/review", response_model=None)
-    async def review(request: Request, key: str) -> Response:
-        session, form = await web.posted(request)
-        return await run_in_threadpool(save, session, key, form)
 
-    def save(session: Session, key: str, form: dict[str, Any]) -> Response:
-        finding_id = cases.find_id(web.store, key)
-        if finding_id is None:
-            return case_page(session, key)
-        try:
-            data = review_input(form)
-            new_status = cases.save_review(web.store, finding_id, data, by=session.user,
-                                           version=_int(form.get("version")))  # fmt: skip
-        except ValidationError as exc:
-            fields = sorted({str(e["loc"][0]) for e in exc.errors()})
-            text = "Please complete: " + ", ".join(fields).replace("items", "all 13 items")
-            return case_page(session, key, status=400, message=text, kind="error", form=form,
-                             audit=False)  # fmt: skip
-        except ConflictError:
-            with web.store.engine.begin() as conn:
-                web.store.audit(conn, "review.conflict", user_id=session.user.id,
-                                username=session.user.username, finding_id=finding_id)  # fmt: skip
-            text = ("Conflict: another reviewer saved this case after you opened it, so your "
-                    "review was NOT saved. Your answers are kept below; read the case's new "
-                    "state, then save again.")  # fmt: skip
-            form.pop("version", None)
-            return case_page(session, key, status=409, message=text, kind="error", form=form,
-                             audit=False)  # fmt: skip
-        except StoreError as exc:
-            return case_page(session, key, status=409, message=str(exc), kind="error",
-                             form=form, audit=False)  # fmt: skip
-        return RedirectResponse(f"/worklist/cases/{key}?saved={new_status}", status_code=303)
+def case_page(store: StoreDep, pages: PagesDep, rules: RulesDep, session: SessionDep) -> CasePage:
+    return CasePage(store, pages, rules, session)
 
-    @api.post("/cases/{key}/assign", response_model=None)
-    async def assign(request: Request, key: str) -> Response:
-        session, form = await web.posted(request)
-        return await run_in_threadpool(do_assign, session, key, form)
 
-    def do_assign(session: Session, key: str, form: dict[str, Any]) -> Response:
-        finding_id = cases.find_id(web.store, key)
-        if finding_id is None:
-            return case_page(session, key)
-        raw = str(form.get("assignee") or "")
-        target = session.user.id if raw == "me" else _int(raw) or None
-        if not session.user.is_admin and target not in (None, session.user.id):
-            raise Forbidden("Reviewers can assign cases to themselves only.")
-        try:
-            cases.assign(web.store, finding_id, target, by=session.user,
-                         version=_int(form.get("version")))  # fmt: skip
-        except StoreError as exc:
-            return case_page(session, key, status=409, message=str(exc), kind="error",
-                             audit=False)  # fmt: skip
-        return RedirectResponse(f"/worklist/cases/{key}", status_code=303)
+CasePageDep = Annotated[CasePage, Depends(case_page)]
 
-    @api.post("/cases/{key}/reopen", response_model=None)
-    async def reopen(request: Request, key: str) -> Response:
-        session, form = await web.posted(request, admin=True)
-        return await run_in_threadpool(do_reopen, session, key, form)
 
-    def do_reopen(session: Session, key: str, form: dict[str, Any]) -> Response:
-        finding_id = cases.find_id(web.store, key)
-        if finding_id is None:
-            return case_page(session, key)
-        try:
-            cases.reopen_for_review(web.store, finding_id, by=session.user,
-                                    version=_int(form.get("version")))  # fmt: skip
-        except StoreError as exc:
-            return case_page(session, key, status=409, message=str(exc), kind="error",
-                             audit=False)  # fmt: skip
-        return RedirectResponse(f"/worklist/cases/{key}", status_code=303)
+# GET and POST handlers are plain functions: FastAPI runs them in its thread pool, after the
+# form dependency (FormDep) has read the posted form on the event loop.
+@router.get("/", response_class=HTMLResponse)
+def queue(request: Request, session: SessionDep, store: StoreDep, pages: PagesDep) -> HTMLResponse:
+    params = dict(request.query_params)
+    page = cases.queue(store, _filter(params, session))
+    kept = {k: params[k] for k in FILTER_KEYS if params.get(k)}
+    return pages.render(
+        "queue.html", session=session, page=page, params=kept,
+        rules=cases.rule_choices(store), users=list_users(store),
+        levels=list(LEVEL_RANK), statuses=saferdx.STATUSES,
+        prev_url="?" + urlencode(kept | {"page": page.page - 1}),
+        next_url="?" + urlencode(kept | {"page": page.page + 1}),
+    )  # fmt: skip
 
-    return api
+
+@router.get("/cases/{key}", response_class=HTMLResponse)
+def case_view(request: Request, key: str, page: CasePageDep) -> HTMLResponse:
+    saved = request.query_params.get("saved")
+    message = f"Saved. The case is now: {saferdx.STATUS_LABELS.get(saved, saved)}." if (
+        saved) else ""  # fmt: skip
+    return page(key, message=message)
+
+
+@router.post("/cases/{key}/review", response_model=None)
+def review(
+    key: str, session: SessionDep, form: FormDep, store: StoreDep, page: CasePageDep
+) -> Response:
+    finding_id = cases.find_id(store, key)
+    if finding_id is None:
+        return page(key)
+    try:
+        new_status = cases.save_review(store, finding_id, review_input(form), by=session.user,
+                                       version=_int(form.get("version")))  # fmt: skip
+    except ValidationError as exc:
+        fields = sorted({str(e["loc"][0]) for e in exc.errors()})
+        text = "Please complete: " + ", ".join(fields).replace("items", "all 13 items")
+        return page.error(key, 400, text, form)
+    except ConflictError:
+        with store.engine.begin() as conn:
+            store.audit(conn, "review.conflict", user_id=session.user.id,
+                        username=session.user.username, finding_id=finding_id)  # fmt: skip
+        text = ("Conflict: another reviewer saved this case after you opened it, so your "
+                "review was NOT saved. Your answers are kept below; read the case's new "
+                "state, then save again.")  # fmt: skip
+        form.pop("version", None)
+        return page.error(key, 409, text, form)
+    except StoreError as exc:
+        return page.error(key, 409, str(exc), form)
+    return RedirectResponse(f"/worklist/cases/{key}?saved={new_status}", status_code=303)
+
+
+@router.post("/cases/{key}/assign", response_model=None)
+def assign(
+    key: str, session: SessionDep, form: FormDep, store: StoreDep, page: CasePageDep
+) -> Response:
+    finding_id = cases.find_id(store, key)
+    if finding_id is None:
+        return page(key)
+    raw = str(form.get("assignee") or "")
+    target = session.user.id if raw == "me" else _int(raw) or None
+    if not session.user.is_admin and target not in (None, session.user.id):
+        raise Forbidden("Reviewers can assign cases to themselves only.")
+    try:
+        cases.assign(store, finding_id, target, by=session.user,
+                     version=_int(form.get("version")))  # fmt: skip
+    except StoreError as exc:
+        return page.error(key, 409, str(exc))
+    return RedirectResponse(f"/worklist/cases/{key}", status_code=303)
+
+
+@router.post("/cases/{key}/reopen", response_model=None)
+def reopen(
+    key: str, session: AdminDep, form: FormDep, store: StoreDep, page: CasePageDep
+) -> Response:
+    finding_id = cases.find_id(store, key)
+    if finding_id is None:
+        return page(key)
+    try:
+        cases.reopen_for_review(store, finding_id, by=session.user,
+                                version=_int(form.get("version")))  # fmt: skip
+    except StoreError as exc:
+        return page.error(key, 409, str(exc))
+    return RedirectResponse(f"/worklist/cases/{key}", status_code=303)

@@ -1,5 +1,6 @@
-"""plugin.fhir.stage: a population grouped by patient, checked against in-memory grouping, and
-the fhir_fixtures scenarios scanned with the real rules."""
+"""plugin.fhir.stage: a population grouped by patient, checked against in-memory grouping; the
+one pipeline (iter_timelines) against timeline_from_resources per patient; the fhir_fixtures
+scenarios scanned with the real rules."""
 
 import json
 from collections import defaultdict
@@ -12,7 +13,14 @@ import tests.paths as shared_paths
 from plugin.fhir.parse import timeline_from_resources
 from plugin.fhir.read import ReadReport, iter_resources
 from plugin.fhir.refs import ReferenceIndex
-from plugin.fhir.stage import BUCKET_BYTES, MAX_BUCKETS, choose_buckets, iter_patients, patient_of
+from plugin.fhir.stage import (
+    BUCKET_BYTES,
+    MAX_BUCKETS,
+    choose_buckets,
+    iter_patients,
+    iter_timelines,
+    patient_of,
+)
 
 DATA = shared_paths.DATA
 REPO = Path(__file__).parents[2]
@@ -139,26 +147,17 @@ def test_choose_buckets_scales_with_input_size(tmp_path):
     assert choose_buckets([tmp_path]) == MAX_BUCKETS  # then buckets grow instead
 
 
-def _rule_short_names(ruleset):
-    names = {}
-    for rule in ruleset.rules:
-        trigger = [t for t in rule.tags if t.startswith("trigger.")]
-        names[rule.id] = trigger[0].split(".", 1)[1].upper() if trigger else rule.id
-    return names
-
-
 @pytest.mark.parametrize("mode", ["fast", "full"])
 def test_fixture_scenarios_give_exactly_the_expected_findings(mode):
     rules = pytest.importorskip("plugin.rules")
     ruleset = rules.load_rules(REPO / "rules")
-    short = _rule_short_names(ruleset)
+    short = {rule.id: rule.trigger or rule.id for rule in ruleset.rules}
     as_of = datetime(2026, 6, 1, tzinfo=UTC)  # every 2025 window has closed
     scenarios = sorted(p for p in FIXTURES.iterdir() if p.is_dir())
     assert len(scenarios) >= 15
     for scenario in scenarios:
         got = []
-        for _pid, resources in iter_patients([scenario], validate=mode):
-            timeline = timeline_from_resources(resources, validate="none")
+        for timeline in iter_timelines(scenario, validate=mode, report=ReadReport()):
             got += [
                 (f.patient_id, short[f.rule_id], f.rule_id, f.index_ref)
                 for f in rules.evaluate(ruleset, timeline, as_of=as_of)
@@ -166,6 +165,90 @@ def test_fixture_scenarios_give_exactly_the_expected_findings(mode):
         expected = json.loads((scenario / "expected" / "findings.json").read_text())
         want = [(e["patient_id"], e["rule"], e["rule_id"], e["index_ref"]) for e in expected]
         assert sorted(got) == sorted(want), scenario.name
+
+
+def in_memory_timelines(path, validate):
+    """Each patient's timeline from :func:`timeline_from_resources` on resources grouped in
+    memory (no staging), with every Location and Medication of the input beside them."""
+    groups = defaultdict(list)
+    shared = []
+    for item in iter_resources(path):
+        r = item.resource
+        if r is None:
+            continue
+        if r["resourceType"] in ("Location", "Medication"):
+            shared.append(r)
+        elif patient_of(r) is not None:
+            groups[patient_of(r)].append(r)
+    return {
+        pid: timeline_from_resources(rs + shared, validate=validate, patient_id=pid)
+        for pid, rs in groups.items()
+    }
+
+
+@pytest.mark.parametrize(
+    ("source", "mode"),
+    [
+        (FIXTURES, "fast"),
+        (FIXTURES, "full"),
+        (FIXTURES, "none"),
+        (DATA / "mimic-iv-demo-fhir", "fast"),
+        (DATA / "mimic-iv-demo-fhir", "none"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else v.name,
+)
+def test_iter_timelines_builds_what_timeline_from_resources_builds(source, mode):
+    if not source.exists():
+        pytest.skip(f"{source} not present")
+    report = ReadReport()
+    staged = list(iter_timelines(source, validate=mode, report=report, buckets=3))
+    by_patient = {tl.patient.id: tl for tl in staged}
+    assert len(by_patient) == len(staged)  # each patient once
+    expected = in_memory_timelines(source, mode)
+    assert by_patient.keys() == expected.keys()
+    for pid, timeline in by_patient.items():
+        assert timeline == expected[pid], pid
+    assert sum(len(tl.events) for tl in staged) > 0
+
+
+def test_iter_timelines_takes_a_path_a_string_or_several():
+    scenario = FIXTURES / "sp1_stroke_day31"
+    one = list(iter_timelines(scenario, report=ReadReport()))
+    assert one == list(iter_timelines(str(scenario), report=ReadReport()))
+    two = list(iter_timelines([scenario, FIXTURES / "tr1_age80"], report=ReadReport()))
+    assert len(one) == 1 and len(two) == 2 and one[0] in two
+
+
+def test_iter_timelines_needs_a_report():
+    with pytest.raises(TypeError):
+        iter_timelines(FIXTURES / "sp1_stroke_day31")  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize("mode", ["fast", "full"])
+def test_iter_timelines_reports_what_it_skips_by_file_and_line(mode):
+    report = ReadReport()
+    (timeline,) = iter_timelines(FIXTURES / "bad", validate=mode, report=report)
+    assert timeline.patient.id == "bad-p1"
+    expected = json.loads((FIXTURES / "bad" / "expected" / "skipped.json").read_text())
+    want = sorted(e["where"] for e in expected if mode in e["modes"])
+    assert sorted(Path(e.where).name for e in report.errors) == want
+    lines = report.summary_lines()
+    assert (
+        f"{report.read} resources read in {report.files} files, {len(want)} skipped (" in lines[0]
+    )
+    for error in report.errors:
+        assert f"  skipped: {error}" in lines
+        assert any(f"{error.where}: " in line for line in lines)
+
+
+def test_the_summary_counts_by_reason_and_shows_the_first_examples():
+    report = ReadReport()
+    list(iter_timelines(FIXTURES / "bad", validate="full", report=report))
+    head, *examples = report.summary_lines(examples=2)
+    for reason, n in report.skipped_by_reason.items():
+        assert f"{n} {reason}" in head
+    assert examples[:2] == [f"  skipped: {e}" for e in report.errors[:2]]
+    assert examples[2] == f"  ... and {report.skipped - 2} more skipped"
 
 
 def test_a_resource_read_twice_is_kept_once(tmp_path):

@@ -16,34 +16,50 @@ from plugin.rules import testing as rule_testing
 RULES = Path(__file__).resolve().parents[2] / "rules"
 RULESET = load_rules(RULES)
 CATALOGUE_IDS = {  # etriggers.md section 1
-    *(f"pc-{i}" for i in range(1, 7)), *(f"ed-{i}" for i in range(1, 5)),
-    *(f"ip-{i}" for i in range(1, 4)), *(f"sp-{i}" for i in range(1, 4)),
-    *(f"tr-{i}" for i in range(1, 9)), "ca-1", "ca-2", "lb-1", "fw-1", "fw-2",
+    *(f"PC-{i}" for i in range(1, 7)),
+    *(f"ED-{i}" for i in range(1, 5)),
+    *(f"IP-{i}" for i in range(1, 4)),
+    *(f"SP-{i}" for i in range(1, 4)),
+    *(f"TR-{i}" for i in range(1, 9)),
+    "CA-1",
+    "CA-2",
+    "LB-1",
+    "FW-1",
+    "FW-2",
 }
 REQUIRED = {
-    "pc-3", "pc-4", "ed-1", "ed-2", "ed-4", "ip-1", "ip-2", "sp-1", "sp-2", "sp-3",
-    "tr-1", "tr-3", "tr-4", "tr-5", "tr-6", "tr-7",
+    "PC-3",
+    "PC-4",
+    "ED-1",
+    "ED-2",
+    "ED-4",
+    "IP-1",
+    "IP-2",
+    "SP-1",
+    "SP-2",
+    "SP-3",
+    "TR-1",
+    "TR-3",
+    "TR-4",
+    "TR-5",
+    "TR-6",
+    "TR-7",
 }
-NO_CATALOGUE_ID = {"spade-sepsis"}  # SPADE pair without an id in etriggers.md
-
-
-def _trigger_tags(rule: Rule) -> list[str]:
-    return [t.split(".", 1)[1] for t in rule.tags if t.startswith("trigger.")]
+NO_CATALOGUE_ID = {"SPADE-SEPSIS"}  # SPADE pair without an id in etriggers.md
 
 
 def test_at_least_15_rules_covering_the_required_triggers() -> None:
     assert len(RULESET) >= 15
-    covered = {tag for r in RULESET.rules for tag in _trigger_tags(r)}
+    covered = {r.trigger for r in RULESET.rules}
     assert covered >= REQUIRED
-    ed1 = [r for r in RULESET.rules if _trigger_tags(r) == ["ed-1"]]
+    ed1 = [r for r in RULESET.rules if r.trigger == "ED-1"]
     assert sorted(r.within.total_seconds() / 3600 for r in ed1) == [72, 240]
 
 
 @pytest.mark.parametrize("rule", RULESET.rules, ids=lambda r: Path(r.path).stem)
 def test_rule_metadata(rule: Rule) -> None:
-    tags = _trigger_tags(rule)
-    assert len(tags) == 1, "exactly one trigger.xx-n tag"
-    assert tags[0] in CATALOGUE_IDS | NO_CATALOGUE_ID
+    assert rule.trigger in CATALOGUE_IDS | NO_CATALOGUE_ID, "a 'trigger:' key with the catalogue id"
+    assert not any(t.startswith("trigger.") for t in rule.tags)
     assert re.fullmatch(r"[a-z0-9_]{10,90}\.yaml", Path(rule.path).name)
     assert uuid.UUID(rule.id).version == 4
     assert any(re.search(r"pubmed|doi\.org|\d{4};\d+", ref) for ref in rule.references)

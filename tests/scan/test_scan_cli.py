@@ -96,7 +96,8 @@ def test_scan_shared_data_completes_with_summary(name, tmp_path, capsys):
     )
     err = capsys.readouterr().err
     assert "patients" in err and "resources read" in err and "findings" in err
-    rows = list(csv.DictReader(out.open()))
+    with out.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
     assert rows, "the published triggers fire on every one of these cohorts"
     assert {
         "patient_id",

@@ -6,8 +6,9 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from plugin.errors import TimelineSpecError
-from plugin.timeline.build import build_timeline, timeline_from_spec
+from plugin.timeline.build import build_timeline
 from plugin.timeline.model import Code, EncounterDetail, Event, Kind, PatientInfo, Setting
+from plugin.timeline.spec import timeline_from_spec
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 

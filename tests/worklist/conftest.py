@@ -57,7 +57,7 @@ def settings(db_url: str, tmp_path: Path) -> Settings:
 @pytest.fixture
 def app(settings: Settings, store: Store) -> FastAPI:
     app = FastAPI()
-    mount(app, settings, store)
+    mount(app, settings, store=store)
     return app
 
 

@@ -20,9 +20,9 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from plugin.config import Settings
 from plugin.worklist import cases
+from plugin.worklist.rulemeta import load_rule_meta
 from plugin.worklist.saferdx import ReviewInput
 from plugin.worklist.store import Store
-from plugin.worklist.web import load_rule_meta
 from tests.worklist.conftest import PASSWORD
 from tests.worklist.factories import finding, timeline
 from tests.worklist.pg import free_port

@@ -83,7 +83,7 @@ def test_import_killed_mid_batch_then_rerun_loses_and_duplicates_nothing(
             time.sleep(0.01)
         os.kill(proc.pid, signal.SIGKILL)
     finally:
-        proc.wait(timeout=30)
+        proc.communicate(timeout=30)  # waits, and closes the pipes (ResourceWarning otherwise)
     assert proc.returncode == -signal.SIGKILL
     partial = keys_in(store)
     assert 0 < len(partial) < n, "the kill must land mid-import"
@@ -140,7 +140,8 @@ def test_create_user_import_export_roundtrip(
         out = tmp_path / f"out.{fmt}"
         assert main([*base, "export", "--format", fmt, "--out", str(out)]) == 0
         assert out.exists() and not out.with_suffix(out.suffix + ".tmp").exists()
-    labels = list(csv.DictReader((tmp_path / "out.labels").open()))
+    with (tmp_path / "out.labels").open(newline="") as fh:
+        labels = list(csv.DictReader(fh))
     assert [(r["patient_id"], r["is_mod"]) for r in labels] == [("pt000000", "0")]
     assert len((tmp_path / "out.detectedissue").read_text().splitlines()) == 1
 

@@ -46,7 +46,8 @@ def test_nothing_without_login(client_for, seeded) -> None:
     posted = anon.post(f"/worklist/cases/{seeded[0].key}/review", data=REVIEW)
     assert posted.status_code == 401
     assert anon.get("/", follow_redirects=False).headers["location"] == "/worklist/"
-    forged = anon.get("/worklist/", cookies={"dxsafety_session": "forged"}, follow_redirects=False)
+    anon.cookies.set("dxsafety_session", "forged")
+    forged = anon.get("/worklist/", follow_redirects=False)
     assert forged.status_code == 303
 
 
@@ -84,7 +85,7 @@ def test_session_cookie_is_secure_behind_https(store: Store, users, tmp_path) ->
         database_url=store.url, public_base_url="https://dx.example.org", rules_dir=tmp_path
     )
     app = FastAPI()
-    mount(app, settings, store)
+    mount(app, settings, store=store)
     with TestClient(app, base_url="https://testserver") as client:
         page = client.get("/worklist/login")
         response = client.post(
@@ -278,9 +279,8 @@ def test_logout_ends_the_session(client_for, store: Store) -> None:
         == 303
     )
     replay = client_for(None)
-    response = replay.get(
-        "/worklist/", cookies={"dxsafety_session": cookie}, follow_redirects=False
-    )
+    replay.cookies.set("dxsafety_session", cookie)
+    response = replay.get("/worklist/", follow_redirects=False)
     assert response.status_code == 303
 
 
