@@ -19,5 +19,6 @@ def test_pyproject_lists_every_package_and_the_catalogue():
         for p in find_namespace_packages(where=str(ROOT), include=["plugin", "plugin.*"])
         if "__pycache__" not in p
     }
-    assert set(setuptools["packages"]) == found | {"plugin.catalogue"}
-    assert setuptools["package-dir"] == {"plugin.catalogue": "rules"}
+    shipped_data = {"plugin.catalogue": "rules", "plugin.fhir_fixtures": "fhir_fixtures"}
+    assert set(setuptools["packages"]) == found | set(shipped_data)
+    assert setuptools["package-dir"] == shipped_data

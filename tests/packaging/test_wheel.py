@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 import requests
+import yaml
 
 from plugin.rules import load_rules
 from tests.cds.live import free_port
@@ -29,7 +30,7 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "fhir_fixtures"
-SOURCES = ("pyproject.toml", "README.md", "plugin", "rules")
+SOURCES = ("pyproject.toml", "README.md", "plugin", "rules", "fhir_fixtures")
 
 
 @dataclass(frozen=True)
@@ -148,6 +149,18 @@ def test_rules_list_shows_the_shipped_catalogue(installed: Installed) -> None:
         line = next((ln for ln in result.stdout.splitlines() if rule.id in ln), None)
         assert line is not None, rule.id
         assert "catalogue" in line and rule.version in line
+
+
+def test_rules_test_runs_every_case_of_the_installed_catalogue(installed: Installed) -> None:
+    # the cases that name a FHIR fixture find it shipped beside the catalogue
+    result = installed.run("rules", "test")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert " 0 failed" in result.stdout, result.stdout
+    cases = sum(
+        len(yaml.safe_load(p.read_text(encoding="utf-8"))["cases"])
+        for p in (ROOT / "rules").rglob("*.test.yaml")
+    )
+    assert f"in {cases} cases" in result.stdout, result.stdout
 
 
 def test_serve_answers_discovery_from_another_directory(installed: Installed) -> None:
