@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 import tests.paths as shared_paths
-from plugin.fhir.parse import timeline_from_resources
-from plugin.fhir.stage import iter_patients
+from plugin.fhir.read import ReadReport
+from plugin.fhir.stage import iter_timelines
 from plugin.rules import evaluate, load_rules
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,8 +36,7 @@ def scan() -> dict[Key, str]:
     ruleset = load_rules(RULES, statuses={"stable"})
     found: dict[Key, str] = {}
     for source in SOURCES:
-        for _pid, resources in iter_patients([source], validate="fast"):
-            timeline = timeline_from_resources(resources, validate="fast")
+        for timeline in iter_timelines(source, validate="fast", report=ReadReport()):
             for f in evaluate(ruleset, timeline, as_of=AS_OF):
                 found[(f.rule_id, f.patient_id, f.index_ref)] = f.summary
     return found
