@@ -94,19 +94,27 @@ def _locations(
     return stays, kinds
 
 
-def _diagnoses(r: JSON, ctx: Context) -> tuple[Code, ...]:
+def _diagnoses(
+    r: JSON, ctx: Context
+) -> tuple[tuple[Code, ...], tuple[tuple[str, Code], ...]]:
+    """The encounter's diagnosis codes, and (Condition source, code) for those that come from
+    a referenced Condition: ``Timeline.until`` takes them back while that Condition is not
+    yet recorded (a discharge diagnosis entered days later must not show at the visit)."""
     found: list[Code] = []
+    links: list[tuple[str, Code]] = []
     refs = [reference(d, "condition") for d in objs(r, "diagnosis")]
     refs += [text(x, "reference") for x in objs(r, "reasonReference")]
     for ref in refs:
         cond = ctx.index.resolve(ref, "Condition")
         if cond is not None:
             try:
-                found += [c for c, _ in codings(obj(cond, "code"))]
+                codes = [c for c, _ in codings(obj(cond, "code"))]
             except Malformed:  # the Condition itself is reported when it is converted
                 continue
+            found += codes
+            links += [(source_of(cond), c) for c in codes]
     found += [c for cc in objs(r, "reasonCode") for c, _ in codings(cc)]
-    return tuple(dict.fromkeys(found))
+    return tuple(dict.fromkeys(found)), tuple(dict.fromkeys(links))
 
 
 _PRINCIPAL_USES = ("billing", "DD")  # diagnosis-role codes, in order of preference
@@ -186,13 +194,15 @@ def encounter(r: JSON, ctx: Context) -> list[Event]:
         or any(vocab.is_planned_text(t) for t in planned_texts if t)
     )
     stays, kinds = _locations(r, ctx, at)
+    diagnoses, linked = _diagnoses(r, ctx)
     detail = EncounterDetail(
         setting=setting,
         class_code=class_code,
         admit_source=admit,
         disposition=vocab.disposition_group(dispo_raw) if dispo_raw else None,
-        diagnoses=_diagnoses(r, ctx),
+        diagnoses=diagnoses,
         principal=principal_codes(r, ctx),
+        linked=linked,
         locations=tuple(stays),
         part_of=part_of if part_of != source else None,
         planned=planned,

@@ -57,7 +57,7 @@ def _link_conditions(events: list[Event]) -> list[Event]:
         extra = linked.get(e.source) if e.kind is Kind.ENCOUNTER and e.detail else None
         if extra and e.detail is not None:
             merged = tuple(dict.fromkeys((*e.detail.diagnoses, *(c for _, c in extra))))
-            links = tuple(dict.fromkeys(extra))
+            links = tuple(dict.fromkeys((*e.detail.linked, *extra)))
             e = replace(e, detail=replace(e.detail, diagnoses=merged, linked=links))
         out.append(e)
     return out

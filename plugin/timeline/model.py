@@ -86,8 +86,9 @@ class EncounterDetail:
     # The principal diagnosis's codes (also in ``diagnoses``); empty when the record does not
     # say which diagnosis is principal (see plugin.fhir.encounter).
     principal: tuple[Code, ...] = ()
-    # (Condition source, code) for every code of a Condition that names this encounter
-    # (Event.encounter), merged into ``diagnoses`` by plugin.timeline.build; Timeline.until
+    # (Condition source, code) for every code of a Condition behind ``diagnoses``: those
+    # Encounter.diagnosis / reasonReference point to (plugin.fhir.encounter) and those that
+    # name this encounter (Event.encounter, merged by plugin.timeline.build). Timeline.until
     # uses it to take back the codes of Conditions not yet known.
     linked: tuple[tuple[str, Code], ...] = ()
     locations: tuple[LocationStay, ...] = ()

@@ -82,3 +82,31 @@ def test_an_encounter_without_linked_conditions_is_untouched():
 
 def _fields(event):
     return {name: getattr(event, name) for name in event.__dataclass_fields__}
+
+
+def test_a_later_condition_named_by_encounter_reason_reference_does_not_leak():
+    """FHIR: the Encounter points to the Condition (reasonReference) and the Condition does
+    not name the Encounter back; the Condition is recorded two days after discharge.
+    (A Condition that Encounter.diagnosis lists is linked back by the converter already.)"""
+    from plugin.fhir.parse import timeline_from_resources
+
+    encounter = {
+        "resourceType": "Encounter", "id": "ed", "status": "finished",
+        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "EMER"},
+        "subject": {"reference": "Patient/p"},
+        "period": {"start": "2025-01-01T00:00:00Z", "end": "2025-01-01T04:00:00Z"},
+        "reasonReference": [{"reference": "Condition/late"}],
+        "reasonCode": [{"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm",
+                                     "code": "R42"}]}],
+    }  # fmt: skip
+    condition = {
+        "resourceType": "Condition", "id": "late", "subject": {"reference": "Patient/p"},
+        "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "I63.9"}]},
+        "recordedDate": "2025-01-03T10:00:00Z",
+    }  # fmt: skip
+    patient = {"resourceType": "Patient", "id": "p"}
+    tl = timeline_from_resources([patient, encounter, condition])
+    stroke = parse_code("icd10:I63.9")
+    assert stroke in diagnoses(tl)
+    assert diagnoses(tl.until(ED_END)) == {parse_code("icd10:R42")}
+    assert stroke in diagnoses(tl.until(EPOCH + timedelta(days=3)))
