@@ -50,7 +50,7 @@ def _lint(args: argparse.Namespace) -> int:
 
     rules = load_ruleset(args, extra=args.paths)
     roots = roots_of(args, args.paths)
-    warnings = [w for root in roots for w in lint_warnings(root)]
+    warnings = [w for root in roots for w in lint_warnings(root, valuesets=rules.valuesets)]
     print_problems(warnings)
     found = f"{len(warnings)} warning(s)" if warnings else "no problems"
     where = ", ".join(str(r) for r in roots)

@@ -7,19 +7,26 @@ stops a scan, so only the linter reads the files a second time to look for them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from plugin.errors import RuleProblem
 from plugin.rules import validators
+from plugin.rules.codesets import CodeSet
 from plugin.rules.loader import find_valueset_dir, load_valuesets, rule_files
 from plugin.rules.spans import load_yaml
 
 
-def lint_warnings(path: str | Path) -> list[RuleProblem]:
+def lint_warnings(
+    path: str | Path, *, valuesets: Mapping[str, CodeSet] | None = None
+) -> list[RuleProblem]:
     """Every warning (``severity == "warning"``) for the rules under ``path``, in file order.
-    Call it after :func:`plugin.rules.load_rules` has accepted the same path."""
+    Call it after :func:`plugin.rules.load_rules` has accepted the same path. ``valuesets``:
+    the value sets the rules were loaded with (``RuleSet.valuesets``) — a site's rules use
+    the catalogue's too; by default, those of ``path``'s own value-set directory."""
     root = Path(path)
-    valuesets, _, _ = load_valuesets(find_valueset_dir(root if root.is_dir() else root.parent))
+    if valuesets is None:
+        valuesets = load_valuesets(find_valueset_dir(root if root.is_dir() else root.parent))[0]
     warnings: list[RuleProblem] = []
     for file in rule_files(root):
         data, smap, _ = load_yaml(file)

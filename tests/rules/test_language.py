@@ -261,3 +261,21 @@ def test_inline_principal_codes_are_diagnoses_too():
 def test_principal_needs_an_encounter_diagnosis(keys):
     with pytest.raises(ValueError, match="principal"):
         Selector.model_validate(keys)
+
+
+def test_a_site_rule_is_linted_against_the_catalogue_value_sets(tmp_path, capsys):
+    # the site directory has no value sets of its own: `stroke` is the catalogue's
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "local_swapped.yaml").write_text(
+        f"title: Site rule\nid: {uuid.uuid4()}\nstatus: test\nlevel: low\n"
+        "description: test\nreferences: [PMID 1]\nfalsepositives: [none]\n"
+        "logic:\n  type: sequence\n"
+        "  index: {kind: encounter, setting: [ED], codes: [valueset:stroke]}\n"
+        "  outcome: {kind: encounter, setting: [IP]}\n  within: 30d\n"
+    )
+    assert main(["rules", "lint", "--rules", str(site)]) == 0
+    out, err = capsys.readouterr()
+    assert f"{site / 'local_swapped.yaml'}:10:51: warning[R211]" in err
+    assert "value set 'stroke' holds diagnosis codes" in err
+    assert "1 warning(s)" in out
