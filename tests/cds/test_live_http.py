@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from plugin.app import create_app
 from plugin.config import Settings
 from tests.cds import patients as P
 from tests.cds.helpers import NOW, REPO, bearer, hook_request
-from tests.cds.live import free_port, serve_in_thread
+from tests.cds.live import free_port, serve_in_thread, wait_for_discovery
 from tests.fhir.sekmet_live import LiveServer, as_put_transaction, start_server
 
 pytestmark = pytest.mark.slow
@@ -191,15 +190,7 @@ def test_dxsafety_serve_starts_and_warns_loudly_in_unsigned_mode(tmp_path: Path)
             stderr=subprocess.STDOUT,
         )
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                r = requests.get(f"http://127.0.0.1:{port}/cds-services", timeout=2)
-                break
-            except requests.ConnectionError:
-                assert proc.poll() is None, log.read_text()
-                assert time.monotonic() < deadline, log.read_text()
-                time.sleep(0.2)
+        r = wait_for_discovery(proc, port, log)
         assert r.status_code == 200
         assert len(r.json()["services"]) == 4
         assert (tmp_path / "db.sqlite").exists()  # --database-url was used

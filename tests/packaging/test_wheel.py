@@ -15,16 +15,14 @@ import shutil
 import subprocess
 import sys
 import sysconfig
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import requests
 import yaml
 
 from plugin.rules import load_rules
-from tests.cds.live import free_port
+from tests.cds.live import free_port, wait_for_discovery
 
 pytestmark = pytest.mark.slow
 
@@ -174,15 +172,7 @@ def test_serve_answers_discovery_from_another_directory(installed: Installed) ->
             env={**installed.env, "DXSAFETY_CDS_UNSIGNED_DEV_MODE": "true"},  # discovery w/o JWT
         )  # fmt: skip
     try:
-        deadline = time.monotonic() + 120  # a start-up allowance, not a performance check
-        while True:
-            try:
-                reply = requests.get(f"http://127.0.0.1:{port}/cds-services", timeout=5)
-                break
-            except requests.ConnectionError:
-                assert proc.poll() is None, log.read_text()
-                assert time.monotonic() < deadline, log.read_text()
-                time.sleep(0.2)
+        reply = wait_for_discovery(proc, port, log, allowance=120)
         assert reply.status_code == 200, reply.text
         services = reply.json()["services"]
         assert services and all(s["hook"] and s["id"] for s in services)
