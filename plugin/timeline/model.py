@@ -117,6 +117,9 @@ class Event:
     ref_low: float | None = None
     ref_high: float | None = None
     text: str | None = None  # display text of the primary code
+    # Free text of a report (DiagnosticReport.conclusion + presentedForm text), read by the
+    # report-text matcher (plugin.text); None for other kinds or when the report has none.
+    narrative: str | None = None
     date_only: bool = False
     recorded: datetime | None = None  # when it entered the record, if known (leakage checks)
     detail: EncounterDetail | None = None  # set for kind == ENCOUNTER only
