@@ -120,6 +120,9 @@ class Event:
     # Free text of a report (DiagnosticReport.conclusion + presentedForm text), read by the
     # report-text matcher (plugin.text); None for other kinds or when the report has none.
     narrative: str | None = None
+    # UTC offset of the source's own time in minutes (-240 for "-04:00"); None when the value
+    # had none. Kept so that reviewers see the chart's local time, not UTC (issue 11).
+    offset_min: int | None = None
     date_only: bool = False
     recorded: datetime | None = None  # when it entered the record, if known (leakage checks)
     detail: EncounterDetail | None = None  # set for kind == ENCOUNTER only
