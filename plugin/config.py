@@ -49,10 +49,16 @@ class Settings(BaseSettings):
     cds_max_request_bytes: int = 5_000_000
     cds_jwt_max_lifetime_s: int = 3600
     cds_jwt_leeway_s: int = 30
-    cds_fetch_budget_s: float = 5.0
+    cds_fetch_budget_s: float = 2.0  # one deadline per hook call: every FHIR request and page
     cds_lookback_days: int = 365  # patient-view: open follow-ups whose window closed this recently
     cds_risk_threshold: float = 0.05  # encounter-discharge: smallest model risk shown as a card
     cds_validate: Literal["fast", "full"] = "fast"  # hook-call FHIR parsing: see plugin/cds/advice
+    # issue 14: limits, card brevity, suppression (see plugin/cds/README.md)
+    cds_fetch_max_bytes: int = 20_000_000  # all FHIR responses of one hook call together
+    cds_max_token_bytes: int = 16_384  # the client JWT, checked before parsing
+    cds_timeout_card: bool = True  # deadline passed: a card saying so (False: 412)
+    cds_link_type: Literal["absolute", "smart"] = "absolute"  # the worklist link on cards
+    cds_suppress_closed: bool = True  # no card for a case the worklist closed as not a MOD
 
     # --- FHIR client (plugin/fhir/client.py) ---
     fhir_timeout_s: float = 30.0
@@ -61,6 +67,27 @@ class Settings(BaseSettings):
     fhir_private_key_file: Path | None = None
     fhir_key_id: str | None = None
     fhir_bearer_token: str | None = None
+
+    # --- review worklist (plugin/worklist; issue 15) ---
+    # PostgreSQL: the schema owner, who runs the migrations; database_url is then the
+    # application's role, which gets row access only (no TRUNCATE, ALTER or trigger changes)
+    database_owner_url: str | None = None
+    # adjudication: the verdict is the majority of reviews; a tie goes to another reviewer
+    # ("majority") or to the named adjudicator ("adjudicator")
+    worklist_adjudication: Literal["majority", "adjudicator"] = "majority"
+    worklist_adjudicator: str | None = None  # a worklist user name
+    # a link from a case to the encounter in the EHR: {encounter} and {patient} are replaced
+    # by the (URL-encoded) ids, e.g. https://ehr.example/chart?enc={encounter}
+    worklist_ehr_link: str | None = None
+    worklist_timezone: str = "UTC"  # IANA zone the chart is shown in (e.g. Europe/Berlin)
+    worklist_password_blocklist: Path | None = None  # extra breached/common passwords, 1/line
+    # OpenID Connect sign-on (empty issuer: local passwords only)
+    oidc_issuer: str | None = None  # e.g. https://login.hospital.example/realms/staff
+    oidc_client_id: str | None = None
+    oidc_client_secret: str | None = None
+    oidc_roles_claim: str = "groups"  # a list (or string) claim carrying the user's groups
+    oidc_admin_groups: list[str] = Field(default_factory=lambda: ["dxsafety-admin"])
+    oidc_reviewer_groups: list[str] = Field(default_factory=lambda: ["dxsafety-reviewer"])
 
     @field_validator("site_rules", mode="before")
     @classmethod

@@ -6,16 +6,20 @@ Hierarchy::
     ├── FhirError                    FHIR input or server problems
     │   ├── FhirParseError           a resource that is not JSON / not valid FHIR (skipped, counted)
     │   ├── Malformed                a field the timeline reads has the wrong type or value
-    │   │   └── Untimed              a resource with no date to place it at (both: the resource
-    │   │                            is skipped and reported as a FhirParseError)
+    │   │   ├── Untimed              a resource with no date to place it at (both: the resource
+    │   │   │                        is skipped and reported as a FhirParseError)
+    │   │   └── OutOfRangeDate       a placeholder date (9999-12-31): read as unknown, warned
+    │   ├── EmptySource              the source holds no FHIR resources at all
     │   ├── FatalFhirError           401/403/404, invalid JSON page, non-Bundle where one is due
     │   ├── TemporaryFhirError       429/5xx/connection errors (retried, then raised)
     │   ├── FhirDeadlineError        the overall deadline of a call passed (a TemporaryFhirError)
-    │   └── FhirAuthError            SMART token endpoint refused us (a FatalFhirError)
+    │   ├── FhirAuthError            SMART token endpoint refused us (a FatalFhirError)
+    │   └── IncompleteExport         a Bulk file shorter than its manifest count (FatalFhirError)
     ├── RuleError                    rule files
     │   ├── RuleValidationError      every problem in a rules tree: YAML syntax (R0xx), schema
     │   │                            (R1xx), references (R2xx), value sets (R3xx), file:line:col
     │   └── TimelineSpecError        an inline test timeline that cannot be built
+    ├── NormalizeTableError          a normalisation table (plugin/normalize/tables) malformed
     ├── ModelError                   ranker models (missing file, feature version mismatch)
     ├── SettingsError                bad or unsafe settings (default secrets in production)
     ├── CdsError                     CDS Hooks service (plugin/cds), each mapped to an HTTP status
@@ -27,9 +31,10 @@ Hierarchy::
     │   └── PrefetchUnavailable      data needed and not obtainable (412 + OperationOutcome)
     ├── StoreError                   worklist database problems (incl. ConflictError)
     │   └── ConflictError            optimistic-locking conflict on a review save
-    └── AccessError                  a worklist page refused
-        ├── LoginRequired            no valid session (a GET redirects to the login page; 401)
-        └── Forbidden                signed in but not allowed, or a stale CSRF token (403)
+    ├── AccessError                  a worklist page refused
+    │   ├── LoginRequired            no valid session (a GET redirects to the login page; 401)
+    │   └── Forbidden                signed in but not allowed, or a stale CSRF token (403)
+    └── TextLexiconError             the report-text lexicon or concept file is malformed
 
 CLI-fatal conditions are raised as :class:`FatalError` (a ``SystemExit``) with a
 stable exit code from :class:`ExitCode`; only ``plugin.cli.main_cli`` catches and
@@ -243,3 +248,75 @@ class FatalError(SystemExit):
 
 def fatal(message: str, code: ExitCode) -> NoReturn:
     raise FatalError(message, code)
+
+
+# --- issue 11 (engineer A): bad input never crashes, never silently loses -------------------
+class OutOfRangeDate(Malformed):
+    """A date outside the years a chart can mean (``9999-12-31`` "no end" and ``0001-01-01``
+    placeholders); ``plugin.fhir.values.when`` reads it as unknown and reports a warning."""
+
+
+class EmptySource(FhirError):
+    """The source holds no FHIR resources at all: no input files, or none readable. A scan of
+    nothing is an error, not "0 patients, 0 findings"."""
+
+
+class IncompleteExport(FatalFhirError):
+    """A Bulk export file holds fewer resources than the manifest's ``count`` (a truncated
+    download): the fetch failed, unless the caller allows a partial export."""
+
+
+# --- issues 16 and 13 (engineer H): SPADE pairs, review-loop sampling ------------------------
+class PairValidationError(RuleValidationError):
+    """Every problem in the SPADE pair files (``rules/spade/*.yml``) as ``file:line:col``
+    (S0xx syntax/files, S1xx schema and consistency); printed like rule problems."""
+
+
+class SamplingError(StoreError):
+    """A worklist sampling request that cannot be honoured (no such rule, a size or fraction
+    out of range)."""
+
+
+# --- issue 14 (engineer G): CDS Hooks service safe by default ------------------------------
+class PrefetchTimeout(PrefetchUnavailable):
+    """The hook call's one FHIR deadline passed before the data could be read (a card says
+    so, or 412 when ``settings.cds_timeout_card`` is off)."""
+
+
+class UnsupportedMediaType(CdsError):
+    """A hook or feedback POST whose Content-Type is not JSON (415 + OperationOutcome)."""
+
+
+class ReplayStoreUnavailable(CdsError):
+    """The shared jti replay cache (worklist database) cannot be reached: the call is refused
+    (503), never let through unchecked."""
+
+
+# --- issue 11 (engineer B): normalisation tables -------------------------------------------
+class NormalizeTableError(DxSafetyError):
+    """A normalisation table (plugin/normalize/tables) is missing, malformed or a row lacks its
+    source; the message gives ``file:line``."""
+
+
+# --- issue 11 (engineer C): report text, data profile --------------------------------------
+class TextLexiconError(DxSafetyError):
+    """The report-text lexicon or concept file (plugin/text/*.yaml) is malformed: a term that
+    is not a valid expression, a row without its direction or source."""
+
+
+# --- issue 15 (engineer F): worklist review integrity, sign-on ----------------------------
+class BadRequest(AccessError):
+    """A request the worklist refuses as malformed (a NUL character, say): 400 with
+    ``message`` shown, instead of the database failing on it."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class PasswordPolicyError(StoreError):
+    """A password the NIST SP 800-63B policy refuses (too short, common or breached)."""
+
+
+class SignOnError(AccessError):
+    """OpenID Connect sign-on failed (provider unreachable, bad state, token invalid)."""

@@ -12,17 +12,18 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
 from plugin.fhir.read import ReadReport
+from plugin.fhir.resource_types import TYPES
 from plugin.fhir.stage import Sources, iter_timelines
 from plugin.fhir.validate import Mode
-from plugin.rules import RuleSet, evaluate
-from plugin.timeline.model import Finding, Timeline
+from plugin.rules import DataGap, RuleSet, data_gaps, evaluate
+from plugin.timeline.model import Finding, Kind, Timeline
 
 
 class FindingScorer(Protocol):
@@ -52,6 +53,13 @@ class ScanResult:
     findings: list[Finding]
     summary: ScanSummary
     report: ReadReport = field(default_factory=ReadReport)  # what was read and skipped
+    # Rules not evaluated, or evaluated with findings marked, for want of data (issue 11)
+    gaps: dict[str, DataGap] = field(default_factory=dict)
+
+    def gap_lines(self) -> list[str]:
+        """One line per rule with a data gap, not-evaluated rules first (printed on stderr)."""
+        gaps = sorted(self.gaps.values(), key=lambda g: (g.evaluated, g.trigger or g.rule_id))
+        return list(dict.fromkeys(g.reason for g in gaps))  # variants of one trigger: once
 
 
 def rank_key(f: Finding) -> tuple[float, int, float, str]:
@@ -66,6 +74,20 @@ def rank_key(f: Finding) -> tuple[float, int, float, str]:
     return (-score, -int(level), -f.index_start.timestamp(), f.key)
 
 
+def kinds_present(counts: Mapping[str, int]) -> frozenset[Kind]:
+    """The timeline kinds a source can hold, from its resources read by type
+    (``ReadReport.resources``): each type present gives the kinds of its row in
+    :data:`plugin.fhir.resource_types.TYPES`. Any engine asks :func:`plugin.rules.data_gaps`
+    with this."""
+    by_type = {t.name: t.kinds for t in TYPES}
+    return frozenset(k for name, n in counts.items() if n > 0 for k in by_type.get(name, ()))
+
+
+def source_gaps(ruleset: RuleSet, report: ReadReport) -> dict[str, DataGap]:
+    """The data gaps of ``ruleset`` on the source ``report`` describes (issue 11 item 5)."""
+    return data_gaps(ruleset, kinds_present(report.resources))
+
+
 def iter_findings(
     sources: Sources,
     ruleset: RuleSet,
@@ -73,12 +95,23 @@ def iter_findings(
     as_of: datetime,
     validate: Mode = "fast",
     report: ReadReport,
+    gaps: dict[str, DataGap] | None = None,
 ) -> Iterator[tuple[Timeline, list[Finding]]]:
     """``(timeline, findings)`` for every patient in ``sources`` (findings may be empty), the
     findings of :func:`plugin.rules.evaluate` as of ``as_of``; ``report`` as for
-    :func:`plugin.fhir.stage.iter_timelines`."""
+    :func:`plugin.fhir.stage.iter_timelines`.
+
+    Rules the source cannot evaluate for want of data give no finding, and partial gaps mark
+    their findings (:mod:`plugin.rules.gaps`). The gaps are decided once, from the resource
+    counts, when the first timeline comes (staging has read every file by then); ``gaps``,
+    when given, receives them."""
+    found: dict[str, DataGap] | None = None
     for timeline in iter_timelines(sources, validate=validate, report=report):
-        yield timeline, evaluate(ruleset, timeline, as_of=as_of)
+        if found is None:
+            found = source_gaps(ruleset, report)
+            if gaps is not None:
+                gaps.update(found)
+        yield timeline, evaluate(ruleset, timeline, as_of=as_of, gaps=found)
 
 
 def scan_population(
@@ -114,7 +147,10 @@ def scan_population(
         findings.extend(scored)
         batch, batch_tl = [], {}
 
-    pipeline = iter_findings(paths, ruleset, as_of=as_of, validate=validate, report=report)
+    gaps: dict[str, DataGap] = {}
+    pipeline = iter_findings(
+        paths, ruleset, as_of=as_of, validate=validate, report=report, gaps=gaps
+    )
     for timeline, hits in pipeline:
         summary.patients += 1
         if hits:
@@ -128,4 +164,4 @@ def scan_population(
     summary.findings_by_rule = Counter(f.rule_id for f in findings)
     summary.seconds = time.perf_counter() - started
     findings.sort(key=rank_key)
-    return ScanResult(findings=findings, summary=summary, report=report)
+    return ScanResult(findings=findings, summary=summary, report=report, gaps=gaps)

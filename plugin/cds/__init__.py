@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from plugin.cds import routes
-from plugin.cds.middleware import BodyLimit, ServerTiming
+from plugin.cds.middleware import BodyLimit, CatchAll, ServerTiming
 from plugin.cds.prefetch import FetcherFactory
 from plugin.cds.state import CdsState
 from plugin.config import Settings
@@ -38,8 +38,9 @@ def install(
     app.include_router(routes.hooks)
     app.include_router(routes.feedback)
     routes.install_error_handlers(app)
-    # Starlette wraps in reverse order: CORS outermost, so 401/412/413 replies carry CORS
+    # Starlette wraps in reverse order: CORS outermost, so 401/412/413/500 replies carry CORS
     # headers too and a browser client can read them; timing includes the size check.
+    app.add_middleware(CatchAll)
     app.add_middleware(BodyLimit, max_bytes=settings.cds_max_request_bytes)
     app.add_middleware(ServerTiming)
     app.add_middleware(

@@ -23,14 +23,21 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import Counter
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from plugin.cds import cards
-from plugin.cds.models import Card, OrderSignContext, PatientContext
+from plugin.cds.cards import IssuedCard
+from plugin.cds.models import (
+    AppointmentBookContext,
+    Card,
+    OrderSelectContext,
+    OrderSignContext,
+    PatientContext,
+)
 from plugin.cds.services import Service
 from plugin.errors import FhirParseError, ModelError
 from plugin.fhir.parse import timeline_from_resources
@@ -53,29 +60,48 @@ log = logging.getLogger(__name__)
 MAX_CARDS = 5  # more than a handful of cards per call is alert fatigue, not safety
 
 
+# where an order or a proposed appointment names what it is for
+_CONCEPT_FIELDS = (
+    "code", "medicationCodeableConcept", "serviceType", "appointmentType", "reasonCode",
+    "serviceCategory", "specialty",
+)  # fmt: skip
+
+
+def _concepts(resource: Mapping[str, Any]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for name in _CONCEPT_FIELDS:
+        value = resource.get(name)
+        for concept in value if isinstance(value, list) else [value]:
+            if isinstance(concept, dict):
+                out.append(concept)
+    return out
+
+
+def _codings(concept: Mapping[str, Any]) -> list[dict[str, Any]]:
+    codings = concept.get("coding")
+    return [c for c in codings if isinstance(c, dict)] if isinstance(codings, list) else []
+
+
 def _draft_codes(resource: Mapping[str, Any]) -> list[Code]:
-    concept = resource.get("code") or resource.get("medicationCodeableConcept") or {}
-    codings = concept.get("coding") if isinstance(concept, dict) else None
+    """The codes of a draft order or proposed appointment (client data: any shape)."""
     return [
-        normalise(c.get("system"), str(c["code"]))
-        for c in codings or []
-        if isinstance(c, dict) and c.get("code")
-    ]
+        normalise(c["system"] if isinstance(c.get("system"), str) else None, str(c["code"]))
+        for concept in _concepts(resource)
+        for c in _codings(concept)
+        if isinstance(c.get("code"), str | int) and not isinstance(c.get("code"), bool)
+        and str(c.get("code")).strip()
+    ]  # fmt: skip
 
 
 def _draft_label(resource: Mapping[str, Any]) -> str:
-    concept = resource.get("code") or resource.get("medicationCodeableConcept") or {}
-    text = concept.get("text") if isinstance(concept, dict) else None
-    if not text and isinstance(concept, dict):
-        text = next(
-            (
-                c.get("display")
-                for c in concept.get("coding") or []
-                if isinstance(c, dict) and c.get("display")
-            ),
-            None,
-        )
-    return str(text or f"{resource.get('resourceType')}/{resource.get('id', '?')}")
+    for concept in _concepts(resource):
+        text = concept.get("text")
+        if isinstance(text, str) and text.strip():
+            return text[:200]
+        for c in _codings(concept):
+            if isinstance(c.get("display"), str) and c["display"].strip():
+                return str(c["display"])[:200]
+    return f"{resource.get('resourceType')}/{resource.get('id', '?')}"[:200]
 
 
 def _digest(*parts: str) -> str:
@@ -87,6 +113,8 @@ class Advice:
     cards: list[Card]
     findings: list[Finding]  # the findings whose worklist cases the cards link to
     timeline: Timeline
+    issued: list[IssuedCard] = field(default_factory=list)  # card uuid -> finding key
+    suppressed: list[Finding] = field(default_factory=list)  # closed as not a MOD: no card
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -101,6 +129,7 @@ class Advisor:
     lookback: timedelta
     risk_threshold: float
     validate: str
+    link_type: str = "absolute"
 
     @classmethod
     def build(
@@ -112,6 +141,7 @@ class Advisor:
         lookback_days: int,
         risk_threshold: float,
         validate: str,
+        link_type: str = "absolute",
     ) -> Advisor:
         """``ruleset`` as loaded once by the app."""
         shown = tuple(r for r in ruleset.rules if "hunting" not in Path(r.path).parts)
@@ -131,6 +161,7 @@ class Advisor:
             lookback=timedelta(days=lookback_days),
             risk_threshold=risk_threshold,
             validate=validate,
+            link_type=link_type,
         )
 
     # --- helpers --------------------------------------------------------------------------
@@ -165,52 +196,78 @@ class Advisor:
         ctx: PatientContext,
         resources: Sequence[dict[str, Any]],
         now: datetime,
+        *,
+        closed: Callable[[Sequence[str]], frozenset[str]] | None = None,
     ) -> Advice:
+        """``closed``: of these finding keys, those the worklist closed as not a missed
+        opportunity (their cards are suppressed and listed in ``Advice.suppressed``)."""
         tl = self.timeline(resources, ctx.patientId)
         if service.hook == "encounter-discharge":
             found = self.discharge(tl, f"Encounter/{ctx.encounterId}", now)[:MAX_CARDS]
             return Advice(cards=found, findings=[], timeline=tl)
-        findings = self.open_findings(tl, now)[:MAX_CARDS]
-        context = ctx.model_dump(exclude={"draftOrders"})
-        if isinstance(ctx, OrderSignContext):
-            signed = self.order_sign(findings, ctx, context, now)[:MAX_CARDS]
-            return Advice(cards=signed, findings=findings, timeline=tl)
-        shown = [
-            cards.finding_card(
-                f,
-                self._rule(f.rule_id),
-                base_url=self.base_url,
-                follow=self.followups.get(f.rule_id),
-                context=context,
-                now=now,
-            )
-            for f in findings
-        ]
-        return Advice(cards=shown, findings=findings, timeline=tl)
+        findings = self.open_findings(tl, now)
+        suppressed: list[Finding] = []
+        if closed is not None and findings:
+            done = closed([f.key for f in findings])
+            suppressed = [f for f in findings if f.key in done]
+            findings = [f for f in findings if f.key not in done]
+        findings = findings[:MAX_CARDS]
+        context = ctx.model_dump(exclude={"draftOrders", "appointments", "selections"})
+        pairs: list[tuple[Finding, Card]]
+        if isinstance(ctx, OrderSelectContext):
+            pairs = self.closing(findings, ctx.selected_resources(), only_closing=True)
+        elif isinstance(ctx, OrderSignContext):
+            pairs = self.closing(findings, ctx.draft_resources(), context=context, now=now)
+        elif isinstance(ctx, AppointmentBookContext):
+            pairs = self.closing(findings, ctx.appointment_resources(), only_closing=True)
+        else:
+            pairs = [(f, self._finding_card(f, context, now)) for f in findings]
+        pairs = pairs[:MAX_CARDS]
+        return Advice(
+            cards=[c for _, c in pairs],
+            findings=[f for f, _ in pairs],
+            timeline=tl,
+            issued=[IssuedCard(c.uuid, f.key) for f, c in pairs],
+            suppressed=suppressed,
+        )
 
-    def order_sign(
-        self, findings: list[Finding], ctx: OrderSignContext, context: dict[str, Any], now: datetime
-    ) -> list[Card]:
-        drafts = [(r, _draft_codes(r)) for r in ctx.draft_resources()]
-        out: list[Card] = []
+    def _finding_card(self, f: Finding, context: dict[str, Any], now: datetime) -> Card:
+        return cards.finding_card(
+            f,
+            self._rule(f.rule_id),
+            base_url=self.base_url,
+            follow=self.followups.get(f.rule_id),
+            context=context,
+            now=now,
+            link_type=self.link_type,
+        )
+
+    def closing(
+        self,
+        findings: list[Finding],
+        resources: Sequence[Mapping[str, Any]],
+        *,
+        context: dict[str, Any] | None = None,
+        now: datetime | None = None,
+        only_closing: bool = False,
+    ) -> list[tuple[Finding, Card]]:
+        """Orders or appointments against the open follow-ups: an info card when one of them
+        closes a finding (:func:`~plugin.rules.closing_codes`); for the others, the finding's
+        card (order-sign) or nothing (``only_closing``: order-select, appointment-book)."""
+        drafts = [(r, _draft_codes(r)) for r in resources]
+        out: list[tuple[Finding, Card]] = []
         for f in findings:
             rule = self._rule(f.rule_id)
             expected = self.expected.get(rule.id, CodeSet())
             closing = [_draft_label(r) for r, codes in drafts if expected.any_of(codes)]
             if closing:
-                out.append(cards.closed_card(f, rule, base_url=self.base_url, orders=closing))
-            else:
-                out.append(
-                    cards.finding_card(
-                        f,
-                        rule,
-                        base_url=self.base_url,
-                        follow=self.followups.get(rule.id),
-                        context=context,
-                        now=now,
-                    )
+                card = cards.closed_card(
+                    f, rule, base_url=self.base_url, orders=closing, link_type=self.link_type
                 )
-        out.sort(key=lambda c: c.indicator != "info")  # acknowledgements of this order first
+                out.append((f, card))
+            elif not only_closing and context is not None and now is not None:
+                out.append((f, self._finding_card(f, context, now)))
+        out.sort(key=lambda fc: fc[1].indicator != "info")  # acknowledgements first
         return out
 
     def discharge(self, tl: Timeline, encounter_ref: str, now: datetime) -> list[Card]:
@@ -219,7 +276,9 @@ class Advisor:
         )
         if encounter is None:
             return []
-        if self.ranker is not None:
+        # issue 13: a real-time head that did not beat the red-flag/vital-sign baseline
+        # (model.json cards.realtime.status == "hold") is not shown; the rules advise instead
+        if self.ranker is not None and self.ranker.ships_in_cards("realtime"):
             try:
                 risks = self.ranker.realtime_risk(tl, encounter_ref)
             except ModelError as exc:

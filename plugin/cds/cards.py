@@ -1,9 +1,13 @@
 """Cards from findings and risks: wording, indicator, links, suggestions, override reasons.
 
-Card and suggestion UUIDs are deterministic (UUIDv5 of the finding key), so feedback can
-be joined back to the worklist's finding without us storing every card we ever sent:
-the worklist computes :func:`card_uuid` of its finding keys. Text that came from the
-patient's record is escaped: some clients render raw HTML inside ``detail``.
+Brief by design (alert fatigue is a safety problem too): a summary under 140 characters and
+at most three short detail lines (what happened, when, what to consider). The rationale,
+published PPV, look-alikes and evidence live on the worklist case the card links to.
+
+Every card and suggestion gets a fresh UUID per call (:func:`new_uuid`), so feedback says
+which call's card it was; :class:`IssuedCard` records which finding each card was about
+(``cds_cards`` in the worklist database). Text that came from the patient's record is
+escaped: some clients render raw HTML inside ``detail``.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -68,12 +73,21 @@ def short(text: str, limit: int = 139) -> str:
 
 
 def card_uuid(key: str) -> str:
-    """The UUID of the card about finding ``key`` (stable across calls and restarts)."""
+    """The deterministic id cards about finding ``key`` carried before issue 14 (kept so
+    feedback stored then still joins); cards now carry :func:`new_uuid`, joined through
+    ``cds_cards`` (:func:`plugin.cds.issued.finding_keys`)."""
     return str(uuid.uuid5(NAMESPACE, f"card|{key}"))
 
 
-def suggestion_uuid(key: str, what: str) -> str:
-    return str(uuid.uuid5(NAMESPACE, f"suggestion|{key}|{what}"))
+def new_uuid() -> str:
+    """One uuid per card (or suggestion) per call."""
+    return str(uuid.uuid4())
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedCard:
+    card_id: str
+    finding_key: str
 
 
 def _indicator(level: str, recent: bool) -> str:
@@ -82,12 +96,16 @@ def _indicator(level: str, recent: bool) -> str:
     return "warning" if level in ("critical", "high") else "info"
 
 
-def _case_link(base_url: str, key: str) -> Link:
-    return Link(
-        label="Open the case in the dxsafety worklist",
-        url=f"{base_url.rstrip('/')}/worklist/cases/{key}",
-        type="absolute",
-    )
+CASE_LINK_LABEL = "Why this card: evidence, rationale, PPV, look-alikes (dxsafety worklist)"
+
+
+def case_link(base_url: str, key: str, link_type: str = "absolute") -> Link:
+    """The worklist case, where the rationale lives. ``smart``: for EHRs that launch apps
+    (the EHR adds ``launch``/``iss``; ``appContext`` names the case)."""
+    url = f"{base_url.rstrip('/')}/worklist/cases/{key}"
+    if link_type == "smart":
+        return Link(label=CASE_LINK_LABEL, url=url, type="smart", appContext=f"case={key}")
+    return Link(label=CASE_LINK_LABEL, url=url, type="absolute")
 
 
 def _rule_source(rule: Rule) -> Source:
@@ -95,21 +113,6 @@ def _rule_source(rule: Rule) -> Source:
         label=SOURCE_LABEL,
         topic=Coding(code=rule.id, system=RULE_SYSTEM, display=short(rule.title, 200)),
     )
-
-
-def _rule_facts(rule: Rule) -> list[str]:
-    lines = [f"**Why it matters.** {md(short(rule.description, 600))}"]
-    pub = rule.published
-    if pub is not None and pub.ppv is not None:
-        n = f", n = {pub.n}" if pub.n else ""
-        cite = f" ({md(short(pub.citation, 160))})" if pub.citation else ""
-        lines.append(f"**Published positive predictive value.** {pub.ppv:.0%}{n}{cite}.")
-    fps = rule.falsepositives
-    if fps:
-        lines.append("**Known look-alikes.** " + "; ".join(md(f) for f in fps[:3]) + ".")
-    trig = f", trigger {rule.trigger}" if rule.trigger else ""
-    lines.append(f"_Rule {rule.id} ({rule.status.value}, level {rule.level.name}{trig})._")
-    return lines
 
 
 def _service_request(
@@ -132,6 +135,11 @@ def _service_request(
     return resource
 
 
+def line(text: str, limit: int = 160) -> str:
+    """One short detail line (already Markdown-safe text)."""
+    return short(text, limit)
+
+
 def finding_card(
     finding: Finding,
     rule: Rule,
@@ -140,15 +148,20 @@ def finding_card(
     follow: FollowUp | None,
     context: dict[str, Any],
     now: datetime,
+    link_type: str = "absolute",
 ) -> Card:
-    """An open follow-up (absence) or a missed-diagnosis pattern (sequence) for this patient."""
+    """An open follow-up for this patient: what happened, when, what to consider."""
     when = finding.index_start.date().isoformat()
-    summary = short(f"{rule.title} (since {when})")
+    due = finding.window_end.date().isoformat()
+    consider = (
+        f"Consider: {md(follow.label)}, or record why it is not needed."
+        if follow is not None
+        else "Consider: whether follow-up is still needed, and record the decision."
+    )
     detail = [
-        f"**What happened.** {md(finding.summary)}.",
-        f"**Window.** {md(when)} to {md(finding.window_end.date().isoformat())}.",
-        "**Evidence.** " + ", ".join(code(ref) for ref in finding.evidence) + ".",
-        *_rule_facts(rule),
+        line(f"What happened: {md(finding.summary)}."),
+        line(f"When: {md(when)}; follow-up was expected by {md(due)}."),
+        line(consider),
     ]
     suggestions = None
     if follow is not None:
@@ -156,7 +169,7 @@ def finding_card(
         suggestions = [
             Suggestion(
                 label=short(f"Order {follow.label}", 80),
-                uuid=suggestion_uuid(finding.key, "order"),
+                uuid=new_uuid(),
                 isRecommended=True,
                 actions=[
                     Action(
@@ -169,36 +182,61 @@ def finding_card(
         ]
     recent = (now - finding.window_end).days <= 14
     return Card(
-        uuid=card_uuid(finding.key),
-        summary=summary,
+        uuid=new_uuid(),
+        summary=short(f"{rule.title} (since {when})"),
         detail="\n\n".join(detail),
         indicator=_indicator(finding.level, recent),  # type: ignore[arg-type]
         source=_rule_source(rule),
         suggestions=suggestions,
         selectionBehavior="at-most-one" if suggestions else None,
         overrideReasons=list(OVERRIDE_REASONS),
-        links=[_case_link(base_url, finding.key)],
+        links=[case_link(base_url, finding.key, link_type)],
     )
 
 
-def closed_card(finding: Finding, rule: Rule, *, base_url: str, orders: Sequence[str]) -> Card:
-    """A draft order closes an open follow-up: acknowledge it (info)."""
+def closed_card(
+    finding: Finding,
+    rule: Rule,
+    *,
+    base_url: str,
+    orders: Sequence[str],
+    link_type: str = "absolute",
+) -> Card:
+    """A draft order (or appointment) closes an open follow-up: acknowledge it (info)."""
     what = ", ".join(orders[:3])
     return Card(
-        uuid=card_uuid(f"{finding.key}|closed"),
-        summary=short(f"This order closes an open follow-up: {rule.title}"),
+        uuid=new_uuid(),
+        summary=short(f"This closes an open follow-up: {rule.title}"),
         detail="\n\n".join(
             [
-                f"**Order.** {md(what)}.",
-                f"**Open since.** {md(finding.summary)}.",
-                "Signing it closes the loop for this e-trigger; the worklist case stays open until "
-                "the result is recorded.",
-                *_rule_facts(rule)[-1:],
+                line(f"What: {md(what)}."),
+                line(
+                    f"Open since: {md(finding.index_start.date().isoformat())}: "
+                    f"{md(finding.summary)}."
+                ),
+                "The worklist case stays open until the result is recorded.",
             ]
         ),
         indicator="info",
         source=_rule_source(rule),
-        links=[_case_link(base_url, finding.key)],
+        links=[case_link(base_url, finding.key, link_type)],
+    )
+
+
+def timeout_card(budget_s: float) -> Card:
+    """The patient's record could not be read in time: say so rather than stay silent."""
+    return Card(
+        uuid=new_uuid(),
+        summary="dxsafety could not read this patient's record in time: no follow-up check",
+        detail="\n\n".join(
+            [
+                line(f"The EHR's FHIR server did not answer within {budget_s:g} s."),
+                "No open follow-ups were checked for this visit; the absence of a card "
+                "means nothing.",
+            ]
+        ),
+        indicator="info",
+        source=Source(label=SOURCE_LABEL),
     )
 
 
@@ -215,17 +253,19 @@ def risk_card(
     """Real-time risk from the ranker at this encounter."""
     indicator = "critical" if probability >= 0.5 else "warning"
     summary = short(f"Consider {label}: est. 30-day risk of a missed diagnosis {probability:.0%}")
-    why = "\n".join(f"- {md(r)}" for r in reasons) or "- (no explanation available)"
+    why = "; ".join(md(r) for r in reasons[:3]) or "no explanation available"
     detail = "\n\n".join(
         [
-            f"**At this encounter** ({code(encounter_ref)}), the dxsafety model estimates a "
-            f"{probability:.1%} probability that {md(label)} is diagnosed within 30 days.",
-            f"**Main reasons.**\n{why}",
-            f"_Model {md(model_name)}; uses only data recorded by the end of the encounter._",
+            line(
+                f"At this encounter ({code(encounter_ref)}): {probability:.1%} estimated "
+                f"probability that {md(label)} is diagnosed within 30 days."
+            ),
+            line(f"Main reasons: {why}."),
+            line(f"Consider {md(label)} before discharge (model {md(model_name)})."),
         ]
     )
     return Card(
-        uuid=card_uuid(key),
+        uuid=new_uuid(),
         summary=summary,
         detail=detail,
         indicator=indicator,  # type: ignore[arg-type]
@@ -247,14 +287,15 @@ def pattern_card(*, key: str, rule: Rule, encounter_ref: str, evidence: Sequence
     )
     trigger = f"e-trigger {rule.trigger}" if rule.trigger else "an e-trigger"
     detail = [
-        f"**This encounter** ({code(encounter_ref)}) matches the starting pattern of the "
-        f"e-trigger *{md(rule.title)}*{ppv}: it is how visits begin that are later found "
-        f"to have missed {md(dx)}. Check that it has been considered before discharge.",
-        "**Evidence.** " + ", ".join(code(ref) for ref in evidence) + ".",
-        *_rule_facts(rule),
+        line(
+            f"What happened: this encounter ({code(encounter_ref)}) matches the start of "
+            f"*{md(rule.title)}*."
+        ),
+        line(f"Evidence: {', '.join(code(ref) for ref in evidence[:3])}."),
+        line(f"Consider: has {md(dx)} been considered before discharge?"),
     ]
     return Card(
-        uuid=card_uuid(key),
+        uuid=new_uuid(),
         summary=short(f"Consider {dx} before discharge: this visit matches {trigger}{ppv}"),
         detail="\n\n".join(detail),
         indicator="warning" if rule.level.name in ("high", "critical") else "info",

@@ -12,8 +12,15 @@ or a ``jwks_url`` we fetch ourselves. Example::
         jwks_url: https://ehr.example.org/fhir/jwks      # or jwks_file: ehr-jwks.json
         algorithms: [RS384]                              # subset of ES384, RS384
         tenants: [2ddd6c3a-8e9a-44c6-a305-52111ad302a2]  # optional allowlist of `tenant`
-        fhir_servers: [https://ehr.example.org/fhir]     # optional: fhirServer prefixes we
-                                                         # may call back with the token
+        fhir_servers: [https://ehr.example.org/fhir]     # fhirServer prefixes we may call
+                                                         # back with the token (none: never)
+        fhir_networks: [10.20.0.0/16]                    # non-public networks its servers
+                                                         # may resolve to (default: none)
+
+Deny by default: an issuer without ``fhir_servers`` never has us call its ``fhirServer``
+(its calls need full prefetch). A listed host name must resolve to public addresses, unless
+the entry is an IP literal or ``localhost`` (that address is then listed explicitly) or the
+address lies in one of ``fhir_networks``.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from plugin.cds.fetch import AddressPolicy
 from plugin.errors import SettingsError
 
 ACCEPTED_ALGORITHMS = ("ES384", "RS384")  # spec: RECOMMENDED; none and HMAC SHALL NOT be used
@@ -50,6 +58,7 @@ class _IssuerSpec(BaseModel):
     algorithms: list[Algorithm] = Field(default_factory=_all_algorithms)
     tenants: list[str] | None = None
     fhir_servers: list[str] | None = None
+    fhir_networks: list[str] = Field(default_factory=list)
 
 
 class _IssuersFile(BaseModel):
@@ -67,21 +76,32 @@ class Issuer:
     algorithms: frozenset[str] = frozenset(ACCEPTED_ALGORITHMS)
     tenants: frozenset[str] | None = None
     fhir_servers: tuple[str, ...] | None = None
+    fhir_networks: tuple[str, ...] = ()
 
     def may_call(self, fhir_server: str) -> bool:
         """Whether we may send this client's FHIR token to ``fhir_server``: it must match an
         entry of ``fhir_servers`` by scheme and host, by port when the entry has one, and
-        lie under the entry's path. No list: any server the authenticated client names."""
-        if self.fhir_servers is None:
-            return True
+        lie under the entry's path. No list: never (deny by default)."""
+        if not self.fhir_servers:
+            return False
         return any(_under(fhir_server, entry) for entry in self.fhir_servers)
+
+    def address_policy(self) -> AddressPolicy:
+        """The addresses its FHIR servers may resolve to (see :class:`AddressPolicy`)."""
+        return AddressPolicy.of(self.fhir_servers or (), self.fhir_networks)
 
 
 def _under(url: str, entry: str) -> bool:
-    u, e = urlsplit(url), urlsplit(entry)
+    try:
+        u, e = urlsplit(url), urlsplit(entry)
+        u_port, e_port = u.port, e.port
+    except ValueError:  # a port that is not a number
+        return False
     if (u.scheme, u.hostname) != (e.scheme, e.hostname):
         return False
-    if e.port is not None and u.port != e.port:
+    if u.username is not None or u.password is not None:
+        return False  # userinfo in a URL is a classic allowlist confusion
+    if e_port is not None and u_port != e_port:
         return False
     prefix = e.path.rstrip("/")
     return u.path.rstrip("/") == prefix or u.path.startswith(prefix + "/")
@@ -114,6 +134,10 @@ def load_issuers(path: Path) -> dict[str, Issuer]:
             raise SettingsError(
                 f"{path}: issuer {item.iss} has no keys (jwks, jwks_file, jwks_url or jku)"
             )
+        try:
+            AddressPolicy.of(item.fhir_servers or (), item.fhir_networks)
+        except ValueError as exc:
+            raise SettingsError(f"{path}: issuer {item.iss}: fhir_networks: {exc}") from exc
         issuers[item.iss] = Issuer(
             iss=item.iss,
             jku=frozenset(item.jku),
@@ -122,5 +146,6 @@ def load_issuers(path: Path) -> dict[str, Issuer]:
             algorithms=frozenset(item.algorithms),
             tenants=frozenset(item.tenants) if item.tenants is not None else None,
             fhir_servers=tuple(item.fhir_servers) if item.fhir_servers is not None else None,
+            fhir_networks=tuple(item.fhir_networks),
         )
     return issuers

@@ -1,12 +1,15 @@
 """Verify the CDS client's JWT (spec §Security, best-practices §"JWT verification").
 
-Order of checks: a Bearer token; header ``alg`` ES384|RS384 (``none`` and every HMAC
-algorithm are refused before anything else), ``kid`` present, ``typ`` JWT if given;
-``iss`` on the allowlist; the key found by ``kid`` in the issuer's JWKS (from an allowlisted
-``jku``, or configured out of band); then the signature, ``aud`` = the exact endpoint URL,
-``exp``/``nbf``/``iat`` with a small leeway, a maximum lifetime (``exp - iat``), the
-optional ``tenant`` allowlist, and last the ``jti`` replay cache, so that only tokens with
-a good signature can fill it. Any failure raises :class:`CdsAuthError`; the route answers
+Order of checks: a Bearer token no longer than ``max_token_bytes`` (checked before any
+parsing: an 8 MB unsigned token must cost nothing); the types of the claims we read
+(numbers are numbers, ``jti`` a short string); header ``alg`` ES384|RS384 (``none`` and
+every HMAC algorithm are refused before anything else), ``kid`` present, ``typ`` JWT if
+given; ``iss`` on the allowlist; the key found by ``kid`` in the issuer's JWKS (from an
+allowlisted ``jku``, or configured out of band); then the signature, ``aud`` = the exact
+endpoint URL, ``exp``/``nbf``/``iat`` with a small leeway, a maximum lifetime
+(``exp - iat``), the optional ``tenant`` allowlist, and last the ``jti`` replay cache
+(shared by all workers and hosts: :mod:`plugin.cds.replay`), so that only tokens with a
+good signature can fill it. Any failure raises :class:`CdsAuthError`; the route answers
 401 with no detail. The token itself is never logged.
 """
 
@@ -16,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import jwt
 import requests
@@ -30,6 +33,8 @@ JWKS_MIN_REFRESH_S = 30.0  # an unknown kid triggers a re-read, at most this oft
 JWKS_TIMEOUT_S = 3.0
 JWKS_MAX_BYTES = 256_000
 REPLAY_MAX_ENTRIES = 1_000_000
+MAX_TOKEN_BYTES = 16_384  # real CDS JWTs are ~1 KB; the cap is checked before parsing
+MAX_JTI_CHARS = 256
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -99,8 +104,14 @@ class JwksCache:
         return keys.get(kid)
 
 
+class ReplayLedger(Protocol):
+    def first_use(self, iss: str, jti: str, until: float) -> bool: ...
+
+
 class ReplayCache:
-    """Seen ``(iss, jti)`` pairs until their token expires (the spec: at most an hour or so)."""
+    """Seen ``(iss, jti)`` pairs until their token expires, in this process only: for a
+    single process (library use, tests). The app uses :class:`plugin.cds.replay.DbReplayCache`,
+    shared by every worker and host."""
 
     def __init__(self, clock: Callable[[], float] = time.time):
         self._clock = clock
@@ -130,12 +141,15 @@ class TokenVerifier:
         max_lifetime_s: int,
         jwks: JwksCache | None = None,
         clock: Callable[[], float] = time.time,
+        replay: ReplayLedger | None = None,
+        max_token_bytes: int = MAX_TOKEN_BYTES,
     ):
         self.issuers = dict(issuers)
         self.leeway_s = leeway_s
         self.max_lifetime_s = max_lifetime_s
+        self.max_token_bytes = max_token_bytes
         self.jwks = jwks or JwksCache(clock=clock)
-        self.replay = ReplayCache(clock=clock)
+        self.replay: ReplayLedger = replay or ReplayCache(clock=clock)
         self._static = {i.iss: _keys_by_kid(i.jwks) for i in issuers.values() if i.jwks}
         self._clock = clock
 
@@ -153,6 +167,8 @@ class TokenVerifier:
         return key
 
     def verify(self, authorization: str | None, audience: str) -> ClientIdentity:
+        if authorization is not None and len(authorization) > self.max_token_bytes + 16:
+            raise CdsAuthError("token over the size cap")  # before any parsing
         scheme, _, token = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise CdsAuthError("no bearer token")
@@ -160,8 +176,11 @@ class TokenVerifier:
         try:
             header = jwt.get_unverified_header(token)
             unverified = jwt.decode(token, options={"verify_signature": False})
-        except jwt.PyJWTError as exc:
+        except (jwt.PyJWTError, ValueError, TypeError, RecursionError) as exc:
             raise CdsAuthError("token does not parse") from exc
+        if not isinstance(unverified, dict):
+            raise CdsAuthError("claims are not an object")
+        _check_claim_types(unverified)
         alg = header.get("alg")
         if alg not in ACCEPTED_ALGORITHMS:
             raise CdsAuthError(f"algorithm {str(alg)[:20]!r} refused")
@@ -198,9 +217,8 @@ class TokenVerifier:
         return self._claims(issuer, claims)
 
     def _claims(self, issuer: Issuer, claims: Mapping[str, Any]) -> ClientIdentity:
+        _check_claim_types(claims)
         exp, iat, jti = claims["exp"], claims["iat"], claims["jti"]
-        if not isinstance(jti, str) or not jti:
-            raise CdsAuthError("jti missing")
         if exp - iat > self.max_lifetime_s:
             raise CdsAuthError("token lifetime too long")
         if iat > self._clock() + self.leeway_s:
@@ -216,3 +234,30 @@ class TokenVerifier:
             tenant=tenant if isinstance(tenant, str) else None,
             issuer=issuer,
         )
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value == value
+
+
+def _check_claim_types(claims: Mapping[str, Any]) -> None:
+    """Types of the claims we read, before any arithmetic on them (a string ``exp`` in a
+    validly signed token must be a 401, not a 500)."""
+    for name in ("exp", "iat"):
+        if name in claims and not _number(claims[name]):
+            raise CdsAuthError(f"{name} is not a number")
+    if "nbf" in claims and not _number(claims["nbf"]):
+        raise CdsAuthError("nbf is not a number")
+    jti = claims.get("jti")
+    if jti is not None and (not isinstance(jti, str) or not jti or len(jti) > MAX_JTI_CHARS):
+        raise CdsAuthError("jti is not a short string")
+    if "iss" in claims and not isinstance(claims["iss"], str):
+        raise CdsAuthError("iss is not a string")
+    aud = claims.get("aud")
+    if aud is not None and not (
+        isinstance(aud, str) or (isinstance(aud, list) and all(isinstance(a, str) for a in aud))
+    ):
+        raise CdsAuthError("aud is not a string or a list of strings")
+    tenant = claims.get("tenant")
+    if tenant is not None and not isinstance(tenant, str):
+        raise CdsAuthError("tenant is not a string")

@@ -3,6 +3,7 @@
 * :class:`BodyLimit`: a request-body size limit (``settings.cds_max_request_bytes``) that works
   with and without ``Content-Length``: a declared length over the limit is refused before
   reading; a streamed body is counted as it arrives.
+* :class:`CatchAll`: any unexpected exception → 500 OperationOutcome with CORS headers.
 * :class:`ServerTiming`: a ``Server-Timing: app;dur=<ms>`` header on every CDS response (time
   from the request's arrival to the response start), so EHR integration teams and
   ``bench/cds_bench.py`` can tell server time from network time.
@@ -10,12 +11,15 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from plugin.errors import BodyTooLarge
+
+log = logging.getLogger(__name__)
 
 _BODY = orjson.dumps(
     {
@@ -105,3 +109,58 @@ class ServerTiming:
             await send(message)
 
         await self.app(scope, receive, timed_send)
+
+
+_CRASH = orjson.dumps(
+    {
+        "resourceType": "OperationOutcome",
+        "issue": [
+            {
+                "severity": "error",
+                "code": "exception",
+                "details": {"text": "the service failed; no advice"},
+            }
+        ],
+    }
+)
+
+
+class CatchAll:
+    """Inside CORS: an unexpected exception anywhere under the CDS routes (a dependency, a
+    handler) becomes a 500 OperationOutcome that still carries the CORS headers, instead of
+    Starlette's plain-text 500 from outside every middleware. Logged with its traceback."""
+
+    def __init__(self, app: ASGIApp, *, prefix: str = "/cds-services"):
+        self.app = app
+        self.prefix = prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(self.prefix):
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except BodyTooLarge:
+            raise  # BodyLimit (outside) answers 413
+        except Exception:
+            log.exception("CDS request failed")
+            if started:
+                raise
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 500,
+                    "headers": [
+                        (b"content-type", b"application/fhir+json"),
+                        (b"content-length", str(len(_CRASH)).encode()),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": _CRASH})

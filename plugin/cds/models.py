@@ -69,15 +69,57 @@ class OrderSignContext(PatientContext):
     def _bundle(self) -> OrderSignContext:
         if self.draftOrders.get("resourceType") != "Bundle":
             raise ValueError("draftOrders must be a FHIR Bundle")
+        if not isinstance(self.draftOrders.get("entry", []), list):
+            raise ValueError("draftOrders.entry must be a list")
         return self
 
     def draft_resources(self) -> list[dict[str, Any]]:
         entries = self.draftOrders.get("entry") or []
+        if not isinstance(entries, list):
+            return []
         return [
             e["resource"]
             for e in entries
             if isinstance(e, dict) and isinstance(e.get("resource"), dict)
         ]
+
+
+class OrderSelectContext(OrderSignContext):
+    """order-select: ``selections`` (``"MedicationRequest/103"``) point into draftOrders."""
+
+    selections: list[str] = Field(min_length=1)
+
+    def selected_resources(self) -> list[dict[str, Any]]:
+        chosen = set(self.selections)
+        return [
+            r for r in self.draft_resources() if f"{r.get('resourceType')}/{r.get('id')}" in chosen
+        ]
+
+
+class AppointmentBookContext(PatientContext):
+    """appointment-book: ``appointments`` is a Bundle of proposed Appointments (the STU3
+    example sends a bare array; both are accepted)."""
+
+    appointments: dict[str, Any] | list[Any]
+
+    @model_validator(mode="after")
+    def _bundle(self) -> AppointmentBookContext:
+        if isinstance(self.appointments, dict):
+            if self.appointments.get("resourceType") != "Bundle":
+                raise ValueError("appointments must be a FHIR Bundle")
+            if not isinstance(self.appointments.get("entry", []), list):
+                raise ValueError("appointments.entry must be a list")
+        return self
+
+    def appointment_resources(self) -> list[dict[str, Any]]:
+        if isinstance(self.appointments, list):
+            items = self.appointments
+        else:
+            items = [
+                e.get("resource") for e in self.appointments.get("entry") or []
+                if isinstance(e, dict)
+            ]  # fmt: skip
+        return [r for r in items if isinstance(r, dict) and r.get("resourceType") == "Appointment"]
 
 
 class CodingIn(_Inbound):
@@ -92,6 +134,12 @@ class OverrideReasonIn(_Inbound):
     reason: CodingIn | None = None
     userComment: str | None = None
 
+    @model_validator(mode="after")
+    def _cds_fb_3(self) -> OverrideReasonIn:
+        if self.reason is None and not (self.userComment or "").strip():
+            raise ValueError("overrideReason needs a reason or a userComment (cds-fb-3)")
+        return self
+
 
 class AcceptedSuggestion(_Inbound):
     id: str = Field(min_length=1)
@@ -103,6 +151,12 @@ class FeedbackItem(_Inbound):
     acceptedSuggestions: list[AcceptedSuggestion] = Field(default_factory=list)
     overrideReason: OverrideReasonIn | None = None
     outcomeTimestamp: AwareDatetime
+
+    @model_validator(mode="after")
+    def _cds_fb_2(self) -> FeedbackItem:
+        if self.outcome == "accepted" and not self.acceptedSuggestions:
+            raise ValueError("an accepted card needs acceptedSuggestions (cds-fb-2)")
+        return self
 
 
 class FeedbackBatch(_Inbound):
@@ -176,6 +230,7 @@ class ServiceDefinition(_Outbound):
     title: str
     description: str
     id: str
+    version: str | None = None
     prefetch: dict[str, str] | None = None
     usageRequirements: str | None = None
 

@@ -8,7 +8,8 @@ For each template key of the service:
 * **an OperationOutcome**: the client hit an error; re-querying would most likely fail the
   same way, and rules evaluated on partial data would report false "no follow-up" findings,
   so the call fails with 412 (HAPI's ``CdsPrefetchFailureMode.FAIL``);
-* **absent**: fetch it from ``fhirServer`` (in parallel, within ``settings.cds_fetch_budget_s``).
+* **absent**: fetch it from ``fhirServer`` (in parallel, within ``settings.cds_fetch_budget_s``
+  for the whole call), only when the issuer lists that server (deny by default).
 
 Data that is needed and cannot be had raises :class:`PrefetchUnavailable` (412). Resources
 that name another patient are dropped: a card must never be built from someone else's data.
@@ -17,22 +18,31 @@ that name another patient are dropped: a card must never be built from someone e
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from plugin.cds.fetch import Deadline, FhirFetcher, next_link
+from plugin.cds.fetch import DEFAULT_MAX_BYTES, AddressPolicy, Deadline, FhirFetcher, next_link
 from plugin.cds.issuers import Issuer
 from plugin.cds.models import HookRequest
-from plugin.errors import FhirError, PrefetchUnavailable
+from plugin.errors import FhirDeadlineError, FhirError, PrefetchTimeout, PrefetchUnavailable
 from plugin.fhir import resource_types
 
 _TOKEN = re.compile(r"\{\{\s*context\.([A-Za-z]+)\s*\}\}")
 MAX_PARALLEL_FETCHES = 4  # EHR FHIR servers are busy; a few concurrent searches per call
 
-FetcherFactory = Callable[[str, str | None, Deadline], FhirFetcher]
+FetcherFactory = Callable[[str, str | None, Deadline, AddressPolicy], FhirFetcher]
+JOIN_SLACK_S = 0.05  # past the deadline, the watchdog has cut every socket of the call
+
+
+def _default_factory(
+    base: str, token: str | None, deadline: Deadline, policy: AddressPolicy
+) -> FhirFetcher:
+    return FhirFetcher(base, token, deadline, policy=policy)
 
 
 def patient_templates() -> dict[str, str]:
@@ -94,12 +104,20 @@ def _refers_to_other_patient(resource: Mapping[str, Any], patient_id: str) -> bo
     return False
 
 
-def _entries(bundle: Mapping[str, Any]) -> list[dict[str, Any]]:
+def _entries(bundle: Mapping[str, Any], key: str) -> list[dict[str, Any]]:
+    found = bundle.get("entry")
+    if found is None:
+        return []
+    if not isinstance(found, list):
+        raise PrefetchUnavailable(f"prefetch '{key}': Bundle.entry is not a list", key=key)
     out = []
-    for entry in bundle.get("entry") or []:
+    for entry in found:
         if not isinstance(entry, dict) or not isinstance(entry.get("resource"), dict):
             continue
-        if (entry.get("search") or {}).get("mode") == "outcome":
+        if not isinstance(entry["resource"].get("resourceType"), str):
+            continue  # not a FHIR resource: nothing the timeline could read
+        search = entry.get("search")
+        if isinstance(search, dict) and search.get("mode") == "outcome":
             continue  # search warnings, not data
         if entry["resource"].get("resourceType") == "OperationOutcome":
             continue
@@ -114,14 +132,16 @@ class PrefetchResolver:
         *,
         issuer: Issuer | None,
         budget_s: float,
+        max_bytes: int = DEFAULT_MAX_BYTES,
         fetcher_factory: FetcherFactory | None = None,
         require_https: bool = False,
     ):
         self.request = request
         self.require_https = require_https
         self.issuer = issuer
-        self.deadline = Deadline.after(budget_s)
-        self._factory = fetcher_factory or (lambda base, token, dl: FhirFetcher(base, token, dl))
+        self.budget_s = budget_s
+        self.deadline = Deadline.after(budget_s, max_bytes=max_bytes)
+        self._factory = fetcher_factory or _default_factory
 
     def _fetcher(self, key: str) -> FhirFetcher:
         server = self.request.fhirServer
@@ -134,45 +154,53 @@ class PrefetchResolver:
                 f"prefetch '{key}' is missing and fhirServer is not https (required in production)",
                 key=key,
             )
-        if self.issuer is not None and not self.issuer.may_call(server):
+        if self.issuer is None or not self.issuer.may_call(server):
+            # deny by default: no allowlist entry, no call (and so no token sent anywhere)
             raise PrefetchUnavailable(
-                f"prefetch '{key}' is missing and fhirServer is not one "
-                "this client may have us call",
+                f"prefetch '{key}' is missing and fhirServer is not on this client's "
+                "fhir_servers allowlist; send the prefetch or have the server listed",
                 key=key,
             )
         auth = self.request.fhirAuthorization
         token = auth.access_token.get_secret_value() if auth is not None else None
-        return self._factory(server, token, self.deadline)
+        return self._factory(server, token, self.deadline, self.issuer.address_policy())
 
     def _from_value(self, key: str, value: Any) -> list[dict[str, Any]]:
         if value is None:
             return []
-        if not isinstance(value, dict) or "resourceType" not in value:
+        if not isinstance(value, dict) or not isinstance(value.get("resourceType"), str):
             raise PrefetchUnavailable(f"prefetch '{key}' is not a FHIR resource", key=key)
         if value["resourceType"] == "OperationOutcome":
-            issues = [i for i in value.get("issue") or [] if isinstance(i, dict)]
+            raw = value.get("issue")
+            issues = [i for i in raw if isinstance(i, dict)] if isinstance(raw, list) else []
             raise PrefetchUnavailable(
                 f"the client reported an error for prefetch '{key}'", key=key, client_issues=issues
             )
         if value["resourceType"] != "Bundle":
             return [value]
-        resources = _entries(value)
+        resources = _entries(value, key)
         if next_link(value) is not None:
             try:
                 pages = self._fetcher(key).next_pages(value)
             except FhirError as exc:
-                raise PrefetchUnavailable(
-                    f"cannot follow the pages of prefetch '{key}': {exc}", key=key
-                ) from exc
-            resources.extend(_entries({"entry": pages}))
+                what = f"cannot follow the pages of prefetch '{key}'"
+                raise self._unavailable(what, key, exc) from exc
+            resources.extend(_entries({"entry": pages}, key))
         return resources
+
+    def _unavailable(self, what: str, key: str, exc: FhirError) -> PrefetchUnavailable:
+        if isinstance(exc, FhirDeadlineError) or self.deadline.expired:
+            return PrefetchTimeout(
+                f"{what}: not read within the {self.budget_s:g} s deadline", key=key
+            )
+        return PrefetchUnavailable(f"{what}: {exc}", key=key)
 
     def _fetch(self, key: str, query: str) -> list[dict[str, Any]]:
         fetcher = self._fetcher(key)
         try:
             value = fetcher.query(query)
         except FhirError as exc:
-            raise PrefetchUnavailable(f"cannot fetch prefetch '{key}': {exc}", key=key) from exc
+            raise self._unavailable(f"cannot fetch prefetch '{key}'", key, exc) from exc
         return self._from_value(key, value)
 
     def gather(self, templates: Mapping[str, str], patient_id: str) -> Gathered:
@@ -183,13 +211,24 @@ class PrefetchResolver:
         if missing:
             self._fetcher(next(iter(missing)))  # fail fast (412) before any work
         results: dict[str, list[dict[str, Any]]] = {}
-        with ThreadPoolExecutor(max_workers=MAX_PARALLEL_FETCHES) as pool:
+        pool = ThreadPoolExecutor(max_workers=MAX_PARALLEL_FETCHES)
+        try:
             futures = {k: pool.submit(self._fetch, k, q) for k, q in missing.items()}
             for key in templates:
                 if key in prefetch:
                     results[key] = self._from_value(key, prefetch[key])
             for key, future in futures.items():
-                results[key] = future.result()
+                wait = max(0.0, self.deadline.at - time.monotonic()) + JOIN_SLACK_S
+                try:
+                    results[key] = future.result(timeout=wait)
+                except FutureTimeout:  # e.g. a DNS lookup, which no socket timeout covers
+                    raise PrefetchTimeout(
+                        f"prefetch '{key}' not read within the {self.budget_s:g} s deadline",
+                        key=key,
+                    ) from None
+        finally:
+            self.deadline.close()  # cut what is still open: no thread outlives the call
+            pool.shutdown(wait=False, cancel_futures=True)
         seen: set[tuple[str, str]] = set()
         resources: list[dict[str, Any]] = []
         for key in templates:

@@ -1,8 +1,8 @@
 """The CDS Hooks routes: discovery, hook calls, feedback, and their error replies.
 
 Errors: 401 with no body for any JWT problem (best practices: "without any additional
-information"); 400, 404, 412, 413 and 500 with a FHIR OperationOutcome body (3.0 asks for
-one on every non-2xx). Messages name fields and prefetch keys, never patient data, and
+information"); 400, 404, 405, 412, 413, 415, 503 and 500 with a FHIR OperationOutcome body
+(3.0 asks for one on every non-2xx). Messages name fields and prefetch keys, never patient data, and
 FastAPI's default validation reply (which echoes the input) is never used here.
 """
 
@@ -16,10 +16,13 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.exception_handlers import http_exception_handler
 from pydantic import ValidationError
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from plugin.cds import cards
 from plugin.cds.advice import Advice
 from plugin.cds.deps import ClientDep, StateDep
 from plugin.cds.issuers import Issuer
@@ -38,13 +41,18 @@ from plugin.errors import (
     CdsAuthError,
     CdsError,
     CdsRequestError,
+    PrefetchTimeout,
     PrefetchUnavailable,
+    ReplayStoreUnavailable,
     SettingsError,
     UnknownService,
+    UnsupportedMediaType,
 )
 
 log = logging.getLogger(__name__)
 JSON = "application/json"
+JSON_TYPES = frozenset({"application/json", "application/fhir+json"})
+PREFIX = "/cds-services"
 
 
 def operation_outcome(
@@ -76,8 +84,14 @@ def _problems(exc: ValidationError) -> str:
 
 
 async def _body(request: Request) -> Any:
+    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media not in JSON_TYPES:
+        raise UnsupportedMediaType("Content-Type must be application/json")
+    raw = await request.body()
+    if raw.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte order mark: JSON text may carry one
+        raw = raw[3:]
     try:
-        return orjson.loads(await request.body())
+        return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise CdsRequestError("the body is not JSON") from exc
 
@@ -113,13 +127,22 @@ def _advise(
         request,
         issuer=issuer,
         budget_s=state.settings.cds_fetch_budget_s,
+        max_bytes=state.settings.cds_fetch_max_bytes,
         fetcher_factory=state.fetcher_factory,
         require_https=state.settings.env == "production",
     )
-    gathered = resolver.gather(service.templates, ctx.patientId)
+    try:
+        gathered = resolver.gather(service.templates, ctx.patientId)
+    except PrefetchTimeout as exc:
+        if not state.settings.cds_timeout_card:
+            raise
+        log.info("CDS %s: FHIR deadline passed (%s); answering with a card", service.id, exc)
+        card = cards.timeout_card(state.settings.cds_fetch_budget_s)
+        return CdsResponse(cards=[card]).to_json(), None
     if not gathered.patient_found:  # the patient does not exist on the server
         return CdsResponse(cards=[]).to_json(), None
-    advice = state.advisor.advise(service, ctx, gathered.resources, state.clock())
+    closed = state.closed_cases if state.settings.cds_suppress_closed else None
+    advice = state.advisor.advise(service, ctx, gathered.resources, state.clock(), closed=closed)
     return CdsResponse(cards=advice.cards).to_json(), advice
 
 
@@ -161,8 +184,9 @@ async def call_service(
         (time.perf_counter() - started) * 1000,
     )
     response = _json(body)
-    if advice is not None and advice.findings:  # after the reply: the case links must resolve
-        response.background = BackgroundTask(state.record_findings, advice)
+    if advice is not None and (advice.issued or advice.suppressed):
+        # after the reply: the case links must resolve, the cards and suppressions be on record
+        response.background = BackgroundTask(state.record_findings, advice, service.id)
     return response
 
 
@@ -211,6 +235,31 @@ async def receive_feedback(
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        # FastAPI's {"detail": ...} everywhere else; an OperationOutcome on the CDS routes
+        if not request.url.path.startswith(PREFIX):
+            return await http_exception_handler(request, exc)
+        response = operation_outcome(
+            exc.status_code,
+            "method not allowed" if exc.status_code == 405 else "request refused",
+            code="not-supported" if exc.status_code == 405 else "processing",
+        )
+        for name, value in (exc.headers or {}).items():
+            response.headers[name] = value
+        return response
+
+    @app.exception_handler(UnsupportedMediaType)
+    async def _media(_request: Request, exc: UnsupportedMediaType) -> Response:
+        return operation_outcome(415, "unsupported media type", code="not-supported",
+                                 diagnostics=str(exc))  # fmt: skip
+
+    @app.exception_handler(ReplayStoreUnavailable)
+    async def _replay_store(_request: Request, exc: ReplayStoreUnavailable) -> Response:
+        log.error("CDS call refused: %s", exc)
+        return operation_outcome(503, "the service cannot check token reuse right now",
+                                 code="transient")  # fmt: skip
+
     @app.exception_handler(CdsAuthError)
     async def _unauthorized(_request: Request, _exc: CdsAuthError) -> Response:
         return Response(status_code=401, headers={"WWW-Authenticate": "Bearer"})

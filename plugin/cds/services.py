@@ -13,14 +13,24 @@ from types import MappingProxyType
 from typing import Literal
 
 from plugin.cds.models import (
+    AppointmentBookContext,
     EncounterContext,
+    OrderSelectContext,
     OrderSignContext,
     PatientContext,
     ServiceDefinition,
 )
 from plugin.cds.prefetch import ENCOUNTER_TEMPLATES, PATIENT_TEMPLATES  # from the FHIR type table
 
-Hook = Literal["patient-view", "encounter-start", "encounter-discharge", "order-sign"]
+Hook = Literal[
+    "patient-view",
+    "encounter-start",
+    "encounter-discharge",
+    "order-sign",
+    "order-select",
+    "appointment-book",
+]
+SPEC_VERSION = "2.0.1"  # discovery `version`: the CDS Hooks version we implement
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -38,6 +48,7 @@ class Service:
             title=self.title,
             description=self.description,
             id=self.id,
+            version=SPEC_VERSION,
             prefetch=dict(self.templates),
             usageRequirements="Prefetch every template, or send fhirServer and fhirAuthorization "
             "with read access to the patient's clinical resources; without either the service "
@@ -85,6 +96,25 @@ SERVICES: dict[str, Service] = {
             "colonoscopy after a positive FIT), and suggests the follow-up orders still missing.",
             templates=MappingProxyType(PATIENT_TEMPLATES),
             context_model=OrderSignContext,
+        ),
+        Service(
+            id="dxsafety-order-select",
+            hook="order-select",
+            title="dxsafety: a selected order closes an open follow-up",
+            description="An info card when an order being selected is the expected follow-up "
+            "of an open e-trigger finding (e.g. the colonoscopy after a positive FIT); nothing "
+            "otherwise (the open follow-ups are shown at order-sign).",
+            templates=MappingProxyType(PATIENT_TEMPLATES),
+            context_model=OrderSelectContext,
+        ),
+        Service(
+            id="dxsafety-appointment-book",
+            hook="appointment-book",
+            title="dxsafety: an appointment closes an open follow-up",
+            description="An info card when a proposed appointment is for the expected follow-up "
+            "of an open e-trigger finding; nothing otherwise.",
+            templates=MappingProxyType(PATIENT_TEMPLATES),
+            context_model=AppointmentBookContext,
         ),
     )
 }

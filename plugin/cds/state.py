@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -13,6 +13,7 @@ from plugin.cds.advice import Advice, Advisor
 from plugin.cds.issuers import load_issuers
 from plugin.cds.jwt_auth import TokenVerifier
 from plugin.cds.prefetch import FetcherFactory
+from plugin.cds.replay import DbReplayCache
 from plugin.config import Settings
 from plugin.rules import RuleSet
 
@@ -57,6 +58,7 @@ class CdsState:
             issuers,
             leeway_s=settings.cds_jwt_leeway_s,
             max_lifetime_s=settings.cds_jwt_max_lifetime_s,
+            max_token_bytes=settings.cds_max_token_bytes,
         )
         advisor = Advisor.build(
             ruleset=ruleset,
@@ -65,26 +67,49 @@ class CdsState:
             lookback_days=settings.cds_lookback_days,
             risk_threshold=settings.cds_risk_threshold,
             validate=settings.cds_validate,
+            link_type=settings.cds_link_type,
         )
-        return cls(
+        state = cls(
             settings=settings,
             verifier=verifier,
             advisor=advisor,
             clock=clock or utc_now,
             fetcher_factory=fetcher_factory,
         )
+        # jti single use across every worker and host: the worklist database decides
+        verifier.replay = DbReplayCache(lambda: state.worklist_store().engine)
+        return state
 
-    def record_findings(self, advice: Advice) -> None:
+    def record_findings(self, advice: Advice, service_id: str = "") -> None:
         """Put the findings the cards link to into the worklist (idempotent upsert), so that
-        ``/worklist/cases/{key}`` exists even before a population scan has seen the patient.
-        Runs after the response; a database problem is logged, never sent to the client."""
+        ``/worklist/cases/{key}`` exists even before a population scan has seen the patient;
+        record which finding each card was about, and audit suppressed cards. Runs after the
+        response; a database problem is logged, never sent to the client."""
+        from plugin.cds import issued
+
         tl = advice.timeline
         try:
-            self.worklist_store().upsert_findings(advice.findings, {tl.patient.id: tl})
+            store = self.worklist_store()
+            if advice.findings:
+                store.upsert_findings(advice.findings, {tl.patient.id: tl})
+            issued.record_cards(store, service_id, advice.issued)
+            issued.audit_suppressed(store, service_id, advice.suppressed)
         except Exception:
             log.exception(
                 "could not record %d CDS finding(s) in the worklist", len(advice.findings)
             )
+
+    def closed_cases(self, keys: Sequence[str]) -> frozenset[str]:
+        """Finding keys whose cards are suppressed (``settings.cds_suppress_closed``)."""
+        import sqlalchemy as sa
+
+        from plugin.cds import issued
+
+        try:
+            return issued.closed_not_missed(self.worklist_store().engine, keys)
+        except sa.exc.SQLAlchemyError:  # show the cards rather than fail the call
+            log.exception("could not read closed worklist cases; no card suppressed")
+            return frozenset()
 
     def worklist_store(self) -> Store:
         with self._lock:

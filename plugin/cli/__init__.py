@@ -27,6 +27,8 @@ COMMANDS: dict[str, str] = {
     "serve": "serve",
     "worklist": "worklist",
     "demo": "demo",
+    "measure": "measure",  # issue 16
+    "profile": "profile",  # issue 11
 }
 
 

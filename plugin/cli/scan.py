@@ -7,14 +7,14 @@ import csv
 import sys
 import tempfile
 from dataclasses import asdict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from plugin.cli.ruleargs import add_rules_arguments, load_ruleset
-from plugin.errors import ExitCode, FhirError, ModelError, fatal
+from plugin.errors import EmptySource, ExitCode, FhirError, ModelError, fatal
 from plugin.scan import ScanResult
 from plugin.timeline.model import Finding
 
@@ -58,6 +58,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="fast: check what the timeline reads; full: fhir.resources R4B models",
     )
     p.add_argument(
+        "--assume-tz",
+        metavar="ZONE",
+        type=_zone,
+        help="IANA time zone for date-times without a UTC offset (e.g. Europe/Paris; "
+        "default: read as UTC, each one counted as a warning)",
+    )
+    p.add_argument(
         "--store",
         metavar="DATABASE_URL",
         help="also write findings into the worklist database (idempotent)",
@@ -66,7 +73,29 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from plugin.fhir.remote import add_remote_arguments
 
     add_remote_arguments(p)
+    # issue 12: population engines (plugin/population, docs/population.md)
+    p.add_argument(
+        "--engine",
+        choices=("python", "duckdb", "spark"),
+        default="python",
+        help="python: per-patient engine; duckdb: rules compiled to SQL over flat tables; "
+        "spark: the same plan on Spark over staged Parquet",
+    )
+    p.add_argument("--spark-master", default="local[2]", help="Spark master URL (--engine spark)")
+    p.add_argument(
+        "--stage", type=Path, metavar="DIR", help="stage flat tables as Parquet here (reused)"
+    )
+    p.add_argument("--memory-limit", help="DuckDB memory_limit, e.g. 1GB (spills beyond)")
     p.set_defaults(handler=run)
+
+
+def _zone(name: str) -> tzinfo:
+    from plugin.fhir.values import zone
+
+    try:
+        return zone(name)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def parse_as_of(text: str | None) -> datetime:
@@ -146,10 +175,20 @@ def run(args: argparse.Namespace) -> int:
         from plugin.worklist.store import Store
 
         store = Store(args.store)
+    from plugin.fhir.values import assume_timezone
+
     try:
-        with tempfile.TemporaryDirectory(prefix="dxsafety-fetch-") as tmp:
+        with (
+            tempfile.TemporaryDirectory(prefix="dxsafety-fetch-") as tmp,
+            assume_timezone(getattr(args, "assume_tz", None)),
+        ):
             source = _source_paths(args, Path(tmp))
-            result = _scan_with_progress(source, ruleset, args, model, store)
+            if getattr(args, "engine", "python") != "python":
+                result = _scan_sql(source, ruleset, args, model, store)
+            else:
+                result = _scan_with_progress(source, ruleset, args, model, store)
+    except EmptySource as exc:  # nothing to scan is an error, never "0 patients, 0 findings"
+        fatal(str(exc), ExitCode.INPUT_NOT_FOUND)
     finally:
         if store is not None:
             store.close()  # its pooled connections, not left for the garbage collector
@@ -160,7 +199,27 @@ def run(args: argparse.Namespace) -> int:
     else:
         print_table(result.findings[: args.top], len(result.findings))
     print_summary(summary, ruleset, args.out, result.report)
+    for line in result.gap_lines():  # missing data is not absence of care (issue 11)
+        print(line, file=sys.stderr)
     return 0
+
+
+def _scan_sql(  # type: ignore[no-untyped-def]
+    source, ruleset, args, model, store
+) -> ScanResult:
+    """--engine duckdb|spark (issue 12)."""
+    from plugin.population.scan import scan_sql
+
+    if model is not None:
+        fatal("--model needs --engine python for now (ranker features are built from "
+              "Python timelines)", ExitCode.USAGE)  # fmt: skip
+    result = scan_sql(
+        source, ruleset, as_of=parse_as_of(args.as_of), engine=args.engine,
+        stage_dir=args.stage, spark_master=args.spark_master, memory_limit=args.memory_limit,
+    )  # fmt: skip
+    if store is not None and result.findings:
+        store.upsert_findings(result.findings, None)
+    return result
 
 
 def _scan_with_progress(  # type: ignore[no-untyped-def]

@@ -42,11 +42,40 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     i.set_defaults(handler=import_findings)
 
     e = wsub.add_parser("export", parents=[common], help="export reviewed cases")
-    e.add_argument("--format", choices=("csv", "detectedissue", "labels"), required=True,
+    e.add_argument("--format", choices=("csv", "detectedissue", "labels", "reviews",
+                                        "reviews-dictionary"), required=True,
                    help="csv: reviewed cases; detectedissue: FHIR R4 NDJSON; labels: CSV "
-                        "for `dxsafety train`")  # fmt: skip
+                        "for `dxsafety train`; reviews: one row per review (items, notes; "
+                        "REDCap-ready); reviews-dictionary: its REDCap data dictionary")  # fmt: skip
     e.add_argument("--out", type=Path, required=True)
     e.set_defaults(handler=export)
+
+    # issue 13: sampling for an honest PPV, and re-scoring as an audited action
+    sm = wsub.add_parser("sample", parents=[common],
+                         help="set a rule's sampling mode and draw its review sample")
+    sm.add_argument("rule_id")
+    sm.add_argument("--mode", choices=("random", "stratified"), required=True)
+    size = sm.add_mutually_exclusive_group(required=True)
+    size.add_argument("--size", type=int, help="cases to draw")
+    size.add_argument("--fraction", type=float, help="share of the rule's cases to draw")
+    sm.add_argument("--admin", required=True, help="the admin setting it (audited)")
+    sm.set_defaults(handler=sample)
+    rs = wsub.add_parser("rescore", parents=[common],
+                         help="re-score open cases with a model (audited; closed cases keep "
+                              "the score their reviewers saw)")  # fmt: skip
+    rs.add_argument("--model", type=Path, required=True, metavar="DIR")
+    rs.add_argument("--data", type=Path, action="append", required=True, metavar="SOURCE",
+                    help="the FHIR files the cases came from (repeatable)")
+    rs.add_argument("--admin", required=True, help="the admin doing it (audited)")
+    rs.set_defaults(handler=rescore)
+
+    # issue 15: tamper evidence of the audit log
+    au = wsub.add_parser("audit", parents=[common], help="audit log: verify its hash chain")
+    asub = au.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
+    av = asub.add_parser("verify", parents=[common],
+                         help="recompute the audit log's hash chain; exit 50 if an entry was "
+                              "changed, removed or re-ordered")  # fmt: skip
+    av.set_defaults(handler=audit_verify)
 
 
 def _store(args: argparse.Namespace, batch_size: int = 500):  # type: ignore[no-untyped-def]
@@ -130,8 +159,14 @@ def export(args: argparse.Namespace) -> int:
             buf = io.StringIO()
             if args.format == "csv":
                 n = ex.write_csv(store, buf)
+            elif args.format == "reviews":  # issue 15: one row per review, REDCap-ready
+                n = ex.write_reviews(store, buf)
+            elif args.format == "reviews-dictionary":
+                n = ex.write_review_dictionary(buf)
             else:
-                n = ex.write_labels(store, buf, _triggers())
+                from plugin.worklist.labels_export import write_labels
+
+                n = write_labels(store, buf)  # issue 13: reviewed only, with selection
             tmp.write_text(buf.getvalue(), encoding="utf-8", newline="")
     finally:
         store.close()
@@ -146,3 +181,84 @@ def _triggers() -> dict[str, str]:
 
     meta = load_rule_meta(Settings().rule_roots())
     return {rule_id: m.trigger for rule_id, m in meta.items() if m.trigger}
+
+
+def _admin(store, name: str):  # type: ignore[no-untyped-def]
+    import sqlalchemy as sa
+
+    from plugin.worklist import tables as t
+
+    with store.engine.connect() as conn:
+        row = conn.execute(sa.select(t.users.c.id, t.users.c.role, t.users.c.active)
+                           .where(t.users.c.username == name)).first()  # fmt: skip
+    if row is None or row.role != "admin" or not row.active:
+        store.close()
+        fatal(f"{name!r} is not an active admin of this worklist", ExitCode.USAGE)
+    return row.id
+
+
+def sample(args: argparse.Namespace) -> int:
+    from plugin.errors import SamplingError
+    from plugin.worklist import sampling
+
+    store = _store(args)
+    try:
+        uid = _admin(store, args.admin)
+        mode = sampling.Mode(rule_id=args.rule_id, mode=args.mode, size=args.size,
+                             fraction=args.fraction)  # fmt: skip
+        sampling.set_mode(store, mode, user_id=uid, username=args.admin)
+        n = sampling.draw(store, args.rule_id, user_id=uid, username=args.admin)
+    except SamplingError as exc:
+        fatal(str(exc), ExitCode.USAGE)
+    finally:
+        store.close()
+    print(f"{n} case(s) of {args.rule_id} drawn ({args.mode})", file=sys.stderr)
+    return 0
+
+
+def rescore(args: argparse.Namespace) -> int:
+    from plugin.errors import ModelError
+    from plugin.fhir.read import ReadReport
+    from plugin.fhir.stage import iter_timelines
+    from plugin.rank import load_model
+    from plugin.worklist.rescore import open_patients, rescore_open
+
+    try:
+        ranker = load_model(args.model)
+    except ModelError as exc:
+        fatal(f"{args.model}: {exc}", ExitCode.MODEL_INVALID)
+    store = _store(args)
+    try:
+        uid = _admin(store, args.admin)
+        wanted = open_patients(store)
+        report = ReadReport()
+        timelines = {tl.patient.id: tl for tl in iter_timelines(args.data, report=report)
+                     if tl.patient.id in wanted}  # fmt: skip
+        done, skipped = rescore_open(store, ranker, timelines, user_id=uid,
+                                     username=args.admin)  # fmt: skip
+    finally:
+        store.close()
+    for line in report.summary_lines():
+        print(line, file=sys.stderr)
+    print(f"{done} open case(s) re-scored with model {ranker.version}; {skipped} not found in "
+          "the data (left as they were)", file=sys.stderr)
+    return int(ExitCode.INPUT_UNREADABLE) if report.skipped else 0
+
+
+def audit_verify(args: argparse.Namespace) -> int:
+    from plugin.worklist.auditchain import verify
+
+    store = _store(args)
+    try:
+        verdict = verify(store.engine)
+    finally:
+        store.close()
+    for problem in verdict.problems:
+        print(problem, file=sys.stderr)
+    if not verdict.ok:
+        print(f"audit log: TAMPERED ({len(verdict.problems)} problem(s) in "
+              f"{verdict.entries} entries)", file=sys.stderr)  # fmt: skip
+        return int(ExitCode.STORE_FAILED)
+    # the head hash, to be recorded outside the database: a later run must reach it again
+    print(f"audit log intact: {verdict.entries} entries, head {verdict.head}")
+    return 0

@@ -26,6 +26,11 @@ A full export into the same directory replaces the files of the previous one.
 
 Server problems in the export (the manifest's ``error`` files) are saved to
 ``export-errors.log`` (not ``.ndjson``, so readers do not take them for data).
+
+A file with fewer lines than the manifest's ``count`` (a truncated download, a proxy that cut
+the body) fails the export with :class:`~plugin.errors.IncompleteExport`: the file is renamed
+``<name>.incomplete`` (kept for inspection, never read as data) and a re-run downloads it again.
+With ``allow_partial=True`` it is kept, logged and listed in ``ExportResult.partial``.
 """
 
 from __future__ import annotations
@@ -42,7 +47,12 @@ from typing import Any, Literal
 
 import requests
 
-from plugin.errors import FatalFhirError, FhirDeadlineError, TemporaryFhirError
+from plugin.errors import (
+    FatalFhirError,
+    FhirDeadlineError,
+    IncompleteExport,
+    TemporaryFhirError,
+)
 from plugin.fhir.bulk_files import (
     count_lines,
     download_file,
@@ -85,6 +95,9 @@ class ExportResult:
     counts: Mapping[str, int]  # resources (NDJSON lines) per type
     error_count: int  # OperationOutcome lines the server reported
     resumed: bool  # an interrupted job was picked up again
+    # files shorter than the manifest's count, kept because allow_partial was set:
+    # "name: N of M resources"
+    partial: tuple[str, ...] = ()
 
 
 class BulkExporter:
@@ -97,8 +110,11 @@ class BulkExporter:
         progress: Callable[[ExportProgress], None] | None = None,
         budget_s: float = DEFAULT_EXPORT_BUDGET_S,
         poll_s: float = DEFAULT_POLL_S,
+        allow_partial: bool = False,
     ) -> None:
         self.client = client
+        self.allow_partial = allow_partial
+        self.partial: list[str] = []
         self.http = client.http
         self.progress = progress or (lambda _p: None)
         self.budget_s = budget_s
@@ -164,6 +180,7 @@ class BulkExporter:
             counts=dict(counts),
             error_count=error_count,
             resumed=resumed,
+            partial=tuple(sorted(self.partial)),
         )
 
     # --- kick-off and polling ---------------------------------------------------------------
@@ -262,10 +279,20 @@ class BulkExporter:
                 name = download_file(self.http, out["url"], out_dir, stem, token=token)
             path = out_dir / name
             lines = count_lines(path)
-            if isinstance(out.get("count"), int) and out["count"] != lines:
-                log.warning(
-                    "%s: the manifest says %d resources, the file has %d", name, out["count"], lines
-                )
+            expected = out.get("count")
+            if isinstance(expected, int) and expected != lines:
+                short = f"{name}: the manifest says {expected} resources, the file has {lines}"
+                if lines < expected and not self.allow_partial:
+                    path.replace(path.with_name(path.name + ".incomplete"))
+                    raise IncompleteExport(
+                        f"{short}: incomplete download (re-run to fetch it again, or "
+                        "--allow-partial to scan what arrived)",
+                        url=safe_url(out["url"]),
+                    )
+                log.warning("%s", short)
+                if lines < expected:
+                    with lock:
+                        self.partial.append(f"{name}: {lines} of {expected} resources")
             with lock:
                 done[out["url"]] = name
                 write_json(job_file, job)

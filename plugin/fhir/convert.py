@@ -8,6 +8,9 @@ returns ``[]`` for resources the timeline leaves out:
   ``cancelled`` Observations and DiagnosticReports;
 * resources with no usable time raise :class:`Untimed` (reported by the caller as skipped).
 
+Every event's ``offset_min`` is the UTC offset written in the source value its time came
+from (None for a date only; the ``--assume-tz`` zone's offset for a date-time without one).
+
 Primary code: the first coding of the preferred system (see ``_PREFER``); every other coding of
 the same CodeableConcept goes to ``alt``. Times: see :mod:`plugin.fhir.values`.
 
@@ -17,12 +20,15 @@ Per type (Encounter: :mod:`plugin.fhir.encounter`):
   start of its encounter (``Condition.encounter``, or the Encounter whose ``diagnosis`` lists
   it); ``status`` is the clinical status; ``recorded`` the recorded date.
 * **Observation** — time from ``effective[x]``, else ``issued`` (also ``recorded``);
-  ``valueQuantity``/``valueInteger`` → ``value`` with the UCUM ``code`` as unit (else ``unit``);
-  interpretation codes (v3/v2 systems) upper case; when there is none, a coded or string value
-  meaning positive/detected/present gives ``POS`` and negative/not detected/absent ``NEG``;
-  the first reference range with a low or high. Each coded ``component`` (blood-pressure
-  systolic/diastolic...) is one more event with the same time and source, its own value,
-  unit, interpretation and range.
+  ``valueQuantity``/``valueInteger`` → ``value`` with the UCUM ``code`` as unit (else ``unit``)
+  and ``comparator``; an unambiguous ``valueString`` number (``"15.2 mIU/L"``, ``"<25"``) the
+  same way; a unit the UCUM reader cannot read is kept and warned (it never matches a
+  threshold in another unit). Interpretation codes (v3/v2 systems) upper case; when there is
+  none, a coded or string answer the ``qualitative`` table calls positive gives ``POS``, and
+  negative ``NEG``; the first reference range with a low or high. ``abnormal`` / ``positive``
+  and their provenance from :func:`plugin.normalize.results.judge`. Each coded ``component``
+  (blood-pressure systolic/diastolic...) is one more event with the same time and source, its
+  own value, unit, interpretation, range and semantics.
 * **Procedure** — ``performed[x]`` (period end → ``end``), else its encounter's start.
 * **DiagnosticReport** — ``effective[x]``, else ``issued``; ``conclusionCode`` codes go to ``alt``.
 * **ServiceRequest** — ``authoredOn``, else ``occurrence[x]``. **MedicationRequest** —
@@ -32,6 +38,7 @@ Per type (Encounter: :mod:`plugin.fhir.encounter`):
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -39,6 +46,7 @@ from typing import Any
 from plugin.errors import Untimed
 from plugin.fhir.refs import ReferenceIndex
 from plugin.fhir.values import (
+    assumed_timezone,
     codeable_text,
     codings,
     first_code,
@@ -48,8 +56,12 @@ from plugin.fhir.values import (
     period,
     reference,
     text,
+    warn,
     when,
 )
+from plugin.normalize import results, units
+from plugin.normalize.lookups import qualitative
+from plugin.text.narrative import report_narrative
 from plugin.timeline.model import Code, Event, Kind
 
 JSON = dict[str, Any]
@@ -80,9 +92,8 @@ _INTERPRETATION_SYSTEMS = frozenset(
         "http://terminology.hl7.org/CodeSystem/v2-0078",
     }
 )
-_POSITIVE = frozenset({"10828004", "260373001", "52101004", "positive", "detected", "present"})
-_NEGATIVE = frozenset({"260385009", "260415000", "2667000", "negative", "not detected", "absent"})
 _UCUM = "http://unitsofmeasure.org"
+_OFFSET = re.compile(r"T\d\d:\d\d(?::\d\d(?:\.\d+)?)?(Z|[+-]\d\d:\d\d)?$")
 
 
 def source_of(r: JSON) -> str:
@@ -107,6 +118,27 @@ def primary(rtype: str, cc: JSON | None) -> tuple[Code | None, tuple[Code, ...],
 
 def first_of(*values: When) -> When:
     return next((v for v in values if v is not None), None)
+
+
+def offset_of(r: JSON, at: When, *paths: str) -> int | None:
+    """The UTC offset (minutes) written in the first of ``paths`` (``"period.start"``) that
+    holds a date-time; None for a date only, or when none holds one."""
+    if at is None or at[1]:
+        return None
+    for path in paths:
+        raw: Any = r
+        for key in path.split("."):
+            raw = raw.get(key) if isinstance(raw, dict) else None
+        if isinstance(raw, str) and (m := _OFFSET.search(raw.strip())):
+            if m.group(1) is None:
+                tz = assumed_timezone()
+                delta = at[0].astimezone(tz).utcoffset() if tz is not None else None
+                return int(delta.total_seconds() // 60) if delta is not None else None
+            if m.group(1) == "Z":
+                return 0
+            sign = -1 if m.group(1)[0] == "-" else 1
+            return sign * (int(m.group(1)[1:3]) * 60 + int(m.group(1)[4:6]))
+    return None
 
 
 def status_of(r: JSON) -> str | None:
@@ -149,6 +181,7 @@ def condition(r: JSON, ctx: Context) -> list[Event]:
     recorded = when(r, "recordedDate")
     encounter, enc_start = _encounter_start(r, ctx)
     at = first_of(when(r, "onsetDateTime"), onset_start, recorded, enc_start)
+    offset = offset_of(r, at, "onsetDateTime", "onsetPeriod.start", "recordedDate")
     clinical = first_code(obj(r, "clinicalStatus"))
     recorded_at = recorded[0] if recorded else None
     return [
@@ -163,6 +196,7 @@ def condition(r: JSON, ctx: Context) -> list[Event]:
             encounter=encounter,
             recorded=recorded_at,
             status=clinical,
+            offset_min=offset,
         )
     ]
 
@@ -179,22 +213,49 @@ def _interpretations(r: JSON) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _value(r: JSON) -> tuple[float | None, str | None, tuple[str, ...]]:
-    """(numeric value, UCUM unit, interpretation implied by a coded/string value)."""
+@dataclass(frozen=True, slots=True)
+class _Value:
+    value: float | None = None
+    unit: str | None = None
+    comparator: str | None = None
+    coded: tuple[tuple[str, str], ...] = ()
+    strings: tuple[str, ...] = ()
+
+
+def _answer_system(system: str) -> str:
+    """Short system of a qualitative answer code (v2-0078/v3 interpretation codes as values)."""
+    if system.endswith(("v2-0078", "v3-ObservationInterpretation")):
+        return "v2-0078"
+    return system
+
+
+def _value(r: JSON) -> _Value:
+    """The value of an Observation (or component), as read (see the module docstring)."""
     q = obj(r, "valueQuantity")
     if q is not None:
         unit = text(q, "code") if text(q, "system") == _UCUM and text(q, "code") else None
-        return number(q, "value"), unit or text(q, "unit") or text(q, "code"), ()
+        unit = unit or text(q, "unit") or text(q, "code")
+        if unit is not None and not units.is_known(unit):
+            warn("unit not readable as UCUM", unit, unit)
+        return _Value(number(q, "value"), unit, text(q, "comparator"))
     if r.get("valueInteger") is not None:
-        return number(r, "valueInteger"), None, ()
-    words = [c.code.lower() for c, _ in codings(obj(r, "valueCodeableConcept"))]
-    words += [(codeable_text(obj(r, "valueCodeableConcept")) or "").strip().lower()]
-    words += [(text(r, "valueString") or "").strip().lower()]
-    if any(w in _POSITIVE for w in words):
-        return None, None, ("POS",)
-    if any(w in _NEGATIVE for w in words):
-        return None, None, ("NEG",)
-    return None, None, ()
+        return _Value(number(r, "valueInteger"))
+    cc = obj(r, "valueCodeableConcept")
+    coded = tuple((_answer_system(c.system), c.code) for c, _ in codings(cc))
+    strings = tuple(t for t in (codeable_text(cc), text(r, "valueString")) if t)
+    string = text(r, "valueString")
+    parsed = results.parse_value_string(string) if string else None
+    if parsed is not None:
+        return _Value(parsed[0], parsed[1], parsed[2], coded, strings)
+    return _Value(coded=coded, strings=strings)
+
+
+def _implied(v: _Value) -> tuple[str, ...]:
+    """``POS`` / ``NEG`` implied by a qualitative answer (when there is no interpretation)."""
+    meanings = [qualitative(system, code) for system, code in v.coded]
+    meanings += [qualitative("text", t) for t in v.strings]
+    meaning = next((m for m in meanings if m is not None), None)
+    return {"positive": ("POS",), "negative": ("NEG",)}.get(meaning or "", ())
 
 
 def _reference_range(r: JSON) -> tuple[float | None, float | None]:
@@ -211,15 +272,32 @@ def observation(r: JSON, ctx: Context) -> list[Event]:
     start, _ = period(r, "effectivePeriod")
     issued = when(r, "issued")
     at = first_of(when(r, "effectiveDateTime"), when(r, "effectiveInstant"), start, issued)
+    offset = offset_of(r, at, "effectiveDateTime", "effectiveInstant", "effectivePeriod.start",
+                       "issued")  # fmt: skip
     encounter = ctx.index.canonical(reference(r, "encounter"), "Encounter")
-    common = {"encounter": encounter, "recorded": issued[0] if issued else None}
+    common = {
+        "encounter": encounter,
+        "recorded": issued[0] if issued else None,
+        "offset_min": offset,
+    }
     events = []
     for part in [r, *objs(r, "component")]:
         code, alt, label = primary("Observation", obj(part, "code"))
         if part is not r and code is None:
             continue
-        value, unit, implied = _value(part)
+        v = _value(part)
         low, high = _reference_range(part)
+        coded_interpretation = _interpretations(part)
+        interpretation = coded_interpretation or _implied(v)
+        judged = results.judge(
+            interpretations=coded_interpretation,
+            coded=v.coded,
+            strings=v.strings,
+            value=v.value,
+            comparator=v.comparator,
+            low=low,
+            high=high,
+        )
         events.append(
             make_event(
                 r,
@@ -229,11 +307,16 @@ def observation(r: JSON, ctx: Context) -> list[Event]:
                 code,
                 alt=alt,
                 text=label,
-                value=value,
-                unit=unit,
-                interpretation=_interpretations(part) or implied,
+                value=v.value,
+                unit=v.unit,
+                comparator=v.comparator,
+                interpretation=interpretation,
                 ref_low=low,
                 ref_high=high,
+                abnormal=judged.abnormal,
+                abnormal_from=judged.abnormal_from,
+                positive=judged.positive,
+                positive_from=judged.positive_from,
                 **common,
             )
         )
@@ -247,6 +330,7 @@ def procedure(r: JSON, ctx: Context) -> list[Event]:
     start, end = period(r, "performedPeriod")
     encounter, enc_start = _encounter_start(r, ctx)
     at = first_of(when(r, "performedDateTime"), start, end, enc_start)
+    offset = offset_of(r, at, "performedDateTime", "performedPeriod.start", "performedPeriod.end")
     return [
         make_event(
             r,
@@ -258,6 +342,7 @@ def procedure(r: JSON, ctx: Context) -> list[Event]:
             text=label,
             encounter=encounter,
             end=end[0] if end else None,
+            offset_min=offset,
         )
     ]
 
@@ -270,6 +355,7 @@ def diagnostic_report(r: JSON, ctx: Context) -> list[Event]:
     start, _ = period(r, "effectivePeriod")
     issued = when(r, "issued")
     at = first_of(when(r, "effectiveDateTime"), start, issued)
+    offset = offset_of(r, at, "effectiveDateTime", "effectivePeriod.start", "issued")
     encounter = ctx.index.canonical(reference(r, "encounter"), "Encounter")
     return [
         make_event(
@@ -280,8 +366,10 @@ def diagnostic_report(r: JSON, ctx: Context) -> list[Event]:
             code,
             alt=alt + conclusions,
             text=label,
+            narrative=report_narrative(r),  # conclusion + presentedForm text (issue 11)
             encounter=encounter,
             recorded=issued[0] if issued else None,
+            offset_min=offset,
         )
     ]
 
@@ -292,8 +380,14 @@ def service_request(r: JSON, ctx: Context) -> list[Event]:
     code, alt, label = primary("ServiceRequest", obj(r, "code"))
     start, _ = period(r, "occurrencePeriod")
     at = first_of(when(r, "authoredOn"), when(r, "occurrenceDateTime"), start)
+    offset = offset_of(r, at, "authoredOn", "occurrenceDateTime", "occurrencePeriod.start")
     encounter = ctx.index.canonical(reference(r, "encounter"), "Encounter")
-    return [make_event(r, ctx, Kind.ORDER, at, code, alt=alt, text=label, encounter=encounter)]
+    return [
+        make_event(
+            r, ctx, Kind.ORDER, at, code, alt=alt, text=label, encounter=encounter,
+            offset_min=offset,
+        )
+    ]  # fmt: skip
 
 
 def medication_request(r: JSON, ctx: Context) -> list[Event]:
@@ -305,16 +399,18 @@ def medication_request(r: JSON, ctx: Context) -> list[Event]:
         cc = obj(med, "code") if med is not None else None
     code, alt, label = primary("MedicationRequest", cc)
     encounter = ctx.index.canonical(reference(r, "encounter"), "Encounter")
+    at = when(r, "authoredOn")
     return [
         make_event(
             r,
             ctx,
             Kind.MEDICATION,
-            when(r, "authoredOn"),
+            at,
             code,
             alt=alt,
             text=label,
             encounter=encounter,
+            offset_min=offset_of(r, at, "authoredOn"),
         )
     ]
 
@@ -323,4 +419,6 @@ def patient_death(r: JSON, ctx: Context) -> list[Event]:
     at = when(r, "deceasedDateTime")
     if at is None:
         return []
-    return [make_event(r, ctx, Kind.DEATH, at, None)]
+    return [
+        make_event(r, ctx, Kind.DEATH, at, None, offset_min=offset_of(r, at, "deceasedDateTime"))
+    ]

@@ -1,8 +1,12 @@
 """Encounter → one ``encounter`` event plus one ``transfer`` event per location entry.
 
-* **Setting** from ``Encounter.class`` (:func:`plugin.fhir.vocab.setting_of`); an ICU stay
-  recorded as its own Encounter (MIMIC ``EncounterICU``: ``partOf`` a hospital stay, with an ICU
-  profile or identifier system) is :attr:`Setting.ICU`.
+* **Setting** by the chain of the ``settings`` table (:func:`plugin.fhir.vocab.infer_setting`):
+  ``class.code`` → ``class.display`` → ``type``/``serviceType`` SNOMED CT → the kinds of its
+  locations → ``admitSource``; the link that decided is ``EncounterDetail.setting_from``, and an
+  encounter none of them places is ``OTHER`` with ``setting_from="unknown"`` and a read-report
+  warning (never guessed). An ICU stay recorded as its own Encounter (MIMIC ``EncounterICU``:
+  ``partOf`` a hospital stay, with an ICU profile or identifier system) is
+  :attr:`Setting.ICU`.
 * ``hospitalization.admitSource`` / ``dischargeDisposition`` normalised by :mod:`plugin.fhir.vocab`
   (no admit source but a ``classHistory`` that starts in the ED: ``emd``);
   ``planned`` from an elective admit source, an elective/routine/pre-op ``priority``, an elective
@@ -21,15 +25,25 @@
   demo codes each diagnosis as a Condition naming the stay, its ``seq_num`` only inside a
   local identifier (``<hadm_id>-<seq_num>-<icd>``), which FHIR gives no meaning to.
 * **Locations**: each ``Encounter.location`` entry becomes a :class:`LocationStay` and a
-  ``transfer`` event (system ``location``, code ``icu|ward|ed|other`` from the Location's type or
-  name; a Location an ICU encounter used counts as ICU). ``type`` and ``serviceType`` codes are
+  ``transfer`` event (system ``location``, code ``icu|ward|ed|procedural|observation|other``
+  from the Location's type, id or name through the ``locations`` table; a Location an ICU
+  encounter used counts as ICU). ``type`` and ``serviceType`` codes are
   the encounter event's ``alt`` codes; its primary code is ``setting:<Setting>``.
 """
 
 from __future__ import annotations
 
 from plugin.fhir import vocab
-from plugin.fhir.convert import JSON, Context, When, first_of, make_event, source_of, status_of
+from plugin.fhir.convert import (
+    JSON,
+    Context,
+    When,
+    first_of,
+    make_event,
+    offset_of,
+    source_of,
+    status_of,
+)
 from plugin.fhir.values import (
     Malformed,
     codeable_text,
@@ -41,6 +55,7 @@ from plugin.fhir.values import (
     period,
     reference,
     text,
+    warn,
 )
 from plugin.timeline.model import Code, EncounterDetail, Event, Kind, LocationStay, Setting
 
@@ -61,8 +76,9 @@ def is_icu_encounter(r: JSON) -> bool:
 
 def _locations(
     r: JSON, ctx: Context, default: When
-) -> tuple[list[LocationStay], list[tuple[str, bool]]]:
-    """The location stays, and for each its kind and whether its start is a date only."""
+) -> tuple[list[LocationStay], list[tuple[str, bool, int | None]]]:
+    """The location stays, and for each its kind, whether its start is a date only and the
+    UTC offset written in its start."""
     stays, kinds = [], []
     for entry in objs(r, "location"):
         ref_obj = obj(entry, "location")
@@ -79,7 +95,11 @@ def _locations(
             for cc in [*objs(loc, "type"), obj(loc, "physicalType")]:
                 types += [c.code for c, _ in codings(cc)]
         canonical = ctx.index.canonical(ref, "Location") if ref else None
-        kind = "icu" if canonical in ctx.icu_locations else vocab.location_kind(tuple(types), name)
+        kind = (
+            "icu"
+            if canonical in ctx.icu_locations
+            else vocab.location_kind(tuple(types), name, canonical)
+        )
         start, end = period(entry, "period")
         start = start or default
         stays.append(
@@ -90,7 +110,7 @@ def _locations(
                 icu=kind == "icu",
             )
         )
-        kinds.append((kind, start[1] if start else False))
+        kinds.append((kind, start[1] if start else False, offset_of(entry, start, "period.start")))
     return stays, kinds
 
 
@@ -157,6 +177,32 @@ def _came_through_ed(r: JSON) -> bool:
     return first is not None and vocab.setting_of(text(first, "code") or "") is Setting.ED
 
 
+def _setting(
+    r: JSON,
+    cls: JSON | None,
+    class_code: str,
+    codes: list[tuple[Code, str | None]],
+    kinds: list[tuple[str, bool, int | None]],
+    admit: str | None,
+) -> tuple[Setting, str]:
+    if is_icu_encounter(r):
+        return Setting.ICU, "icu_encounter"
+    snomed = tuple(c.code for c, _ in codes if c.system == "snomed")
+    setting, link = vocab.infer_setting(
+        class_code=class_code,
+        class_display=(text(cls, "display") if cls else None) or "",
+        type_snomed=snomed,
+        service_snomed=snomed,
+        location_kinds=tuple(kind for kind, _, _ in kinds),
+        admit_source=admit or "",
+    )
+    if link == "unknown":
+        rid = r.get("id")
+        warn("encounter setting unknown", "no class, type, location or admit source maps",
+             rid if isinstance(rid, str) else "")  # fmt: skip
+    return setting, link
+
+
 def encounter(r: JSON, ctx: Context) -> list[Event]:
     if status_of(r) == "entered-in-error":
         return []
@@ -164,13 +210,6 @@ def encounter(r: JSON, ctx: Context) -> list[Event]:
     at = first_of(start, end)
     cls = obj(r, "class")
     class_code = (text(cls, "code") if cls else None) or ""
-    setting = (
-        Setting.ICU
-        if is_icu_encounter(r)
-        else vocab.setting_of(class_code)
-        if class_code
-        else Setting.OTHER
-    )
     source = source_of(r)
     part_of = ctx.index.canonical(reference(r, "partOf"), "Encounter")
     hosp = obj(r, "hospitalization") or {}
@@ -187,16 +226,18 @@ def encounter(r: JSON, ctx: Context) -> list[Event]:
     planned_texts += [d or "" for _, d in type_codes] + [
         codeable_text(cc) or "" for cc in objs(r, "type")
     ]
-    planned = (
-        admit == "elective"
-        or prio_code in vocab.PLANNED_PRIORITIES
-        or class_code.upper() in vocab.PLANNED_CLASSES
-        or any(vocab.is_planned_text(t) for t in planned_texts if t)
+    planned = vocab.is_planned(
+        priority=prio_code,
+        class_code=class_code,
+        admit_source=admit or "",
+        texts=tuple(t for t in planned_texts if t),
     )
     stays, kinds = _locations(r, ctx, at)
+    setting, setting_from = _setting(r, cls, class_code, type_codes + service, kinds, admit)
     diagnoses, linked = _diagnoses(r, ctx)
     detail = EncounterDetail(
         setting=setting,
+        setting_from=setting_from,
         class_code=class_code,
         admit_source=admit,
         disposition=vocab.disposition_group(dispo_raw) if dispo_raw else None,
@@ -219,9 +260,10 @@ def encounter(r: JSON, ctx: Context) -> list[Event]:
         text=label,
         end=end[0] if end else None,
         detail=detail,
+        offset_min=offset_of(r, at, "period.start", "period.end"),
     )
     events = [ev]
-    for stay, (kind, date_only) in zip(stays, kinds, strict=True):
+    for stay, (kind, date_only, offset) in zip(stays, kinds, strict=True):
         if stay.start is None:
             continue
         events.append(
@@ -236,6 +278,7 @@ def encounter(r: JSON, ctx: Context) -> list[Event]:
                 encounter=source,
                 text=stay.name,
                 date_only=date_only,
+                offset_min=offset if offset is not None else ev.offset_min,
             )
         )
     return events

@@ -8,7 +8,9 @@ assembles the timeline (:func:`plugin.timeline.build.build_timeline`).
 
 Resources it cannot use are skipped, never fatal: pass ``errors=[]`` to receive one
 :class:`FhirParseError` per skipped resource (``where`` is ``Type/id``; the file and line are
-known to the reader, see :mod:`plugin.fhir.stage`).
+known to the reader, see :mod:`plugin.fhir.stage`). Values read anyway with a caveat (a
+placeholder date read as unknown, an end before its start, a date-time without an offset) are
+kept and, with ``warnings=[]``, reported there the same way, once per resource and value.
 
 CAUTION — times are normalised to UTC; date-only and partial dates become midnight UTC with
 ``date_only=True`` (details in :mod:`plugin.fhir.values`).
@@ -21,13 +23,15 @@ from collections.abc import Iterable
 from datetime import date
 from typing import Any
 
+import orjson
+
 from plugin.errors import FhirParseError
 from plugin.fhir import resource_types
 from plugin.fhir.convert import Context, source_of
 from plugin.fhir.encounter import is_icu_encounter
 from plugin.fhir.refs import ReferenceIndex
 from plugin.fhir.validate import Mode, check_full
-from plugin.fhir.values import Malformed, parse_datetime, reference, text
+from plugin.fhir.values import Malformed, Note, collecting, reference, text, when
 from plugin.timeline.build import build_timeline
 from plugin.timeline.model import Event, PatientInfo, Timeline
 
@@ -50,6 +54,7 @@ def timeline_from_resources(
     validate: Mode = "fast",
     errors: list[FhirParseError] | None = None,
     patient_id: str | None = None,
+    warnings: list[FhirParseError] | None = None,
 ) -> Timeline:
     """Build one patient's timeline. ``patient_id`` defaults to the Patient resource's id, or
     to the patient most resources refer to."""
@@ -67,7 +72,9 @@ def timeline_from_resources(
     info = PatientInfo(id=pid)
     if patient_res is not None:
         try:
-            info = patient_info(patient_res, pid)
+            with collecting() as notes:
+                info = patient_info(patient_res, pid)
+            _warn(warnings, patient_res, notes)
         except Malformed as exc:
             _report(errors, patient_res, f"malformed: {exc}")
             accepted = [r for r in accepted if r is not patient_res]
@@ -80,9 +87,12 @@ def timeline_from_resources(
     events: list[Event] = []
     for r in accepted:
         try:
-            events.extend(resource_events(r, ctx))
+            with collecting() as notes:
+                events.extend(resource_events(r, ctx))
         except Malformed as exc:
             _report(errors, r, str(exc) if "date" in str(exc) else f"malformed: {exc}")
+        else:
+            _warn(warnings, r, notes)
     return build_timeline(info, events)
 
 
@@ -94,14 +104,14 @@ def resource_events(resource: JSON, ctx: Context) -> list[Event]:
 
 
 def patient_info(r: JSON, pid: str) -> PatientInfo:
-    birth = text(r, "birthDate")
-    deceased = text(r, "deceasedDateTime")
-    birth_date: date | None = parse_datetime(birth)[0].date() if birth else None
+    birth = when(r, "birthDate")  # a placeholder (0001-01-01) reads as unknown, warned
+    deceased = when(r, "deceasedDateTime")
+    birth_date: date | None = birth[0].date() if birth else None
     return PatientInfo(
         id=pid,
         birth_date=birth_date,
         sex=text(r, "gender"),
-        deceased=parse_datetime(deceased)[0] if deceased else None,
+        deceased=deceased[0] if deceased else None,
     )
 
 
@@ -154,6 +164,23 @@ def _diagnosis_of(resources: list[JSON], index: ReferenceIndex) -> dict[str, str
             if canonical:
                 found.setdefault(canonical, f"Encounter/{r.get('id')}")
     return found
+
+
+def _warn(warnings: list[FhirParseError] | None, r: JSON, notes: list[Note]) -> None:
+    """Report the notes about ``r``'s own values, each once. Converting ``r`` also reads
+    other resources' dates (a Condition takes its Encounter's start): those notes belong to
+    the other resource, which reports them when it is converted."""
+    if warnings is None or not notes:
+        return
+    try:
+        own = orjson.dumps(r)
+    except orjson.JSONEncodeError:  # nested deeper than orjson writes: keep every note
+        own = b""
+    rid = r.get("id") if isinstance(r.get("id"), str) else None
+    for note in dict.fromkeys(notes):
+        if not own or orjson.dumps(note.value) in own:
+            what = f"{note.reason}: {note.detail}"
+            warnings.append(FhirParseError(source_of(r), what, r.get("resourceType"), rid))
 
 
 def _report(errors: list[FhirParseError] | None, r: JSON, reason: str) -> None:

@@ -18,12 +18,19 @@ What is read:
   counted in ``ReadReport.outcomes`` with their first messages kept, not yielded.
 * Folders named ``expected`` (golden outputs beside fixtures) and hidden files are not read.
 
+Damaged input is read where it can be and reported where it cannot (issue 11): a UTF-8 byte
+order mark is skipped; a ``.json`` file that holds NDJSON is read line by line (with a warning);
+symbolic links to directories are followed, each real directory once (no loops); a directory or
+file that cannot be listed or opened, or a dangling link, is reported as skipped; file names that
+are not UTF-8 are shown with ``\\xNN`` escapes (every ``where`` is printable UTF-8).
+
 Whole JSON files are loaded at once (a Bundle is one JSON document); NDJSON streams line by line.
 """
 
 from __future__ import annotations
 
 import gzip
+import os
 import re
 from collections import Counter
 from collections.abc import Iterator
@@ -36,10 +43,11 @@ import orjson
 from plugin.errors import FhirParseError
 from plugin.fhir.resource_types import R4_TYPES
 
-__all__ = ["ReadItem", "ReadReport", "iter_resources", "list_input_files"]
+__all__ = ["ReadItem", "ReadReport", "display", "iter_resources", "list_input_files"]
 
 _NDJSON = (".ndjson", ".ndjson.gz")
 _JSON = (".json", ".json.gz")
+_BOM = b"\xef\xbb\xbf"  # a UTF-8 byte order mark, which JSON parsers refuse
 _IGNORED_NAMES = frozenset({"log.ndjson", "log.ndjson.gz"})
 _TYPE_RE = re.compile(rb'"resourceType"\s*:\s*"([A-Za-z]+)"')
 _ID_RE = re.compile(rb'"id"\s*:\s*"([A-Za-z0-9\-.]{1,64})"')
@@ -70,12 +78,23 @@ class ReadReport:
     not_used: Counter[str] = field(default_factory=Counter)  # types the timeline does not read
     no_patient: Counter[str] = field(default_factory=Counter)  # staged input with no patient
     duplicates: int = 0  # the same Type/id read more than once (kept once)
+    # Read, but with a caveat (placeholder date, end before start, no UTC offset, the same
+    # Type/id with different content...): counted by reason, the first max_errors kept.
+    warned: int = 0
+    warned_by_reason: Counter[str] = field(default_factory=Counter)
+    warnings: list[FhirParseError] = field(default_factory=list)
 
     def add_error(self, error: FhirParseError, reason: str | None = None) -> None:
         self.skipped += 1
         self.skipped_by_reason[reason or error.what.split(":")[0]] += 1
         if len(self.errors) < self.max_errors:
             self.errors.append(error)
+
+    def add_warning(self, warning: FhirParseError, reason: str | None = None) -> None:
+        self.warned += 1
+        self.warned_by_reason[reason or warning.what.split(":")[0]] += 1
+        if len(self.warnings) < self.max_errors:
+            self.warnings.append(warning)
 
     def record(self, item: ReadItem) -> None:
         """Count one item from :func:`iter_resources`."""
@@ -107,6 +126,12 @@ class ReadReport:
         lines += [f"  skipped: {error}" for error in shown]
         if self.skipped > len(shown):
             lines.append(f"  ... and {self.skipped - len(shown)} more skipped")
+        if self.warned:
+            reasons = ", ".join(f"{n} {why}" for why, n in self.warned_by_reason.most_common())
+            lines.append(f"{self.warned} warnings ({reasons})")
+            lines += [f"  warning: {w}" for w in self.warnings[:examples]]
+            if self.warned > examples:
+                lines.append(f"  ... and {self.warned - examples} more warnings")
         if self.duplicates:
             lines.append(f"{self.duplicates} resources read more than once, kept once")
         if self.outcomes:
@@ -118,31 +143,74 @@ class ReadReport:
         return lines
 
 
-def list_input_files(path: Path) -> list[Path]:
-    """The FHIR files under ``path`` (itself if it is a file), sorted."""
+def list_input_files(path: Path, problems: list[FhirParseError] | None = None) -> list[Path]:
+    """The FHIR files under ``path`` (itself if it is a file), sorted. Symbolic links to
+    directories are followed, each real directory once; what cannot be listed (a directory
+    without permission, a dangling link) is appended to ``problems``."""
     if path.is_file():
         return [path]
-    found = []
-    for p in path.rglob("*"):
-        rel = p.relative_to(path).parts
-        if any(part.startswith(".") or part == "expected" for part in rel):
-            continue
-        if p.is_file() and p.name.lower().endswith(_NDJSON + _JSON):
-            found.append(p)
+    found: list[Path] = []
+    seen: set[tuple[int, int]] = set()
+
+    def unreadable(where: str, why: str) -> None:
+        if problems is not None:
+            problems.append(_error(where, f"unreadable: {why}"))
+
+    def walk(directory: Path) -> None:
+        try:
+            st = directory.stat()
+            key = (st.st_dev, st.st_ino)
+            if key in seen:  # a link back up the tree, or two links to one directory
+                return
+            seen.add(key)
+            entries = sorted(os.scandir(directory), key=lambda e: e.name)
+        except OSError as exc:
+            unreadable(display(directory), exc.strerror or str(exc))
+            return
+        for entry in entries:
+            if entry.name.startswith(".") or entry.name == "expected":
+                continue
+            p = directory / entry.name
+            try:
+                is_dir = entry.is_dir()  # follows links
+                is_file = not is_dir and entry.is_file()
+            except OSError as exc:
+                unreadable(display(p), exc.strerror or str(exc))
+                continue
+            if is_dir:
+                walk(p)
+            elif is_file:
+                if entry.name.lower().endswith(_NDJSON + _JSON):
+                    found.append(p)
+            elif entry.is_symlink() and entry.name.lower().endswith(_NDJSON + _JSON):
+                unreadable(display(p), "dangling symbolic link")
+
+    walk(path)
     return sorted(found)
+
+
+def display(path: Path) -> str:
+    """``path`` as printable UTF-8: bytes of a non-UTF-8 name become ``\\xNN``."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def iter_resources(path: str | Path, *, report: ReadReport | None = None) -> Iterator[ReadItem]:
     """Yield every resource (or problem) in a file or directory; see the module docstring."""
-    for file in list_input_files(Path(path)):
+    problems: list[FhirParseError] = []
+    files = list_input_files(Path(path), problems)
+    for problem in problems:
+        yield ReadItem(None, problem.where, problem)
+        if report is not None:
+            report.add_error(problem, "unreadable")
+    for file in files:
         if report is not None:
             report.files += 1
         name = file.name.lower()
         if name in _IGNORED_NAMES:
             if report is not None:
-                report.ignored_files.append(str(file))
+                report.ignored_files.append(display(file))
             continue
-        items = _iter_ndjson(file) if name.endswith(_NDJSON) else _iter_json(file)
+        items = _iter_ndjson(file) if name.endswith(_NDJSON) else _iter_json(file, report)
         for item in items:
             res = item.resource
             if res is not None and res.get("resourceType") == "OperationOutcome":
@@ -164,26 +232,48 @@ def _open(file: Path) -> IO[bytes]:
 
 def _iter_ndjson(file: Path) -> Iterator[ReadItem]:
     lineno = 0
+    name = display(file)
     try:
         with _open(file) as fh:
             for lineno, raw in enumerate(fh, start=1):
+                if lineno == 1:
+                    raw = raw.removeprefix(_BOM)
                 if not raw.strip():
                     continue
-                yield from _items_from_bytes(raw, f"{file}:{lineno}")
+                yield from _items_from_bytes(raw, f"{name}:{lineno}")
     except (OSError, EOFError) as exc:  # truncated .gz, unreadable file
-        yield ReadItem(
-            None, f"{file}:{lineno + 1}", _error(f"{file}:{lineno + 1}", f"unreadable: {exc}")
-        )
+        at = f"{name}:{lineno + 1}"
+        yield ReadItem(None, at, _error(at, f"unreadable: {exc}"))
 
 
-def _iter_json(file: Path) -> Iterator[ReadItem]:
+def _iter_json(file: Path, report: ReadReport | None = None) -> Iterator[ReadItem]:
+    name = display(file)
     try:
         with _open(file) as fh:
-            raw = fh.read()
+            raw = fh.read().removeprefix(_BOM)
     except (OSError, EOFError) as exc:
-        yield ReadItem(None, str(file), _error(str(file), f"unreadable: {exc}"))
+        yield ReadItem(None, name, _error(name, f"unreadable: {exc}"))
         return
-    yield from _items_from_bytes(raw, str(file))
+    if _looks_like_ndjson(raw):
+        if report is not None:
+            report.add_warning(_error(name, "a .json file holding NDJSON: read line by line"))
+        for lineno, line in enumerate(raw.splitlines(), start=1):
+            if line.strip():
+                yield from _items_from_bytes(line, f"{name}:{lineno}")
+        return
+    yield from _items_from_bytes(raw, name)
+
+
+def _looks_like_ndjson(raw: bytes) -> bool:
+    """Several lines, the first of them a whole JSON object (a Bundle or resource written over
+    several lines has a first line such as ``{``, which is not)."""
+    head, newline, rest = raw.lstrip().partition(b"\n")
+    if not newline or not rest.strip() or not head.rstrip().endswith(b"}"):
+        return False
+    try:
+        return isinstance(orjson.loads(head), dict)
+    except orjson.JSONDecodeError:
+        return False
 
 
 def _items_from_bytes(raw: bytes, where: str) -> Iterator[ReadItem]:
@@ -270,16 +360,17 @@ def _uuid_aliases(entries: list[Any]) -> dict[str, str]:
 
 
 def _rewrite_references(node: Any, aliases: dict[str, str]) -> None:
-    if isinstance(node, dict):
-        ref = node.get("reference")
-        if isinstance(ref, str) and ref in aliases:
-            node["reference"] = aliases[ref]
-        for value in node.values():
-            if isinstance(value, dict | list):
-                _rewrite_references(value, aliases)
-    elif isinstance(node, list):
-        for value in node:
-            _rewrite_references(value, aliases)
+    # Iterative: a resource may nest up to 1,024 levels, beyond Python's recursion limit.
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            ref = item.get("reference")
+            if isinstance(ref, str) and ref in aliases:
+                item["reference"] = aliases[ref]
+            stack.extend(v for v in item.values() if isinstance(v, dict | list))
+        elif isinstance(item, list):
+            stack.extend(v for v in item if isinstance(v, dict | list))
 
 
 def _error(where: str, what: str) -> FhirParseError:

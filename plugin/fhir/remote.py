@@ -90,6 +90,12 @@ def add_remote_arguments(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--group", metavar="ID", help="Group id for --export-level group")
     g.add_argument(
+        "--allow-partial",
+        action="store_true",
+        help="Bulk export: keep a file shorter than the manifest's count and go on (default: "
+        "the fetch fails, so a truncated download never passes for a complete one)",
+    )
+    g.add_argument(
         "--type",
         dest="types",
         action="append",
@@ -198,7 +204,10 @@ def download(
                         total=p.total or None,
                     )
 
-                BulkExporter(client, progress=report).export(
+                exporter = BulkExporter(
+                    client, progress=report, allow_partial=getattr(args, "allow_partial", False)
+                )
+                exporter.export(
                     out_dir,
                     level=args.export_level,
                     group_id=args.group,

@@ -23,8 +23,10 @@ needs all the resources of one patient. The input is staged:
    counted and dropped, so Claims and EOBs cost nothing later.
 2. **Group.** Buckets are read one at a time, grouped by patient, and the patients taken in a
    deterministic order (bucket index, then patient id). A ``Type/id`` read twice (overlapping
-   exports) is kept once and counted in ``report.duplicates``. The Locations and Medications a
-   patient's resources refer to are added to its resources.
+   exports) is kept once and counted in ``report.duplicates``; when the copies differ, the one
+   with the latest ``meta.lastUpdated`` is kept, ties broken by the larger hash of the content
+   (so file order never changes what is kept), and a warning names both places. The Locations
+   and Medications a patient's resources refer to are added to its resources.
 3. **Validate and build.** Each resource is checked (``validate``: ``"full"`` — R4B pydantic
    models, then as fast; ``"fast"`` — the converters' typed reads, see
    :mod:`plugin.fhir.validate`; ``"none"`` — no check beyond the converters' own), failures
@@ -55,6 +57,9 @@ limited by open-file limits.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import marshal
 import tempfile
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
@@ -63,12 +68,13 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from plugin.errors import FhirParseError
+from plugin.errors import EmptySource, FhirParseError
 from plugin.fhir.parse import TIMELINE_TYPES, timeline_from_resources
 from plugin.fhir.read import ReadReport, iter_resources, list_input_files
 from plugin.fhir.refs import ReferenceIndex
 from plugin.fhir.resource_types import shared_types
 from plugin.fhir.validate import Mode, check_full
+from plugin.fhir.values import Malformed, parse_datetime
 from plugin.timeline.model import Timeline
 
 __all__ = [
@@ -95,7 +101,10 @@ def choose_buckets(paths: Iterable[Path], bucket_bytes: int = BUCKET_BYTES) -> i
     total = 0
     for path in paths:
         for f in list_input_files(path):
-            size = f.stat().st_size
+            try:
+                size = f.stat().st_size
+            except OSError:  # gone or unreadable: reported when it is read
+                continue
             total += size * _GZ_RATIO if f.name.lower().endswith(".gz") else size
     return min(MAX_BUCKETS, max(1, -(-total // bucket_bytes)))
 
@@ -142,7 +151,7 @@ class _Buckets:
         i = zlib.crc32(pid.encode()) % self.n
         buf = self.buffers[i]
         where = where.replace("\t", " ").replace("\n", " ")
-        buf += b"%s\t%s\t%s\n" % (pid.encode(), where.encode(), orjson.dumps(resource))
+        buf += b"%s\t%s\t%s\n" % (pid.encode(), where.encode(), _dump(resource))
         if len(buf) >= self.flush_bytes:
             self._flush(i)
 
@@ -171,9 +180,28 @@ class _Buckets:
             with path.open("rb") as fh:
                 for line in fh:
                     key, at, raw = line.rstrip(b"\n").split(b"\t", 2)
-                    grouped.setdefault(key.decode(), []).append((at.decode(), orjson.loads(raw)))
+                    grouped.setdefault(key.decode(), []).append((at.decode(), _load(raw)))
             path.unlink()
             yield grouped
+
+
+def _dump(resource: JSON) -> bytes:
+    """One bucket line's JSON. orjson refuses nesting deeper than 255, which a valid input may
+    hold (orjson reads up to 1,024); such a resource is stored as ``M`` + base64 of marshal
+    (which nests to 2,000), never on one line with a tab or newline."""
+    try:
+        return orjson.dumps(resource)
+    except orjson.JSONEncodeError:
+        return b"M" + base64.b64encode(marshal.dumps(resource))
+
+
+def _load(raw: bytes) -> JSON:
+    if raw[:1] == b"M":
+        # Only lines this process wrote into its own private temporary directory.
+        value: JSON = marshal.loads(base64.b64decode(raw[1:]))  # noqa: S302
+        return value
+    loaded: JSON = orjson.loads(raw)
+    return loaded
 
 
 def iter_timelines(
@@ -187,7 +215,9 @@ def iter_timelines(
     """Every patient's timeline in ``sources``, built once; see the module doc.
 
     ``report`` receives what was read and each skipped resource with its ``file:line``.
-    ``buckets`` (default: from the input size) and ``tmp_dir`` tune staging.
+    ``buckets`` (default: from the input size) and ``tmp_dir`` tune staging. Raises
+    :class:`~plugin.errors.EmptySource` when the sources hold no resource at all (no files, or
+    nothing readable in them): a scan of nothing is not a clean scan.
     """
     for patient in _staged(_paths(sources), validate, report, buckets, TIMELINE_TYPES, tmp_dir):
         yield patient.timeline()
@@ -242,6 +272,14 @@ def _staged(
     with tempfile.TemporaryDirectory(prefix="dxsafety-stage-", dir=tmp_dir) as tmp:
         store = _Buckets(n, Path(tmp))
         shared = _partition(roots, store, report, types)
+        if report.read == 0:
+            names = ", ".join(str(r) for r in roots)
+            detail = (
+                f"{report.files} files, {report.skipped} unreadable items"
+                if (report.files or report.skipped)
+                else "no FHIR files (.ndjson, .json, .gz)"
+            )
+            raise EmptySource(f"{names}: no FHIR resources read ({detail})")
         for grouped in store.groups():
             for pid in sorted(grouped):
                 yield _validated(grouped[pid], pid, validate, report, shared)
@@ -256,9 +294,12 @@ class _Shared:
 
     def add(self, r: JSON) -> None:
         if r["resourceType"] == "Location":
-            keep = ("resourceType", "id", "name", "identifier", "type", "physicalType")
+            keep = ("resourceType", "id", "name", "identifier", "type", "physicalType", "meta")
             r = {k: r[k] for k in keep if k in r}
-        self.by_ref[f"{r['resourceType']}/{r.get('id')}"] = r
+        key = f"{r['resourceType']}/{r.get('id')}"
+        old = self.by_ref.get(key)
+        if old is None or _version_key(r) > _version_key(old):  # same rule as patients' data
+            self.by_ref[key] = r
 
     def finish(self) -> None:
         self.index = ReferenceIndex(self.by_ref.values())
@@ -417,12 +458,16 @@ def _validated(
         resources = [r for _, r in items]
     # fast (and after full): the conversion is the check; keep the timeline it builds.
     errors: list[FhirParseError] = []
+    warnings: list[FhirParseError] = []
     timeline = timeline_from_resources(
-        resources + extra, validate="fast", errors=errors, patient_id=pid
+        resources + extra, validate="fast", errors=errors, patient_id=pid, warnings=warnings
     )
+    where_of = {(r.get("resourceType"), r.get("id")): where for where, r in items}
+    for w in warnings:
+        key = (w.resource_type, w.resource_id)
+        report.add_warning(FhirParseError(where_of.get(key, w.where), w.what, *key))
     if not errors:
         return _Patient(pid, resources + extra, timeline)
-    where_of = {(r.get("resourceType"), r.get("id")): where for where, r in items}
     rejected = set()
     for err in errors:
         key = (err.resource_type, err.resource_id)
@@ -433,19 +478,55 @@ def _validated(
 
 
 def _deduplicated(items: list[tuple[str, JSON]], report: ReadReport) -> list[tuple[str, JSON]]:
-    """One copy of each ``Type/id`` (the first read); overlapping exports repeat resources."""
-    seen: set[tuple[str, str]] = set()
-    out = []
+    """One copy of each ``Type/id``; overlapping exports repeat resources. Identical copies
+    count as duplicates; differing ones keep the latest ``meta.lastUpdated`` (then the larger
+    content hash: deterministic whatever the file order) and are reported as a warning."""
+    chosen: dict[tuple[str, str], tuple[str, JSON]] = {}
+    order: list[tuple[str, str] | int] = []  # first position of each key (or an id-less item)
+    loose: list[tuple[str, JSON]] = []
     for where, r in items:
         rid = r.get("id")
-        if isinstance(rid, str):
-            key = (r["resourceType"], rid)
-            if key in seen:
-                report.duplicates += 1
-                continue
-            seen.add(key)
-        out.append((where, r))
-    return out
+        if not isinstance(rid, str):
+            order.append(len(loose))
+            loose.append((where, r))
+            continue
+        key = (r["resourceType"], rid)
+        old = chosen.get(key)
+        if old is None:
+            chosen[key] = (where, r)
+            order.append(key)
+            continue
+        report.duplicates += 1
+        if old[1] == r:
+            continue
+        keep, drop = (where, r), old
+        if _version_key(r) < _version_key(old[1]):
+            keep, drop = old, (where, r)
+        chosen[key] = keep
+        what = (
+            f"duplicate id with different content: kept {keep[0]}, not {drop[0]} "
+            "(latest meta.lastUpdated, then content hash)"
+        )
+        report.add_warning(FhirParseError(drop[0], what, *key), "duplicate id, different content")
+    return [loose[k] if isinstance(k, int) else chosen[k] for k in order]
+
+
+def _version_key(r: JSON) -> tuple[str, str]:
+    """Which of two copies of a resource is newer: ``meta.lastUpdated`` (as UTC text, so
+    offsets compare right; missing or unreadable sorts first), then the hash of the content."""
+    meta = r.get("meta")
+    updated = meta.get("lastUpdated") if isinstance(meta, dict) else None
+    stamp = ""
+    if isinstance(updated, str):
+        try:
+            stamp = parse_datetime(updated)[0].isoformat()
+        except Malformed:
+            stamp = ""
+    try:
+        content = orjson.dumps(r, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:  # nested deeper than orjson writes
+        content = marshal.dumps(r)
+    return stamp, hashlib.sha256(content).hexdigest()
 
 
 def _reason(error: FhirParseError) -> str:

@@ -243,8 +243,10 @@ LABS: dict[str, frozenset[str]] = {
     "tsh": frozenset({"3016-3", "11579-0", "11580-8"}),
     "psa": frozenset({"2857-1", "10886-0"}),
     "ddimer": frozenset({"48065-7", "48066-5", "7799-0"}),
-    "glucose": frozenset({"2345-7", "2339-0"}),
+    "glucose": frozenset({"2345-7", "2339-0", "15074-8", "14749-6"}),
 }
+# results whose danger is a low value: their feature is the value over the lower limit
+LOW_SIDE_LABS = frozenset({"hb", "mcv"})
 FIT_FOBT = frozenset(
     {
         "2335-8",
@@ -270,3 +272,31 @@ ABNORMAL_FLAGS = frozenset(
 )
 POSITIVE_FLAGS = frozenset({"POS", "DET", "A", "AA", "ABN", "H", "HH"})
 THYROID_RX = frozenset({"10582", "966247", "966222", "966224", "892246", "10814", "6658"})
+
+# --- what each trigger can have missed (the missed-diagnosis head's candidates) ------------
+# A finding's suggestions come only from its rule's targets: a TSH finding suggests only
+# hypothyroidism, a SPADE dizziness finding only stroke. Triggers whose miss is outside the
+# target list (haematuria, AFP) suggest "other". Triggers not listed keep every target.
+_ACUTE = frozenset({"stroke", "mi", "pe", "aortic_dissection", "sepsis", "meningitis",
+                    "appendicitis", "spinal_epidural_abscess"})
+TRIGGER_TARGETS: dict[str, frozenset[str]] = {
+    "SP-1": frozenset({"stroke"}),
+    "SP-2": frozenset({"stroke"}),
+    "SP-3": frozenset({"appendicitis", "sepsis"}),
+    "SPADE-SEPSIS": frozenset({"sepsis", "meningitis"}),
+    "ED-1": _ACUTE,
+    "ED-2": _ACUTE,
+    "ED-3": _ACUTE,
+    "ED-4": _ACUTE,
+    "PC-1": _ACUTE | {"colorectal_cancer", "lung_cancer"},
+    "PC-3": _ACUTE | {"colorectal_cancer", "lung_cancer"},
+    "PC-4": _ACUTE | {"colorectal_cancer", "lung_cancer"},
+    "IP-1": _ACUTE,
+    "IP-2": _ACUTE,
+    "TR-1": frozenset({"colorectal_cancer"}),
+    "TR-3": frozenset({"lung_cancer"}),
+    "TR-4": frozenset({"other"}),
+    "TR-5": frozenset({"breast_cancer"}),
+    "TR-6": frozenset({"other"}),
+    "TR-7": frozenset({"hypothyroidism"}),
+}

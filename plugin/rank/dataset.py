@@ -31,6 +31,7 @@ from plugin.rank.features import (
 )
 from plugin.rank.labels import (
     LabelRow,
+    LabelSet,
     diagnosis_times,
     label_for,
     realtime_candidates,
@@ -62,6 +63,7 @@ class Rows:
     scenario: list[str] = field(default_factory=list)
     matched: list[bool] = field(default_factory=list)
     keys: list[str] = field(default_factory=list)
+    weight: list[float] = field(default_factory=list)  # design weight (1 for synthetic truth)
 
     def matrix(self, mask: Sequence[bool] | None = None) -> np.ndarray:
         X = np.array(self.X, dtype=np.float64).reshape(len(self.X), len(self.names))
@@ -80,6 +82,7 @@ class Collected:
     realtime: Rows
     patients: int = 0
     findings_unlabelled: int = 0
+    reviewed: bool = False  # labels are reviewed cases: unlabelled findings were left out
     report: ReadReport = field(default_factory=ReadReport)  # set by collect_population
 
 
@@ -96,13 +99,21 @@ def collect(
     realtime: bool = True,
 ) -> Collected:
     triggers = rule_triggers or {}
-    out = Collected(review=Rows(REVIEW_FEATURES), realtime=Rows(REALTIME_FEATURES))
+    reviewed = bool(getattr(labels, "reviewed", False))
+    keys = labels.by_key() if isinstance(labels, LabelSet) else None
+    out = Collected(
+        review=Rows(REVIEW_FEATURES), realtime=Rows(REALTIME_FEATURES), reviewed=reviewed
+    )
     for tl in timelines:
         out.patients += 1
         pid = tl.patient.id
         for f in evaluate(tl):
             trig = f.extra.get("trigger") or triggers.get(f.rule_id) or ""
-            lab = label_for(f, trig, labels)
+            lab = label_for(f, trig, labels, keys)
+            if reviewed and not lab.matched:
+                # nobody reviewed it: unlabelled, never a negative
+                out.findings_unlabelled += 1
+                continue
             r = out.review
             r.X.append(vector(finding_features(tl, f, trig), REVIEW_FEATURES))
             r.y.append(int(lab.is_mod))
@@ -114,6 +125,7 @@ def collect(
             r.scenario.append(lab.scenario)
             r.matched.append(lab.matched)
             r.keys.append(f.key)
+            r.weight.append(lab.weight)
             out.findings_unlabelled += not lab.matched
         if realtime:
             times = diagnosis_times(tl)

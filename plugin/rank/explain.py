@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 
 from plugin.rank import codesets as cs
+from plugin.rank.catalogue import shown
 from plugin.rank.features import DISPOSITIONS, OUTCOME_GROUPS, SETTINGS, SEXES, TRIGGERS
 
 _RF = {f"rf_{g.name}": g.label for g in cs.RISK_FACTORS} | {
@@ -79,33 +80,29 @@ _NUMBERS: dict[str, Callable[[float], str]] = {
     "spo2_min": lambda v: f"SpO2 {v:.0f} %",
     "rr_max": lambda v: f"respiratory rate {v:.0f}",
     "n_vitals_abnormal": lambda v: f"{v:.0f} abnormal vital signs",
-    "n_labs": lambda v: f"{v:.0f} lab results",
     "n_labs_abnormal": lambda v: f"{v:.0f} abnormal lab results",
     "n_risk_factors": lambda v: f"{v:.0f} vascular/other risk factors",
-    "n_dx": lambda v: f"{v:.0f} visit diagnoses",
-    "n_procedures": lambda v: f"{v:.0f} procedures at the visit",
     "n_orders": lambda v: f"{v:.0f} orders/referrals at the visit",
     "prior_ed_30": lambda v: f"{v:.0f} ED visits in the prior 30 d",
     "prior_ed_365": lambda v: f"{v:.0f} ED visits in the prior year",
     "prior_amb_30": lambda v: f"{v:.0f} clinic visits in the prior 30 d",
     "prior_amb_365": lambda v: f"{v:.0f} clinic visits in the prior year",
     "prior_ip_365": lambda v: f"{v:.0f} admissions in the prior year",
-    "index_value": lambda v: f"index result {v:g}",
-    "days_to_outcome": lambda v: f"outcome {v:.1f} d after the visit",
+    "index_x_limit": lambda v: f"index result {v:.1f}× the upper limit",
+    "days_to_outcome": lambda v: "returned during the visit"
+    if v <= 0
+    else f"returned {v:.1f} d after the visit",
     "outcome_los_h": lambda v: f"outcome stay {v / 24:.1f} d",
-    "outcome_n_dx": lambda v: f"{v:.0f} outcome diagnoses",
     "win_encounters": lambda v: f"{v:.0f} visits in the window",
     "win_amb": lambda v: f"{v:.0f} clinic visits in the window",
     "win_ed": lambda v: f"{v:.0f} ED visits in the window",
     "win_orders": lambda v: f"{v:.0f} orders in the window",
     "win_procedures": lambda v: f"{v:.0f} procedures in the window",
-    "win_meds": lambda v: f"{v:.0f} prescriptions in the window",
     "win_reports": lambda v: f"{v:.0f} reports in the window",
     "win_outside_reports": lambda v: f"{v:.0f} outside reports in the window",
     "orders_active": lambda v: f"{v:.0f} orders still open",
     "orders_revoked": lambda v: f"{v:.0f} orders cancelled",
     "orders_completed": lambda v: f"{v:.0f} orders completed",
-    "days_since_thyroid_rx": lambda v: f"thyroid prescription {v:.0f} d before",
 }
 _LABS = {
     "wbc": "WBC",
@@ -143,7 +140,10 @@ def describe(name: str, value: float) -> str | None:
         return None if missing else _FLAGS[name][0 if value >= 0.5 else 1]
     if name.startswith("lab_"):
         lab = _LABS.get(name[4:], name[4:])
-        return f"no {lab} result" if missing else f"{lab} {value:g}"
+        if missing:
+            return f"no {lab} result"
+        side = "lower" if name[4:] in cs.LOW_SIDE_LABS else "upper"
+        return f"{lab} {value:.1f}× the {side} limit"
     if name in _CATS:
         vocab, words = _CATS[name]
         if missing or not 0 <= int(value) < len(vocab):
@@ -153,20 +153,23 @@ def describe(name: str, value: float) -> str | None:
         if missing:
             return None if name != "temp_max" else "no temperature recorded"
         return _NUMBERS[name](value)
-    return None if missing else f"{name.replace('_', ' ')} {value:g}"
+    return None  # a feature without words is never a reason
 
 
 def reasons(
     row: Mapping[str, float], names: Sequence[str], contrib: np.ndarray, *, top: int = 5
 ) -> tuple[str, ...]:
-    """Phrases for the features that raised the score most (largest positive
-    contributions first); the last element of ``contrib`` (the bias) is ignored."""
+    """Phrases for the catalogued features that raised the score most (largest positive
+    contributions first); the last element of ``contrib`` (the bias) is ignored. Features
+    not marked as reasons in :mod:`plugin.rank.catalogue` are never shown."""
     values = np.asarray(contrib[: len(names)], dtype=float)
     order = np.argsort(-values, kind="stable")
     out: list[str] = []
     for i in order:
         if values[i] <= 0 or len(out) >= top:
             break
+        if not shown(names[i]):
+            continue
         text = describe(names[i], row.get(names[i], math.nan))
         if text and text not in out:
             out.append(text)

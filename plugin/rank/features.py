@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from plugin.rank import codesets as cs
 from plugin.timeline.model import Code, Event, Finding, Kind, Setting, Timeline
 
-FEATURE_VERSION = "2026-11-27.3"
+FEATURE_VERSION = "2026-12-01.1"
 NAN = math.nan
 
 SEXES = ("female", "male", "other")
@@ -90,7 +90,6 @@ ENCOUNTER_FEATURES: tuple[str, ...] = (
     "admit_elective",
     *(f"sym_{g.name}" for g in cs.SYMPTOMS),
     "trauma_dx",
-    "n_dx",
     "temp_max",
     "hr_max",
     "sbp_min",
@@ -100,12 +99,10 @@ ENCOUNTER_FEATURES: tuple[str, ...] = (
     "rr_max",
     "n_vitals_abnormal",
     *(f"lab_{name}" for name in cs.LABS),
-    "n_labs",
     "n_labs_abnormal",
     "fit_positive",
     "imaging_any",
     "head_imaging",
-    "n_procedures",
     "n_orders",
     "prior_ed_30",
     "prior_ed_365",
@@ -113,13 +110,12 @@ ENCOUNTER_FEATURES: tuple[str, ...] = (
     "prior_amb_365",
     "prior_ip_365",
     "on_thyroid_rx",
-    "days_since_thyroid_rx",
 )
 WINDOW_FEATURES: tuple[str, ...] = (
     "trigger",
     "rule_sequence",
     "index_kind",
-    "index_value",
+    "index_x_limit",
     "index_abnormal",
     "days_to_outcome",
     "outcome_group",
@@ -134,13 +130,11 @@ WINDOW_FEATURES: tuple[str, ...] = (
     "outcome_trauma",
     "outcome_terminal",
     "outcome_imaging",
-    "outcome_n_dx",
     "win_encounters",
     "win_amb",
     "win_ed",
     "win_orders",
     "win_procedures",
-    "win_meds",
     "win_thyroid_rx",
     "win_repeat_lab",
     "win_reports",
@@ -269,12 +263,20 @@ def _vitals(obs: Sequence[Event], row: Row) -> None:
     row["n_vitals_abnormal"] = float(sum(flags))
 
 
+def x_limit(e: Event, low_side: bool = False) -> float:
+    """The value as a multiple of its own reference limit (upper; lower for ``low_side``
+    results such as haemoglobin): the same number whatever unit the site writes."""
+    limit = e.ref_low if low_side else e.ref_high
+    if e.value is None or limit is None or limit <= 0:
+        return NAN
+    return e.value / limit
+
+
 def _labs(obs: Sequence[Event], row: Row) -> None:
     labs = [e for e in obs if e.code not in cs.VITAL_CODES]
     for name, codes in cs.LABS.items():
-        vals = [e.value for e in labs if e.code in codes and e.value is not None]
+        vals = [x_limit(e, name in cs.LOW_SIDE_LABS) for e in labs if e.code in codes]
         row[f"lab_{name}"] = vals[-1] if vals else NAN
-    row["n_labs"] = float(len(labs))
     row["n_labs_abnormal"] = float(sum(_abnormal(e) for e in labs))
     fit = [e for e in labs if e.code in cs.FIT_FOBT]
     row["fit_positive"] = (
@@ -316,7 +318,6 @@ def encounter_features(tl: Timeline, index: Event) -> Row:
     for g in cs.SYMPTOMS:
         row[f"sym_{g.name}"] = _b(g.any_of(dx))
     row["trauma_dx"] = _b(cs.TRAUMA.any_of(dx))
-    row["n_dx"] = float(len(set(dx)))
     obs = [e for e in inside if e.kind is Kind.OBSERVATION]
     if index.kind is Kind.OBSERVATION and index not in obs:
         obs.append(index)
@@ -329,7 +330,6 @@ def encounter_features(tl: Timeline, index: Event) -> Row:
     ]
     row["imaging_any"] = _b(any(a for a, _ in img))
     row["head_imaging"] = _b(any(h for _, h in img))
-    row["n_procedures"] = float(sum(e.kind is Kind.PROCEDURE for e in inside))
     row["n_orders"] = float(sum(e.kind is Kind.ORDER for e in inside))
     prior = [e for e in tl.events if e.kind is Kind.ENCOUNTER and e.detail and e.t < start]
     for days in (30, 365):
@@ -354,8 +354,9 @@ def encounter_features(tl: Timeline, index: Event) -> Row:
         if e.kind is Kind.MEDICATION
         and (e.code in cs.THYROID_RX or "thyrox" in (e.text or "").lower())
     ]
+    # on replacement in the past year: the TR-7 premise; the exact day of the last
+    # prescription is generator structure, not a clinical signal, and is not a feature
     row["on_thyroid_rx"] = _b(any(t >= stop - timedelta(days=365) for t in thyroid))
-    row["days_since_thyroid_rx"] = (stop - max(thyroid)).total_seconds() / 86400 if thyroid else NAN
     return row
 
 
@@ -376,7 +377,7 @@ def window_features(tl: Timeline, finding: Finding, index: Event, trigger: str |
         "trigger": _cat(TRIGGERS, (trigger or "").upper() or None),
         "rule_sequence": _b(finding.outcome_ref is not None),
         "index_kind": _cat(INDEX_KINDS, index.kind.value),
-        "index_value": index.value if index.value is not None else NAN,
+        "index_x_limit": x_limit(index) if index.kind is Kind.OBSERVATION else NAN,
         "index_abnormal": _b(_abnormal(index)) if index.kind is Kind.OBSERVATION else NAN,
     }
     out = find_event(tl, finding.outcome_ref) if finding.outcome_ref else None
@@ -395,7 +396,10 @@ def window_features(tl: Timeline, finding: Finding, index: Event, trigger: str |
     ]
     row.update(
         {
-            "days_to_outcome": (out.t - anchor).total_seconds() / 86400 if out is not None else NAN,
+            # an outcome that began during the index stay returned after 0 d, never "-4 d"
+            "days_to_outcome": max(0.0, (out.t - anchor).total_seconds() / 86400)
+            if out is not None
+            else NAN,
             "outcome_group": _cat(OUTCOME_GROUPS, group),
             "outcome_primary_group": _cat(OUTCOME_GROUPS, primary),
             "outcome_same_dx": _b(bool(index_dx & {_stem(c) for c in codes})) if out else NAN,
@@ -418,7 +422,6 @@ def window_features(tl: Timeline, finding: Finding, index: Event, trigger: str |
             )
             if out
             else NAN,
-            "outcome_n_dx": float(len(set(codes))) if out else NAN,
         }
     )
     win = [
@@ -434,7 +437,6 @@ def window_features(tl: Timeline, finding: Finding, index: Event, trigger: str |
     row["win_ed"] = float(sum(e.detail.setting is Setting.ED for e in encs if e.detail))
     row["win_orders"] = float(sum(e.kind is Kind.ORDER for e in win))
     row["win_procedures"] = float(sum(e.kind is Kind.PROCEDURE for e in win))
-    row["win_meds"] = float(sum(e.kind is Kind.MEDICATION for e in win))
     row["win_thyroid_rx"] = _b(
         any(e.kind is Kind.MEDICATION and e.code in cs.THYROID_RX for e in win)
     )

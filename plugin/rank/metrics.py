@@ -121,3 +121,38 @@ def bootstrap_ci(
         return float("nan"), float("nan")
     lo, hi = np.quantile(values, [alpha / 2, 1 - alpha / 2])
     return float(lo), float(hi)
+
+
+def weighted_auroc(y: Sequence[int] | NDArray[np.int_], s: Sequence[float] | F,
+                   w: Sequence[float] | F | None = None) -> float:
+    """AUROC with case weights (design-based: each case stands for ``w`` cases); equals
+    :func:`auroc` when the weights are equal. Ties count half."""
+    if w is None:
+        return auroc(y, s)
+    y_arr = np.asarray(y, dtype=bool)
+    s_arr, w_arr = np.asarray(s, dtype=float), np.asarray(w, dtype=float)
+    wp, wn = w_arr[y_arr].sum(), w_arr[~y_arr].sum()
+    if wp == 0 or wn == 0:
+        return float("nan")
+    order = np.argsort(s_arr, kind="stable")
+    s_o, y_o, w_o = s_arr[order], y_arr[order], w_arr[order]
+    total = 0.0
+    neg_below = 0.0
+    i = 0
+    while i < len(s_o):  # walk groups of tied scores
+        j = i
+        while j < len(s_o) and s_o[j] == s_o[i]:
+            j += 1
+        pos_w = w_o[i:j][y_o[i:j]].sum()
+        neg_w = w_o[i:j][~y_o[i:j]].sum()
+        total += pos_w * (neg_below + neg_w / 2)
+        neg_below += neg_w
+        i = j
+    return float(total / (wp * wn))
+
+
+def weighted_brier(y: Sequence[int] | NDArray[np.int_], p: Sequence[float] | F,
+                   w: Sequence[float] | F | None = None) -> float:
+    y_arr, p_arr = np.asarray(y, dtype=float), np.asarray(p, dtype=float)
+    w_arr = np.ones(len(y_arr)) if w is None else np.asarray(w, dtype=float)
+    return float(np.sum(w_arr * (p_arr - y_arr) ** 2) / np.sum(w_arr))

@@ -4,7 +4,8 @@ One class serves the three heads of the ranker: P(MOD) of a finding (binary), th
 likely missed diagnosis (multiclass over the target list) and the real-time risk of
 each dangerous diagnosis after an encounter (multiclass with a ``none`` class).
 Training is deterministic: ``deterministic=True``, a fixed ``seed``, ``num_threads``
-fixed (2 by default) and row-order-independent parameters only.
+fixed (1 by default: on a busy 2-core machine a second OpenMP thread made training
+40x slower) and row-order-independent parameters only.
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ class MissedDxRanker(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         Names of categorical columns (integer codes, ``nan`` for missing).
     seed, num_threads : int
         Determinism: the same data, seed and threads give the same booster.
+    monotone : sequence of int or None
+        LightGBM ``monotone_constraints`` per column (+1, -1, 0); binary heads only
+        (directions from :mod:`plugin.rank.catalogue`).
 
     Attributes
     ----------
@@ -59,7 +63,8 @@ class MissedDxRanker(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         feature_names: Sequence[str] | None = None,
         categorical: Sequence[str] = (),
         seed: int = 0,
-        num_threads: int = 2,
+        num_threads: int = 1,
+        monotone: Sequence[int] | None = None,
     ) -> None:
         self.n_estimators = n_estimators
         self.learning_rate = learning_rate
@@ -71,6 +76,7 @@ class MissedDxRanker(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         self.categorical = categorical
         self.seed = seed
         self.num_threads = num_threads
+        self.monotone = monotone
 
     def _params(self, n_classes: int) -> dict[str, Any]:
         params: dict[str, Any] = {
@@ -92,10 +98,25 @@ class MissedDxRanker(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
             params |= {"objective": "multiclass", "num_class": n_classes}
         else:
             params |= {"objective": "binary"}
+            if self.monotone is not None and any(self.monotone):
+                params |= {
+                    "monotone_constraints": list(self.monotone),
+                    "monotone_constraints_method": "intermediate",
+                }
         return params
 
-    def fit(self, X: Any, y: Any) -> MissedDxRanker:
-        """Fit on ``X`` (rows × features, ``nan`` allowed) and class labels ``y``."""
+    def fit(
+        self,
+        X: Any,
+        y: Any,
+        sample_weight: Any = None,
+        init_booster: lgb.Booster | None = None,
+    ) -> MissedDxRanker:
+        """Fit on ``X`` (rows × features, ``nan`` allowed) and class labels ``y``.
+
+        ``sample_weight``: per-row weights (inverse inclusion probabilities of reviewed
+        cases). ``init_booster``: continue boosting from a prior model (``--base``); its
+        classes must be the same."""
         X, y = validate_data(self, X, y, ensure_all_finite="allow-nan", dtype=np.float64)
         check_classification_targets(y)
         self.classes_, y_codes = np.unique(y, return_inverse=True)
@@ -114,13 +135,17 @@ class MissedDxRanker(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         data = lgb.Dataset(
             X,
             label=label,
+            weight=None if sample_weight is None else np.asarray(sample_weight, dtype=float),
             feature_name=names,
             categorical_feature=cats or "auto",
             free_raw_data=True,
             params={"verbosity": -1, "max_bin": 255, "min_data_in_bin": 1},
         )
         self.booster_ = lgb.train(
-            self._params(len(self.classes_)), data, num_boost_round=self.n_estimators
+            self._params(len(self.classes_)),
+            data,
+            num_boost_round=self.n_estimators,
+            init_model=init_booster,
         )
         return self
 

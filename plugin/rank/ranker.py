@@ -3,7 +3,9 @@
 Layout of ``MODEL_DIR``::
 
     model.json        feature version, feature names and classes per head, rule -> trigger
-                      map, training-data fingerprint, parameters, library versions
+                      map, training-data fingerprint, parameters, library versions,
+                      ``model_version`` (sha256 of the heads and calibration, 12 hex),
+                      ``calibration`` of the review head, ``cards`` (the real-time gate)
     review.txt        LightGBM booster: P(finding is a true MOD)
     missed_dx.txt     LightGBM booster: likely missed diagnosis (multiclass; optional)
     realtime.txt      LightGBM booster: P(dangerous diagnosis within 30 d of an encounter)
@@ -12,11 +14,16 @@ Layout of ``MODEL_DIR``::
 
 :func:`load_model` refuses a directory whose feature version differs from the code's
 ``FEATURE_VERSION`` with a :class:`plugin.errors.ModelError`.
+
+Every scored finding carries the model that scored it: ``Finding.score`` is the calibrated
+P(MOD), ``Finding.extra["model_version"]`` the model version and ``extra["score_kind"]``
+says what the number is.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -28,6 +35,7 @@ import numpy as np
 
 from plugin.errors import ModelError
 from plugin.rank import codesets as cs
+from plugin.rank.calibrate import Calibrator
 from plugin.rank.explain import reasons
 from plugin.rank.features import (
     FEATURE_VERSION,
@@ -64,6 +72,27 @@ class Ranker:
         self.heads = dict(heads)
         self.meta = dict(meta)
         self.rule_triggers: dict[str, str] = dict(meta.get("rule_triggers", {}))
+        self.calibrator = Calibrator.from_json(meta.get("calibration"))
+
+    @property
+    def version(self) -> str:
+        """The model version stored with every score (``model.json`` ``model_version``)."""
+        return str(self.meta.get("model_version", ""))
+
+    def ships_in_cards(self, head: str = "realtime") -> bool:
+        """False when training or the cross-site evaluation found that ``head`` does not
+        beat the simple baseline (``cards.<head>.status == "hold"``): CDS cards then fall
+        back to the rules. Unevaluated heads are shipped (their status says so)."""
+        gate = self.meta.get("cards", {}).get(head, {})
+        return head in self.heads and gate.get("status") != "hold"
+
+    def review_probability(self, X: np.ndarray) -> np.ndarray:
+        """Calibrated P(MOD) of review feature rows."""
+        review = self.heads["review"]
+        if len(review.classes_) < 2:
+            return np.zeros(len(X))
+        raw = review.predict_proba(X)[:, list(review.classes_).index(1)]
+        return self.calibrator(raw)
 
     def _trigger(self, f: Finding) -> str | None:
         return f.extra.get("trigger") or self.rule_triggers.get(f.rule_id)
@@ -91,12 +120,8 @@ class Ranker:
             return list(unknown)
         X = np.array([vector(r, REVIEW_FEATURES) for r in rows], dtype=np.float64)
         review = self.heads["review"]
-        p = (
-            review.predict_proba(X)[:, list(review.classes_).index(1)]
-            if len(review.classes_) > 1
-            else np.zeros(len(known))
-        )
-        dx = self.missed_dx_top3(X)
+        p = self.review_probability(X)
+        dx = self.missed_dx_top3(X, [self._trigger(f) or "" for f in known])
         order = np.argsort(-p, kind="stable")
         shown = order[:explain_top]
         contrib = review.contributions(X[shown]) if len(shown) else np.empty((0, 0))
@@ -105,19 +130,34 @@ class Ranker:
             why: tuple[str, ...] = ()
             if rank < len(shown):
                 why = reasons(rows[i], REVIEW_FEATURES, contrib[rank])
+            extra = dict(known[i].extra) | {
+                "model_version": self.version,
+                "score_kind": "calibrated P(MOD)"
+                if self.calibrator.kind != "none"
+                else "uncalibrated P(MOD)",
+            }
             out.append(
-                dataclasses.replace(known[i], score=float(p[i]), missed_dx=dx[i], reasons=why)
+                dataclasses.replace(
+                    known[i], score=float(p[i]), missed_dx=dx[i], reasons=why, extra=extra
+                )
             )
         return out + unknown
 
-    def missed_dx_top3(self, X: np.ndarray) -> list[tuple[tuple[str, float], ...]]:
+    def missed_dx_top3(
+        self, X: np.ndarray, triggers: Sequence[str] | None = None
+    ) -> list[tuple[tuple[str, float], ...]]:
+        """Likely missed diagnoses per row, only among the rule's targets
+        (:data:`plugin.rank.codesets.TRIGGER_TARGETS`), probabilities over those
+        candidates (given that the finding is a missed opportunity)."""
+        from plugin.rank.training import constrain_dx
+
         head = self.heads.get("missed_dx")
         if head is None or len(X) == 0:
             return [()] * len(X)
         proba = head.predict_proba(X)
         names = [str(c) for c in head.classes_]
-        top = np.argsort(-proba, axis=1, kind="stable")[:, :3]
-        return [tuple((names[j], float(proba[i, j])) for j in top[i]) for i in range(len(X))]
+        trig = list(triggers) if triggers is not None else [""] * len(X)
+        return [tuple(constrain_dx(trig[i], names, proba[i])[:3]) for i in range(len(X))]
 
     def realtime_risk(
         self, timeline: Timeline, encounter_ref: str, *, explain_top: int = 3
@@ -159,8 +199,13 @@ def save_model(
     """Write a model directory (overwrites the files it owns)."""
     out.mkdir(parents=True, exist_ok=True)
     info = dict(meta) | {"feature_version": FEATURE_VERSION, "heads": {}}
+    for key in ("calibration", "cards"):
+        if key in metrics and key not in info:
+            info[key] = metrics[key]
+    version = hashlib.sha256()
     for name, est in heads.items():
         est.booster_.save_model(str(out / f"{name}.txt"))
+        version.update(name.encode() + b"\0" + (out / f"{name}.txt").read_bytes())
         info["heads"][name] = {
             "file": f"{name}.txt",
             "classes": [c.item() if hasattr(c, "item") else c for c in est.classes_],
@@ -168,9 +213,13 @@ def save_model(
             "params": {k: v for k, v in est.get_params().items() if k != "feature_names"}
             | {"categorical": list(est.categorical)},
         }
+    version.update(json.dumps(info.get("calibration"), sort_keys=True).encode())
+    info["model_version"] = version.hexdigest()[:12]
     (out / "model.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-    (out / "MODEL_CARD.md").write_text(card)
+    (out / "MODEL_CARD.md").write_text(
+        card.replace("(set when saved: see model.json)", info["model_version"])
+    )
 
 
 def load_model(model_dir: Path | str) -> Ranker:

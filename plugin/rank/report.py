@@ -36,8 +36,7 @@ def evaluate(ranker: Ranker, data: Collected, *, n_boot: int = 500) -> dict[str,
     rv = data.review
     y = np.asarray(rv.y, dtype=int)
     X = rv.matrix()
-    review = ranker.heads["review"]
-    p = review.predict_proba(X)[:, list(review.classes_).index(1)]
+    p = ranker.review_probability(X)  # calibrated: the probability reviewers see
     level = np.asarray(rv.level)
     pts = rv.patient
     out: dict[str, Any] = {
@@ -88,7 +87,7 @@ def evaluate(ranker: Ranker, data: Collected, *, n_boot: int = 500) -> dict[str,
         )
     out["subgroups"] = _subgroups(rv.column("sex"), rv.column("age"), y, p, level)
     out["by_trigger"] = _by_trigger(rv.trigger, y, p)
-    out["missed_dx"] = _missed_dx(ranker, X, y, rv.missed_dx)
+    out["missed_dx"] = _missed_dx(ranker, X, y, rv.missed_dx, rv.trigger)
     out["realtime"] = _realtime(ranker, data)
     out["_curves"] = {"y": y.tolist(), "p": p.tolist(), "level": level.tolist()}
     return out
@@ -134,11 +133,14 @@ def _by_trigger(triggers: list[str], y: np.ndarray, p: np.ndarray) -> dict[str, 
     return out
 
 
-def _missed_dx(ranker: Ranker, X: np.ndarray, y: np.ndarray, dx: list[str]) -> dict[str, Any]:
+def _missed_dx(
+    ranker: Ranker, X: np.ndarray, y: np.ndarray, dx: list[str], triggers: list[str]
+) -> dict[str, Any]:
     mask = (y == 1) & (np.asarray(dx, dtype=object) != "")
     if not mask.any() or "missed_dx" not in ranker.heads:
         return {"n": int(mask.sum())}
-    top = ranker.missed_dx_top3(X[mask])
+    trig = [t for t, keep in zip(triggers, mask, strict=True) if keep]
+    top = ranker.missed_dx_top3(X[mask], trig)
     ranked = [[d for d, _ in row] for row in top]
     truth = [d for d, keep in zip(dx, mask, strict=True) if keep]
     return {

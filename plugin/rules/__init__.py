@@ -3,7 +3,8 @@
 The public API: :func:`load_rules` (one root or several), :func:`evaluate` and
 :func:`evaluate_rule` (findings), :func:`index_matches` (does an event start a rule's
 pattern), and the questions CDS asks — :func:`open_findings`, :func:`followup_order`,
-:func:`closing_codes`, :func:`has_clinical_index`, :func:`advises_at_discharge`.
+:func:`closing_codes`, :func:`has_clinical_index`, :func:`advises_at_discharge`; and which
+absence rules a source cannot evaluate for want of data, :func:`data_gaps` (issue 11).
 Logic types live in :mod:`plugin.rules.logic` behind one registry.
 """
 
@@ -24,11 +25,13 @@ from plugin.rules.engine import (
     index_matches,
 )
 from plugin.rules.followup import FollowUp
+from plugin.rules.gaps import DataGap, data_gaps
 from plugin.rules.loader import load_rules
 from plugin.rules.schema import Published, ValueSetSpec
 
 __all__ = [
     "CodeSet",
+    "DataGap",
     "FollowUp",
     "Published",
     "Rule",
@@ -36,6 +39,7 @@ __all__ = [
     "ValueSetSpec",
     "advises_at_discharge",
     "closing_codes",
+    "data_gaps",
     "evaluate",
     "evaluate_rule",
     "finding_key",

@@ -1,5 +1,9 @@
 """Questions consumers (CDS, the worklist) ask about rules, answered with the engine's own
-semantics so that nobody outside :mod:`plugin.rules` reads a rule's logic block."""
+semantics so that nobody outside :mod:`plugin.rules` reads a rule's logic block.
+
+Which rules a source cannot evaluate for want of data (issue 11) is
+:func:`plugin.rules.gaps.data_gaps`, exported here too so every engine asks the same function.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,18 @@ from datetime import datetime, timedelta
 from plugin.rules.codesets import CodeSet
 from plugin.rules.engine import Rule, RuleSet, Scope, hits
 from plugin.rules.followup import FollowUp
+from plugin.rules.gaps import DataGap, data_gaps, followup_kinds
+
+__all__ = [
+    "DataGap",
+    "advises_at_discharge",
+    "closing_codes",
+    "data_gaps",
+    "followup_kinds",
+    "followup_order",
+    "has_clinical_index",
+    "open_findings",
+]
 from plugin.timeline.model import Finding, Timeline
 
 

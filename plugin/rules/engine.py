@@ -5,7 +5,9 @@ Windows (also in ``rules/README.md``): a sequence outcome counts when
 follow-up closes the loop when ``anchor <= t <= anchor + within``. Condition windows
 ``between: [a, b]`` are inclusive at both ends, relative to the anchor. Times are UTC
 elapsed time. An absence rule fires only once its window has closed by ``as_of``.
-The index event itself never satisfies its own outcome, follow-up or conditions.
+The index event itself never satisfies its own outcome, follow-up or conditions, nor does
+the other record of the same study (a Procedure and a DiagnosticReport at the same instant in
+the same encounter: :func:`same_source`).
 
 This module holds what every logic type shares (the index scan, the conditions, the
 finding); what happens after the index is the logic type's (:mod:`plugin.rules.logic`).
@@ -35,9 +37,10 @@ from plugin.rules.schema import (
     shift,
 )
 from plugin.rules.selectors import Matcher
-from plugin.timeline.model import Event, Finding, Timeline
+from plugin.timeline.model import Event, Finding, Kind, Timeline
 
 if TYPE_CHECKING:
+    from plugin.rules.gaps import DataGap
     from plugin.rules.logic import LogicType
 
 
@@ -182,9 +185,24 @@ class Scope:
         return self.events[bisect_left(self.times, lo) :]
 
 
+_STUDY = frozenset({Kind.PROCEDURE, Kind.REPORT})
+
+
 def same_source(e: Event, index: Event) -> bool:
-    """The index itself, or another view of the same resource (never its own evidence)."""
-    return e is index or (e.source == index.source and e.kind is index.kind)
+    """The index itself, another view of the same resource, or the other record of the same
+    study: a Procedure and a DiagnosticReport at the same instant in the same encounter are
+    one imaging study and its report, written as two resources (never its own evidence). A
+    *repeat* study is a follow-up; the study that was read is not (VA TR-3: "a repeated chest
+    x-ray or CT within 30 days after" the index; issue 11)."""
+    if e is index or (e.source == index.source and e.kind is index.kind):
+        return True
+    return (
+        e.kind is not index.kind
+        and e.kind in _STUDY
+        and index.kind in _STUDY
+        and e.t == index.t
+        and e.encounter == index.encounter
+    )
 
 
 def first(matchers: Iterable[Matcher], events: Iterable[Event], skip: Event) -> Event | None:
@@ -408,14 +426,29 @@ def describe(e: Event) -> str:
 
 
 def evaluate(
-    ruleset: RuleSet | Iterable[Rule], tl: Timeline, *, as_of: datetime | None = None
+    ruleset: RuleSet | Iterable[Rule],
+    tl: Timeline,
+    *,
+    as_of: datetime | None = None,
+    gaps: Mapping[str, DataGap] | None = None,
 ) -> list[Finding]:
-    """Every rule over one timeline; findings ordered by index time then rule."""
+    """Every rule over one timeline; findings ordered by index time then rule.
+
+    ``gaps`` (:func:`plugin.rules.gaps.data_gaps` for the source): a rule the source cannot
+    evaluate gives no finding; the findings of a rule with a partial gap carry
+    ``extra["data_gap"]`` with the reason."""
     rules = ruleset.rules if isinstance(ruleset, RuleSet) else tuple(ruleset)
     as_of = as_of or datetime.now(UTC)
     scope = Scope(tl)
     out: list[Finding] = []
     for rule in rules:
-        out.extend(h.finding for h in hits(rule, tl, as_of=as_of, scope=scope))
+        gap = gaps.get(rule.id) if gaps else None
+        if gap is not None and not gap.evaluated:
+            continue  # missing data, not missing care (issue 11)
+        found = [h.finding for h in hits(rule, tl, as_of=as_of, scope=scope)]
+        if gap is not None:
+            for f in found:
+                f.extra["data_gap"] = gap.reason
+        out.extend(found)
     out.sort(key=lambda f: (f.index_start, f.rule_id))
     return out

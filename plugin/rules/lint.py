@@ -32,4 +32,37 @@ def lint_warnings(
         data, smap, _ = load_yaml(file)
         if isinstance(data, dict):
             warnings += validators.check_code_kinds(data, smap, valuesets)
-    return warnings
+    return warnings + text_concept_warnings() + normalize_table_warnings()
+
+
+def normalize_table_warnings() -> list[RuleProblem]:
+    """Warnings (R501) for the normalisation tables every engine reads
+    (``plugin/normalize/tables``: allowed values, units UCUM must read, conflicting rows)."""
+    from plugin.errors import SourceLocation
+    from plugin.normalize.check import check_tables
+
+    return [
+        RuleProblem(SourceLocation(str(path), line, 1), "R501", message, severity="warning")
+        for path, line, message in check_tables()
+    ]
+
+
+def text_concept_warnings() -> list[RuleProblem]:
+    """Warnings (R401) for report-text concepts whose own documented examples the matcher
+    gets wrong (``plugin/text/concepts.yaml``: ``match`` must give an affirmed mention,
+    ``no_match`` must not), so that a lexicon or concept edit that breaks them is seen."""
+    from plugin.errors import SourceLocation
+    from plugin.text import affirmed_concepts, default_concepts
+    from plugin.text.context import CONCEPTS
+
+    out: list[RuleProblem] = []
+    for name, concept in default_concepts().items():
+        cases = [(ex, True) for ex in concept.examples_match]
+        cases += [(ex, False) for ex in concept.examples_no_match]
+        for example, want in cases:
+            if (name in affirmed_concepts(example)) is not want:
+                what = "should match but does not" if want else "should not match but does"
+                where = SourceLocation(str(CONCEPTS), 1, 1)
+                message = f"{name}: {example!r} {what}"
+                out.append(RuleProblem(where, "R401", message, severity="warning"))
+    return out

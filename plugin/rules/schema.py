@@ -14,7 +14,14 @@ from enum import IntEnum, StrEnum
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    model_validator,
+)
 
 _DURATION = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(h|d|w|mo|y)\s*$")
 _UNIT = {"h": 1 / 24, "d": 1.0, "w": 7.0, "mo": 30.0, "y": 365.0}
@@ -94,6 +101,19 @@ KindName = Literal[
 ]  # fmt: skip
 
 
+def _known_concept(name: str) -> str:
+    from plugin.text import concept_names
+
+    known = concept_names()
+    if name not in known:
+        import difflib
+
+        close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise ValueError(f"unknown text concept '{name}'{hint}; known: {', '.join(sorted(known))}")
+    return name
+
+
 class Selector(Strict):
     kind: KindName | list[KindName]
     codes: CodeRefs | None = None
@@ -115,6 +135,20 @@ class Selector(Strict):
     status: list[Str1] | None = None
     not_status: list[Str1] | None = None
     principal: Literal[True] | None = None
+    # Result semantics (issue 11, Event.positive / Event.abnormal): positive: true|false;
+    # abnormal: high|low|any (any = high, low or unspecified abnormal).
+    positive: bool | None = None
+    abnormal: Literal["high", "low", "any"] | None = None
+    # Report-text concepts (plugin/text/concepts.yaml): an affirmed, current mention about the
+    # patient in the report's narrative (issue 11). Only reports carry narrative.
+    text: list[Annotated[str, AfterValidator(_known_concept)]] | None = None
+
+    @model_validator(mode="after")
+    def _text_on_reports(self) -> Selector:
+        kinds = self.kind if isinstance(self.kind, list) else [self.kind]
+        if self.text is not None and kinds != ["report"]:
+            raise ValueError("'text' goes on a 'kind: report' selector (only reports have text)")
+        return self
 
     @model_validator(mode="after")
     def _principal_on_diagnosis(self) -> Selector:

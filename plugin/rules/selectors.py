@@ -10,9 +10,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
+from plugin.normalize.lookups import molar_mass
 from plugin.rules.codesets import CodeSet
 from plugin.rules.schema import Selector
 from plugin.rules.units import Threshold
+from plugin.text import affirmed_concepts
 from plugin.timeline.model import Code, Event, Kind
 
 Predicate = Callable[[Event], bool]
@@ -79,7 +81,23 @@ def _codes_check(cs: CodeSet, *, diagnoses: bool, negate: bool, principal: bool)
 
 def _threshold_check(threshold: Threshold) -> Predicate:
     def check(e: Event) -> bool:
-        return threshold.test(e.value, e.unit)
+        # the analyte's molar mass (molar_mass table) allows mg/dL <-> mmol/L, nothing else
+        g_per_mol = molar_mass(e.system, e.code) if e.code else None
+        return threshold.test(e.value, e.unit, e.comparator, g_per_mol=g_per_mol)
+
+    return check
+
+
+_ABNORMAL = {"high": frozenset({"high"}), "low": frozenset({"low"}),
+             "any": frozenset({"high", "low", "abnormal"})}  # fmt: skip
+
+
+def _text_check(concepts: frozenset[str]) -> Predicate:
+    """An affirmed, current, patient mention of one of ``concepts`` in the report's narrative
+    (ConText, :mod:`plugin.text`)."""
+
+    def check(e: Event) -> bool:
+        return e.narrative is not None and not concepts.isdisjoint(affirmed_concepts(e.narrative))
 
     return check
 
@@ -135,6 +153,18 @@ def compile_selector(sel: Selector, valuesets: Mapping[str, CodeSet]) -> Matcher
     if sel.interpretation:
         interp = frozenset(i.upper() for i in sel.interpretation)
         checks.append(lambda e: any(i in interp for i in e.interpretation))
+    if sel.positive is not None:
+        want_positive = sel.positive
+        checks.append(lambda e: e.positive is want_positive)
+        words.append("positive" if want_positive else "negative")
+    if sel.abnormal is not None:
+        flags = _ABNORMAL[sel.abnormal]
+        checks.append(lambda e: e.abnormal in flags)
+        words.append(f"abnormal {sel.abnormal}")
+    if sel.text:
+        concepts = frozenset(sel.text)
+        checks.append(_text_check(concepts))
+        words.append("text " + ", ".join(sel.text))
     if sel.status:
         st = frozenset(sel.status)
         checks.append(lambda e: e.status in st)

@@ -92,8 +92,17 @@ def blocked(t: datetime, spans: list[Span]) -> bool:
     return any(a <= t <= b for a, b in spans)
 
 
-def care(chart: Chart, start: datetime, end: datetime, spans: list[Span]) -> None:
-    """Routine care between ``start`` and ``end``, avoiding the ``spans`` of planted cases."""
+def care(
+    chart: Chart,
+    start: datetime,
+    end: datetime,
+    spans: list[Span],
+    *,
+    pc_scale: float = 1.0,
+    ed_scale: float = 1.0,
+) -> None:
+    """Routine care between ``start`` and ``end``, avoiding the ``spans`` of planted cases.
+    ``pc_scale`` / ``ed_scale`` scale the visit rates (a site profile's care pathways)."""
     rng = chart.rng
     years = (end - start).days / 365.25
     age = chart.age_at(end)
@@ -115,12 +124,12 @@ def care(chart: Chart, start: datetime, end: datetime, spans: list[Span]) -> Non
             V.elective_admission(chart, t)
             quiet.append((t - timedelta(days=2), t + timedelta(days=10)))
     # primary care
-    pc_rate = (0.4 if age < 40 else 0.65) + 0.2 * min(n_chronic, 4)
+    pc_rate = ((0.4 if age < 40 else 0.65) + 0.2 * min(n_chronic, 4)) * pc_scale
     for _ in range(_poisson(rng, pc_rate * years)):
         t = _when(rng, start, end - timedelta(days=70))
         if not blocked(t, quiet):
             K.pc_visit(chart, t, quiet)
-    ed_rate = (0.12, 0.15, 0.2, 0.3)[band]
+    ed_rate = (0.12, 0.15, 0.2, 0.3)[band] * ed_scale
     for _ in range(_poisson(rng, ed_rate * years)):
         t = _when(rng, start, end - timedelta(days=15))
         if not blocked(t, quiet):

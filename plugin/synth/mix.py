@@ -13,6 +13,7 @@ outside); ``excluded`` scenarios are built so the rule's exclusions must suppres
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 
 from plugin.synth import plant_results as R
@@ -101,10 +102,11 @@ SCENARIOS: tuple[Scenario, ...] = (
 )
 
 
-def cumulative() -> list[float]:
+def cumulative(multiplier: Callable[[str, str], float] | None = None) -> list[float]:
+    """Cumulative weights; ``multiplier(scenario, trigger)`` scales each (site profiles)."""
     out, acc = [], 0.0
     for s in SCENARIOS:
-        acc += s.weight
+        acc += s.weight * (multiplier(s.name, s.trigger) if multiplier is not None else 1.0)
         out.append(acc)
     if acc >= 1.0:
         raise ValueError("scenario weights add up to 1 or more")

@@ -15,6 +15,7 @@ from plugin.synth import background as B
 from plugin.synth import triggers
 from plugin.synth.chart import ZONES, Chart
 from plugin.synth.mix import SCENARIOS, cumulative
+from plugin.synth.profiles import PROFILES, Profile
 from plugin.synth.scenario import Planted, Scenario
 
 CHUNK = 1000  # patients per chunk (part of the seed derivation: changing it changes output)
@@ -53,15 +54,20 @@ def chunk_rng(seed: int, chunk: int) -> random.Random:
 
 
 def make_patient(
-    rng: random.Random, frame: Frame, cum: list[float]
+    rng: random.Random, frame: Frame, cum: list[float], profile: Profile = PROFILES["default"]
 ) -> tuple[Chart, list[Label], list[Label]]:
     """One patient: (chart, label rows, excluded-case rows)."""
     pick = bisect.bisect_right(cum, rng.random())
-    return plant_patient(rng, frame, SCENARIOS[pick] if pick < len(SCENARIOS) else None)
+    return plant_patient(
+        rng, frame, SCENARIOS[pick] if pick < len(SCENARIOS) else None, profile
+    )
 
 
 def plant_patient(
-    rng: random.Random, frame: Frame, scenario: Scenario | None
+    rng: random.Random,
+    frame: Frame,
+    scenario: Scenario | None,
+    profile: Profile = PROFILES["default"],
 ) -> tuple[Chart, list[Label], list[Label]]:
     """One patient with ``scenario`` planted (None: background care only)."""
     if scenario is not None:
@@ -95,7 +101,8 @@ def plant_patient(
             onset = frame.start - timedelta(days=rng.uniform(0, 4 * 365))
         chart.problem(name, onset)
     planted: Planted | None = scenario.plant(chart, t) if scenario is not None else None
-    B.care(chart, frame.start, frame.end, [planted.span] if planted else [])
+    B.care(chart, frame.start, frame.end, [planted.span] if planted else [],
+           pc_scale=profile.pc_rate, ed_scale=profile.ed_rate)
     chart.patient()
     return chart, *_labels(chart, scenario, planted)
 
@@ -137,14 +144,14 @@ def _iso(t: datetime) -> str:
 
 
 def generate_chunk(
-    seed: int, chunk: int, count: int, as_of: date
+    seed: int, chunk: int, count: int, as_of: date, profile: Profile = PROFILES["default"]
 ) -> tuple[list[Chart], list[Label], list[Label]]:
     rng = chunk_rng(seed, chunk)
     frame = Frame.for_as_of(as_of)
-    cum = cumulative()
+    cum = cumulative(profile.multiplier if profile.weights else None)
     charts, labels, excluded = [], [], []
     for _ in range(count):
-        chart, rows, excl = make_patient(rng, frame, cum)
+        chart, rows, excl = make_patient(rng, frame, cum, profile)
         charts.append(chart)
         labels.extend(rows)
         excluded.extend(excl)

@@ -28,6 +28,7 @@ import orjson
 
 from plugin.fhir import resource_types
 from plugin.synth.population import CHUNK, Label, generate_chunk
+from plugin.synth.profiles import PROFILES, writer_for
 
 LINES_PER_FILE = 100_000
 LABEL_COLUMNS = (
@@ -54,18 +55,23 @@ class Summary:
 
 
 def _run_chunk(
-    job: tuple[int, int, int, date, Path],
+    job: tuple[int, int, int, date, Path, str],
 ) -> tuple[Counter[str], list[Label], list[Label]]:
-    seed, chunk, count, as_of, tmp = job
+    seed, chunk, count, as_of, tmp, profile_name = job
+    profile = PROFILES[profile_name]
     gc.disable()  # millions of small acyclic dicts: the cyclic collector only costs time here
     try:
-        charts, labels, excluded = generate_chunk(seed, chunk, count, as_of)
+        charts, labels, excluded = generate_chunk(seed, chunk, count, as_of, profile)
     finally:
         gc.enable()
     by_type: dict[str, list[tuple[str, bytes]]] = {t: [] for t in RESOURCE_TYPES}
     for chart in charts:
+        habits = writer_for(profile, seed, chunk, chart.pid)
         for rtype, rid, res in chart.resources:
-            by_type[rtype].append((rid, orjson.dumps(res)))
+            # the site's coding habits are applied as the chart is written: labels come from
+            # the chart's facts and stay true
+            if habits is None or habits.apply(rtype, res):
+                by_type[rtype].append((rid, orjson.dumps(res)))
     counts: Counter[str] = Counter()
     for rtype, rows in by_type.items():
         rows.sort(key=lambda r: r[0])
@@ -77,8 +83,19 @@ def _run_chunk(
     return counts, labels, excluded
 
 
-def generate(out: Path, *, patients: int, seed: int, as_of: date, workers: int = 1) -> Summary:
-    """Generate ``patients`` patients into ``out`` (created; earlier output replaced)."""
+def generate(
+    out: Path,
+    *,
+    patients: int,
+    seed: int,
+    as_of: date,
+    workers: int = 1,
+    profile: str = "default",
+) -> Summary:
+    """Generate ``patients`` patients into ``out`` (created; earlier output replaced) as
+    written by the site ``profile`` (:data:`plugin.synth.profiles.PROFILES`)."""
+    if profile not in PROFILES:
+        raise KeyError(f"unknown profile {profile!r}; known: {', '.join(PROFILES)}")
     out.mkdir(parents=True, exist_ok=True)
     for old in [*out.glob("*.ndjson"), out / "labels.csv", out / "excluded.csv"]:
         if old.is_file() and (old.name.split(".")[0] in RESOURCE_TYPES or old.suffix == ".csv"):
@@ -87,7 +104,7 @@ def generate(out: Path, *, patients: int, seed: int, as_of: date, workers: int =
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     jobs = [
-        (seed, k, min(CHUNK, patients - k * CHUNK), as_of, tmp)
+        (seed, k, min(CHUNK, patients - k * CHUNK), as_of, tmp, profile)
         for k in range((patients + CHUNK - 1) // CHUNK)
     ]
     summary = Summary(patients=patients)

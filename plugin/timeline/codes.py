@@ -2,25 +2,13 @@
 
 ``system`` becomes a short name (the ``system:code`` prefix used in rules):
 
-=============  ==========================================================================
-short name     system URIs (``http``/``https`` and a trailing ``/`` are ignored)
-=============  ==========================================================================
-``icd10``      ``http://hl7.org/fhir/sid/icd-10-cm``, ``http://hl7.org/fhir/sid/icd-10``,
-               ``urn:oid:2.16.840.1.113883.6.90`` / ``.6.3``, MIMIC ``.../diagnosis-icd10``
-``icd10pcs``   ``http://www.cms.gov/Medicare/Coding/ICD10``, ``http://hl7.org/fhir/sid/icd-10-pcs``,
-               ``urn:oid:2.16.840.1.113883.6.4``, MIMIC ``.../procedure-icd10``
-``icd9``       ``http://hl7.org/fhir/sid/icd-9-cm``, ``urn:oid:2.16.840.1.113883.6.103``,
-               MIMIC ``.../diagnosis-icd9``
-``icd9pcs``    ``urn:oid:2.16.840.1.113883.6.104``, MIMIC ``.../procedure-icd9`` (ICD-9-CM
-               volume 3; kept apart from ``icd9`` because dotless codes collide)
-``snomed``     ``http://snomed.info/sct``, ``urn:oid:2.16.840.1.113883.6.96``
-``loinc``      ``http://loinc.org``, ``urn:oid:2.16.840.1.113883.6.1``
-``cpt``        ``http://www.ama-assn.org/go/cpt``, ``urn:oid:2.16.840.1.113883.6.12``
-``hcpcs``      ``https://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets``,
-               ``urn:oid:2.16.840.1.113883.6.285``, ``.6.14``
-``rxnorm``     ``http://www.nlm.nih.gov/research/umls/rxnorm``, ``urn:oid:2.16.840.1.113883.6.88``
-``local:<uri>`` anything else (the URI as given); ``local:`` when the coding has no system
-=============  ==========================================================================
+The URIs of each short name are rows of ``plugin/normalize/tables/code_systems.csv`` (one
+table for every engine; ``http``/``https``, case and a trailing ``/`` are ignored): ICD-10-CM
+and WHO ICD-10 (``http://hl7.org/fhir/sid/icd-10``) → ``icd10``; ICD-10-PCS → ``icd10pcs``;
+ICD-9-CM → ``icd9``; ICD-9-CM volume 3 → ``icd9pcs`` (kept apart from ``icd9`` because
+dotless codes collide); SNOMED CT, LOINC, CPT, HCPCS, RxNorm; their ``urn:oid:`` forms and the
+MIMIC-IV code systems. Anything else is ``local:<uri>`` (the URI as given), ``local:`` when the
+coding has no system.
 
 Codes: ICD codes (all four ICD systems) are upper case without dots or spaces (``I63.9`` →
 ``I639``); other codes are stripped of surrounding white space and otherwise kept as given
@@ -29,66 +17,16 @@ Codes: ICD codes (all four ICD systems) are upper case without dots or spaces (`
 
 from __future__ import annotations
 
-from functools import lru_cache
-
+from plugin.normalize.lookups import known_systems, system_short
 from plugin.timeline.model import Code
 
-_MIMIC = "fhir.mimic.mit.edu/codesystem/"
-
-# Keys are URIs after _canonical_uri (no scheme for http(s), no trailing slash, lower case).
-_SYSTEMS: dict[str, str] = {
-    "hl7.org/fhir/sid/icd-10-cm": "icd10",
-    "hl7.org/fhir/sid/icd-10": "icd10",
-    "urn:oid:2.16.840.1.113883.6.90": "icd10",
-    "urn:oid:2.16.840.1.113883.6.3": "icd10",
-    _MIMIC + "diagnosis-icd10": "icd10",
-    "www.cms.gov/medicare/coding/icd10": "icd10pcs",
-    "hl7.org/fhir/sid/icd-10-pcs": "icd10pcs",
-    "urn:oid:2.16.840.1.113883.6.4": "icd10pcs",
-    _MIMIC + "procedure-icd10": "icd10pcs",
-    "hl7.org/fhir/sid/icd-9-cm": "icd9",
-    "hl7.org/fhir/sid/icd-9": "icd9",
-    "urn:oid:2.16.840.1.113883.6.103": "icd9",
-    "urn:oid:2.16.840.1.113883.6.2": "icd9",
-    _MIMIC + "diagnosis-icd9": "icd9",
-    "urn:oid:2.16.840.1.113883.6.104": "icd9pcs",
-    _MIMIC + "procedure-icd9": "icd9pcs",
-    "snomed.info/sct": "snomed",
-    "urn:oid:2.16.840.1.113883.6.96": "snomed",
-    "loinc.org": "loinc",
-    "urn:oid:2.16.840.1.113883.6.1": "loinc",
-    "www.ama-assn.org/go/cpt": "cpt",
-    "urn:oid:2.16.840.1.113883.6.12": "cpt",
-    "www.cms.gov/medicare/coding/hcpcsreleasecodesets": "hcpcs",
-    "urn:oid:2.16.840.1.113883.6.285": "hcpcs",
-    "urn:oid:2.16.840.1.113883.6.14": "hcpcs",
-    "www.nlm.nih.gov/research/umls/rxnorm": "rxnorm",
-    "urn:oid:2.16.840.1.113883.6.88": "rxnorm",
-}
-
 ICD_SYSTEMS = frozenset({"icd10", "icd10pcs", "icd9", "icd9pcs"})
-SHORT_NAMES = frozenset(_SYSTEMS.values())
+SHORT_NAMES = known_systems()
 
 
-def _canonical_uri(uri: str) -> str:
-    u = uri.strip().rstrip("/").lower()
-    for scheme in ("https://", "http://"):
-        if u.startswith(scheme):
-            return u[len(scheme) :]
-    return u
-
-
-@lru_cache(maxsize=4096)
 def system_name(system_uri: str | None) -> str:
     """The short name of a code system URI (``local:<uri>`` when unknown)."""
-    if not system_uri:
-        return "local:"
-    short = _SYSTEMS.get(_canonical_uri(system_uri))
-    if short is not None:
-        return short
-    if system_uri in SHORT_NAMES:  # already normalised (inline test events)
-        return system_uri
-    return f"local:{system_uri.strip()}"
+    return system_short(system_uri)
 
 
 def normalise_code(system: str, code: str) -> str:

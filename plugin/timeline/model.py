@@ -15,12 +15,29 @@ Conventions (documented once, relied on everywhere):
   or ``local:<uri>``); ICD codes are upper case without the dot (``I639``).
 * ``source`` is the FHIR reference of the resource that produced the event
   (``"Encounter/123"``), so findings and cards can point back to it.
+* ``offset_min`` keeps the source's own UTC offset (minutes; None when the value had none, or
+  is a date only): :attr:`Event.local_t` and :func:`local_index_time` give times in the
+  chart's local offset for reviewers; every comparison stays on UTC ``t``.
+
+Result semantics of observations (issue 11; filled by :mod:`plugin.fhir.convert` through
+:func:`plugin.normalize.results.judge`, read by the ``abnormal`` / ``positive`` selectors):
+
+* ``value`` / ``unit`` / ``comparator`` — ``valueQuantity`` (``comparator`` one of ``<``,
+  ``<=``, ``>``, ``>=``, ``ad``), or numbers read from an unambiguous ``valueString``
+  (``"15.2 mIU/L"``, ``"<25"``). ``unit`` is kept as written; thresholds convert it through
+  UCUM (:mod:`plugin.normalize.units`). Every numeric test honours ``comparator``: ``<25`` is
+  never ``> 20``.
+* ``abnormal`` — ``high`` | ``low`` | ``abnormal`` | ``normal`` | None (unknown);
+  ``abnormal_from`` — ``interpretation`` | ``reference_range`` | ``comparator`` | ``coded`` |
+  ``string``.
+* ``positive`` — True | False | None (unknown or indeterminate); ``positive_from`` —
+  ``interpretation`` | ``coded`` | ``string``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime
+from datetime import date, datetime, timedelta, timezone
 from enum import StrEnum
 
 
@@ -42,7 +59,7 @@ class Kind(StrEnum):
 class Setting(StrEnum):
     """Normalised care setting of an encounter (from Encounter.class and local variants)."""
 
-    ED = "ED"  # EMER, "ED", ... (MIMIC "EW EMER." is an admission through the ED: IP)
+    ED = "ED"  # EMER, "ED", MIMIC "EU OBSERVATION" (MIMIC "EW EMER." is an admission: IP)
     IP = "IP"  # IMP, ACUTE, MIMIC "EW EMER.", "URGENT", "DIRECT EMER.", ...
     OBS = "OBS"  # OBSENC, "OBSERVATION ADMIT", ...
     AMB = "AMB"  # ambulatory / outpatient / primary care
@@ -79,6 +96,10 @@ class EncounterDetail:
 
     setting: Setting
     class_code: str  # the original class code (e.g. "EMER", "EW EMER.")
+    # Which link of the setting chain decided (plugin/normalize/README.md): class.code,
+    # class.display, type.snomed, serviceType.snomed, location.kind, admitSource,
+    # icu_encounter; "unknown" when none did (setting OTHER, reported, never guessed).
+    setting_from: str = "class.code"
     admit_source: str | None = None  # normalised lower-case code, e.g. "emd", "elective"
     disposition: str | None = None  # normalised group: home|admitted|transfer|snf|hospice|
     #                                 rehab|psych|expired|ama|other (see build.py)
@@ -126,6 +147,17 @@ class Event:
     date_only: bool = False
     recorded: datetime | None = None  # when it entered the record, if known (leakage checks)
     detail: EncounterDetail | None = None  # set for kind == ENCOUNTER only
+    # Result semantics (observations; see the module docstring).
+    comparator: str | None = None  # valueQuantity.comparator: < <= > >= ad
+    abnormal: str | None = None  # high | low | abnormal | normal; None = unknown
+    abnormal_from: str | None = None  # interpretation|reference_range|comparator|coded|string
+    positive: bool | None = None  # None = unknown / indeterminate
+    positive_from: str | None = None  # interpretation | coded | string
+
+    @property
+    def local_t(self) -> datetime:
+        """``t`` in the source's own UTC offset (UTC when the source gave none)."""
+        return to_local(self.t, self.offset_min)
 
     @property
     def codes(self) -> tuple[Code, ...]:
@@ -141,6 +173,13 @@ class Event:
     def stop(self) -> datetime:
         """End of the event if it has one, otherwise its time."""
         return self.end if self.end is not None else self.t
+
+
+def to_local(moment: datetime, offset_min: int | None) -> datetime:
+    """``moment`` shown in a UTC offset of ``offset_min`` minutes (as is when None)."""
+    if offset_min is None:
+        return moment
+    return moment.astimezone(timezone(timedelta(minutes=offset_min)))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -228,3 +267,27 @@ class Finding:
     missed_dx: tuple[tuple[str, float], ...] = ()  # (diagnosis, probability), best first
     reasons: tuple[str, ...] = ()
     extra: dict[str, str] = field(default_factory=dict)
+
+
+def local_index_time(finding: Finding, timeline: Timeline) -> datetime:
+    """A finding's index time in the chart's local offset: the offset of its index event,
+    else the offset most of the patient's events carry, else UTC."""
+    offsets = [e.offset_min for e in timeline.events if e.offset_min is not None]
+    index = next(
+        (e for e in timeline.events
+         if e.source == finding.index_ref and e.t == finding.index_start),
+        None,
+    )  # fmt: skip
+    offset = index.offset_min if index is not None else None
+    if offset is None and offsets:
+        offset = max(set(offsets), key=offsets.count)
+    return to_local(finding.index_start, offset)
+
+
+def with_local_times(findings: list[Finding], timeline: Timeline) -> list[Finding]:
+    """``findings`` with ``extra["index_local"]`` (ISO 8601 with the chart's offset), for
+    scan output and the worklist (the engine's findings carry UTC times only)."""
+    return [
+        replace(f, extra={**f.extra, "index_local": local_index_time(f, timeline).isoformat()})
+        for f in findings
+    ]

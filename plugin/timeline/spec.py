@@ -20,8 +20,11 @@
   ``planned``, ``icu`` (adds an ICU location stay), ``part_of`` (an event ``id``),
   ``class_code``. ``released`` is derived, never written.
 * Any event: ``id`` (source becomes ``Kind/id``, default ``<Kind>/e<n>``), ``encounter`` (an event
-  ``id``), ``status``, ``value`` (``7.1`` or ``"7.1 %"``), ``unit``, ``interpretation``,
-  ``ref_low``, ``ref_high``, ``text``.
+  ``id``), ``status``, ``value`` (``7.1``, ``"7.1 %"`` or with a comparator ``"<25 ng/mL"``),
+  ``unit``, ``comparator``, ``interpretation``, ``ref_low``, ``ref_high``, ``text``, ``answer``
+  (a qualitative answer: a ``system:code`` such as ``snomed:10828004`` or a string such as
+  ``Detected``). ``abnormal`` / ``positive`` are derived from these exactly as from FHIR
+  (:func:`plugin.normalize.results.judge`), never written.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from plugin.errors import TimelineSpecError
+from plugin.normalize.lookups import qualitative
+from plugin.normalize.results import judge, parse_value_string
 from plugin.timeline.build import build_timeline
 from plugin.timeline.codes import parse_code
 from plugin.timeline.model import (
@@ -61,7 +66,7 @@ _SOURCE_TYPE = {
 _EVENT_KEYS = frozenset(
     """t end kind setting code codes disposition admit_source diagnosis principal planned icu
     part_of class_code id encounter status value unit interpretation ref_low ref_high
-    text""".split()
+    text comparator answer""".split()
 )
 
 
@@ -148,8 +153,9 @@ def _event(raw: object, n: int, pid: str, ids: dict[str, Kind]) -> Event:
     unknown = sorted(set(raw) - _EVENT_KEYS)
     if unknown:
         raise ValueError(f"unknown key(s) {', '.join(unknown)}")
-    if "released" in raw:
-        raise ValueError("'released' is derived from the events, do not write it")
+    for derived in ("released", "abnormal", "positive"):
+        if derived in raw:
+            raise ValueError(f"'{derived}' is derived from the events, do not write it")
     kind = _kind(raw)
     t, date_only = parse_offset(raw["t"])
     end = parse_offset(raw["end"], base=t)[0] if raw.get("end") is not None else None
@@ -157,10 +163,14 @@ def _event(raw: object, n: int, pid: str, ids: dict[str, Kind]) -> Event:
     codes += list(raw.get("codes") or [])
     parsed = [parse_code(str(c)) for c in codes]
     source = f"{_SOURCE_TYPE[kind]}/{raw.get('id', f'e{n}')}"
-    value, unit = raw.get("value"), raw.get("unit")
+    value, unit, comparator = raw.get("value"), raw.get("unit"), raw.get("comparator")
     if isinstance(value, str):
-        number, _, rest = value.strip().partition(" ")
-        value, unit = float(number), rest.strip() or unit
+        read = parse_value_string(value)
+        if read is not None:
+            value, unit, comparator = read[0], read[1] or unit, read[2] or comparator
+        else:
+            number, _, rest = value.strip().partition(" ")
+            value, unit = float(number), rest.strip() or unit
     detail = None
     if kind is Kind.ENCOUNTER:
         setting = Setting(raw.get("setting", "OTHER"))
@@ -180,6 +190,20 @@ def _event(raw: object, n: int, pid: str, ids: dict[str, Kind]) -> Event:
         )
         parsed = [Code("setting", setting.value), *parsed]
     primary = parsed[0] if parsed else None
+    interpretation = tuple(str(i).upper() for i in raw.get("interpretation") or ())
+    coded, strings = _answer(raw.get("answer"))
+    judged = judge(
+        interpretations=interpretation,
+        coded=coded,
+        strings=strings,
+        value=float(value) if value is not None else None,
+        comparator=comparator,
+        low=raw.get("ref_low"),
+        high=raw.get("ref_high"),
+    )
+    if not interpretation:  # as the FHIR converter: a qualitative answer implies POS / NEG
+        meaning = judged.positive
+        interpretation = () if meaning is None else ("POS",) if meaning else ("NEG",)
     return Event(
         patient=pid,
         t=t,
@@ -194,9 +218,26 @@ def _event(raw: object, n: int, pid: str, ids: dict[str, Kind]) -> Event:
         status=raw.get("status"),
         value=float(value) if value is not None else None,
         unit=unit,
-        interpretation=tuple(str(i).upper() for i in raw.get("interpretation") or ()),
+        comparator=comparator,
+        interpretation=interpretation,
         ref_low=raw.get("ref_low"),
         ref_high=raw.get("ref_high"),
         text=raw.get("text"),
         detail=detail,
+        abnormal=judged.abnormal,
+        abnormal_from=judged.abnormal_from,
+        positive=judged.positive,
+        positive_from=judged.positive_from,
     )
+
+
+def _answer(answer: object) -> tuple[tuple[tuple[str, str], ...], tuple[str, ...]]:
+    """A test case's ``answer``: ``system:code`` when the system is a known answer system,
+    else a string answer."""
+    if answer is None:
+        return (), ()
+    text = str(answer)
+    system, sep, code = text.partition(":")
+    if sep and qualitative(system, code) is not None:
+        return ((system, code),), ()
+    return (), (text,)

@@ -22,8 +22,8 @@ from fastapi.responses import HTMLResponse, Response
 from jinja2 import Environment
 
 from plugin.config import Settings
-from plugin.errors import Forbidden, LoginRequired
-from plugin.worklist import saferdx
+from plugin.errors import BadRequest, Forbidden, LoginRequired
+from plugin.worklist import saferdx, users
 from plugin.worklist.rulemeta import RuleMeta, load_rule_meta, rule_meta
 from plugin.worklist.store import Store
 from plugin.worklist.users import Session, load_session
@@ -53,10 +53,17 @@ class Pages:
     def render(
         self, name: str, *, session: Session | None, status: int = 200, **ctx: Any
     ) -> HTMLResponse:
+        admin = bool(session and session.user.is_admin)
+        idle = int(users.IDLE_TIMEOUT.total_seconds())  # read now: a site or test may change it
+        touch = min(int(users.TOUCH_EVERY.total_seconds()), idle // 4)
         html = self.env.get_template(name).render(
             user=session.user if session else None,
             csrf_token=session.csrf_token if session else "",
             status_labels=saferdx.STATUS_LABELS,
+            # reviewers see a second or third review as "in review" (blind review)
+            shown=lambda status: saferdx.shown_status(status, admin),
+            # the page warns before an idle log-off; the server's clock can lag by TOUCH_EVERY
+            idle_seconds=idle, warn_seconds=max(1, idle - min(300, idle // 4) - touch),
             **ctx,
         )
         return HTMLResponse(html, status_code=status, headers=HEADERS)
@@ -87,6 +94,11 @@ class Worklist:
     ) -> Worklist:
         rules = rule_meta(ruleset) if ruleset is not None else None
         return cls(store=store, settings=settings, pages=pages, _rules=rules)
+
+    @property
+    def adjudication(self) -> saferdx.Adjudication:
+        return saferdx.Adjudication(rule=self.settings.worklist_adjudication,
+                                    adjudicator=self.settings.worklist_adjudicator)  # fmt: skip
 
     def rules(self) -> dict[str, RuleMeta]:
         if self._rules is None:
@@ -153,7 +165,20 @@ async def checked_form(request: Request, session: SessionDep) -> dict[str, Any]:
     token = data.get("csrf_token")
     if not isinstance(token, str) or not hmac.compare_digest(token, session.csrf_token):
         raise Forbidden("The form's security token is missing or stale; reload the page.")
-    return {k: data.getlist(k) if k.startswith("multi_") else data.get(k) for k in data}
+    form = {k: data.getlist(k) if k.startswith("multi_") else data.get(k) for k in data}
+    # free-text review fields are checked by the review form itself, which keeps the answers
+    if any(_has_nul(k) or (k not in FREE_TEXT and _has_nul(v)) for k, v in form.items()):
+        raise BadRequest("The form contains a NUL character, which cannot be stored.")
+    return form
+
+
+FREE_TEXT = frozenset({"notes", "missed_dx"})
+
+
+def _has_nul(value: object) -> bool:
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return isinstance(value, str) and "\x00" in value
 
 
 FormDep = Annotated[dict[str, Any], Depends(checked_form)]
@@ -167,7 +192,10 @@ async def login_form(request: Request) -> dict[str, str]:
     sent = form.get("csrf_token")
     if not cookie or not isinstance(sent, str) or not hmac.compare_digest(cookie, sent):
         raise Forbidden("The login form's security token is missing or stale; reload it.")
-    return {k: str(v) for k, v in form.items() if isinstance(v, str)}
+    fields = {k: str(v) for k, v in form.items() if isinstance(v, str)}
+    if any(_has_nul(v) for v in fields.values()):
+        raise BadRequest("The form contains a NUL character.")
+    return fields
 
 
 LoginFormDep = Annotated[dict[str, str], Depends(login_form)]

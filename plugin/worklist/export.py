@@ -16,6 +16,7 @@ import orjson
 import sqlalchemy as sa
 
 from plugin.worklist import tables as t
+from plugin.worklist.csvsafe import safe_cell, safe_row
 from plugin.worklist.saferdx import final_judgement
 from plugin.worklist.store import Store, utc
 
@@ -75,7 +76,9 @@ def reviewed_cases(store: Store, *, closed_only: bool = False) -> Iterator[Revie
 
 
 def write_csv(store: Store, out: TextIO) -> int:
-    writer = csv.DictWriter(out, fieldnames=CSV_FIELDS)
+    """One row per reviewed case. Every cell is formula-safe (:mod:`csvsafe`): notes, titles
+    and diagnoses are free text that a spreadsheet would otherwise run as a formula."""
+    writer = _SafeWriter(out, CSV_FIELDS)
     writer.writeheader()
     n = 0
     for case in reviewed_cases(store):
@@ -97,6 +100,110 @@ def write_csv(store: Store, out: TextIO) -> int:
             "closed_at": closed.isoformat() if closed else "",
         })  # fmt: skip
         n += 1
+    return n
+
+
+class _SafeWriter(csv.DictWriter):  # type: ignore[type-arg]
+    """A ``csv.DictWriter`` that writes every cell through :func:`csvsafe.safe_cell`."""
+
+    def __init__(self, out: TextIO, fields: tuple[str, ...]) -> None:
+        super().__init__(out, fieldnames=fields)
+
+    def writerow(self, rowdict: Mapping[str, Any]) -> Any:
+        return super().writerow(safe_row(rowdict))
+
+
+# --- one row per review: items 1-12, notes, time spent (issue 15; admins only) ------------
+REVIEW_FIELDS = ("record_id", "case_key", "rule_id", "rules", "review_round", "reviewer",
+                 *(f"item{i}" for i in range(1, 14)), "is_mod", "harm", "harm_duration",
+                 "miscoded", "missed_dx", "notes", "reviewed_at", "minutes_spent",
+                 "case_status", "final_mod")  # fmt: skip
+
+# REDCap data dictionary rows: (field, type, label, choices, validation)
+_SCALE = " | ".join(f"{v}, {v}" for v in range(1, 8))
+_YESNO = "0, No | 1, Yes"
+
+
+def _dictionary() -> list[tuple[str, str, str, str, str]]:
+    from plugin.worklist.saferdx import DURATIONS, HARM, ITEMS
+
+    rows = [
+        ("record_id", "text", "Review id", "", "integer"),
+        ("case_key", "text", "Case key (dxsafety finding key)", "", ""),
+        ("rule_id", "text", "Rule that opened the case", "", ""),
+        ("rules", "notes", "All rules that fired in the episode (; separated)", "", ""),
+        ("review_round", "text", "Review round (1 first, 2 second, 3 tie-break)", "", "integer"),
+        ("reviewer", "text", "Reviewer (worklist user name)", "", ""),
+    ]
+    rows += [(f"item{i}", "radio", f"Revised Safer Dx item {i} (paraphrase): {text}", _SCALE, "")
+             for i, text in enumerate(ITEMS, start=1)]  # fmt: skip
+    rows += [
+        ("is_mod", "yesno", "Missed opportunity in diagnosis (item 13 >= 5)", _YESNO, ""),
+        ("harm", "radio", "AHRQ Common Formats Harm Scale v1.2",
+         " | ".join(f"{code}, {label.split(':')[0]}" for code, label in HARM), ""),
+        ("harm_duration", "radio", "Harm duration", " | ".join(f"{d}, {d}" for d in DURATIONS),
+         ""),
+        ("miscoded", "yesno", "The trigger fired on a coding error", _YESNO, ""),
+        ("missed_dx", "text", "Missed or delayed diagnosis", "", ""),
+        ("notes", "notes", "Reviewer notes", "", ""),
+        ("reviewed_at", "text", "When the review was saved (UTC)", "", "datetime_seconds_ymd"),
+        ("minutes_spent", "text", "Minutes from the first autosave to the saved review", "",
+         "number"),
+        ("case_status", "text", "Case status at export", "", ""),
+        ("final_mod", "yesno", "Case verdict (majority of reviews; blank while open)", _YESNO, ""),
+    ]  # fmt: skip
+    return rows
+
+
+DICTIONARY_HEADER = ("Variable / Field Name", "Form Name", "Section Header", "Field Type",
+                     "Field Label", "Choices, Calculations, OR Slider Labels", "Field Note",
+                     "Text Validation Type OR Show Slider Number")  # fmt: skip
+
+
+def write_review_dictionary(out: TextIO) -> int:
+    """The REDCap data dictionary of :func:`write_reviews` (import it before the data)."""
+    writer = csv.writer(out)
+    writer.writerow(DICTIONARY_HEADER)
+    rows = _dictionary()
+    for field, kind, label, choices, validation in rows:
+        writer.writerow([safe_cell(v) for v in (field, "safer_dx_review", "", kind, label,
+                                                choices, "", validation)])  # fmt: skip
+    return len(rows)
+
+
+def write_reviews(store: Store, out: TextIO) -> int:
+    """One row per review, REDCap-ready (see :func:`write_review_dictionary`): the 13 items,
+    harm, notes and time spent. Contains reviewers' free text: admins only."""
+    f = t.findings
+    with store.engine.connect() as conn:
+        episode: dict[int, list[str]] = {}
+        for case_id, rule_id in conn.execute(
+            sa.select(f.c.case_id, f.c.rule_id).where(f.c.case_id.is_not(None))
+        ):
+            episode.setdefault(case_id, []).append(rule_id)
+    writer = _SafeWriter(out, REVIEW_FIELDS)
+    writer.writeheader()
+    n = 0
+    for case in reviewed_cases(store):
+        fd, verdict = case.finding, case.final_mod
+        for r in case.reviews:
+            created, started = utc(r["created_at"]), utc(r.get("started_at"))
+            minutes = ((created - started).total_seconds() / 60 if created and started
+                       else None)  # fmt: skip
+            writer.writerow({
+                "record_id": r["id"], "case_key": fd["key"], "rule_id": fd["rule_id"],
+                "rules": ";".join([fd["rule_id"], *episode.get(fd["id"], [])]),
+                "review_round": r["round"], "reviewer": r["reviewer"],
+                **{f"item{i}": v for i, v in enumerate(r["items"], start=1)},
+                "is_mod": int(r["is_mod"]), "harm": r["harm"],
+                "harm_duration": r["harm_duration"] or "", "miscoded": int(r["miscoded"]),
+                "missed_dx": r["missed_dx"], "notes": r["notes"],
+                "reviewed_at": created.strftime("%Y-%m-%d %H:%M:%S") if created else "",
+                "minutes_spent": round(minutes, 1) if minutes is not None else "",
+                "case_status": fd["status"],
+                "final_mod": "" if verdict is None else int(verdict),
+            })  # fmt: skip
+            n += 1
     return n
 
 

@@ -32,7 +32,11 @@ def safe_next(target: str | None) -> str:
 def login_page(request: Request, pages: PagesDep) -> HTMLResponse:
     token = secrets.token_urlsafe(24)
     target = safe_next(request.query_params.get("next"))
-    response = pages.render("login.html", session=None, login_csrf=token, next=target, error="")
+    notice = ("Your session ended because the page was idle. Your review answers were kept "
+              "as a draft; log in to continue where you left off."
+              if request.query_params.get("kept") else "")  # fmt: skip
+    response = pages.render("login.html", session=None, login_csrf=token, next=target, error="",
+                            notice=notice)  # fmt: skip
     response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict",
                         secure=pages.secure, path="/worklist/login", max_age=3600)  # fmt: skip
     return response
@@ -48,15 +52,23 @@ def login(request: Request, form: LoginFormDep, store: StoreDep, pages: PagesDep
         return pages.render("login.html", session=None, status=status, login_csrf=token,
                             next=target, error=error)  # fmt: skip
 
-    if users.locked_out(store, name):
+    address = request.client.host if request.client else "unknown"
+    # the audit log names an account only when it exists: a password typed into the user
+    # name field is never written down
+    account = users.known_username(store, name)
+    if users.throttled(store, name, address):
         with store.engine.begin() as conn:
-            store.audit(conn, "login.locked", username=name[:80])
-        return again(429, "Too many failed attempts for this user; try again in 15 minutes "
-                     "or ask an admin.")  # fmt: skip
+            store.audit(conn, "login.throttled", username=account, address=address,
+                        unknown_account=account is None)  # fmt: skip
+        return again(429, "Too many failed attempts from this computer; try again in 15 "
+                     "minutes or ask an admin to unlock the account.")  # fmt: skip
     user = users.authenticate(store, name, password)
+    if user is None:
+        users.record_failure(store, name, address)
     with store.engine.begin() as conn:
         store.audit(conn, "login" if user else "login.failed",
-                    user_id=user.id if user else None, username=name[:80])  # fmt: skip
+                    user_id=user.id if user else None, username=account, address=address,
+                    unknown_account=account is None)  # fmt: skip
     if user is None:
         return again(401, "Wrong user name or password.")
     token, _session = users.open_session(store, user)

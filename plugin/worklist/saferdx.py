@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 SCALE = range(1, 8)  # 1 strongly disagree ... 7 strongly agree
 MOD_THRESHOLD = 5  # item 13 >= 5 means a missed opportunity in diagnosis
@@ -59,7 +59,24 @@ STATUS_LABELS = {
     "closed": "closed",
 }
 
+# What a reviewer (not an admin) is shown: a second or third review looks like any other
+# review in progress, because only some first judgements lead to one and the status would
+# tell the next reviewer what the first one decided (blind review).
+BLIND_STATUS = {"new": "new", "in_review": "in_review", "second_review": "in_review",
+                "third_review": "in_review", "closed": "closed"}  # fmt: skip
+
 Score = Annotated[int, Field(ge=1, le=7)]
+
+
+def shown_status(status: str, is_admin: bool) -> str:
+    return status if is_admin else BLIND_STATUS.get(status, status)
+
+
+def _no_nul(value: str) -> str:
+    # PostgreSQL text cannot hold NUL; refuse it here with a message instead of a 500 there
+    if "\x00" in value:
+        raise ValueError("must not contain a NUL character")
+    return value
 
 
 class ReviewInput(BaseModel):
@@ -74,6 +91,11 @@ class ReviewInput(BaseModel):
     missed_dx: str = Field(default="", max_length=500)
     notes: str = Field(default="", max_length=20_000)
 
+    @field_validator("missed_dx", "notes")
+    @classmethod
+    def _text(cls, value: str) -> str:
+        return _no_nul(value)
+
     @property
     def judgement(self) -> int:
         return self.items[-1]
@@ -83,12 +105,29 @@ class ReviewInput(BaseModel):
         return self.judgement >= MOD_THRESHOLD
 
 
-@dataclass(frozen=True, slots=True)
-class Step:
-    """What saving a review does to the case."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Adjudication:
+    """How a case's reviews become its verdict (shown on every case page).
 
-    round: int
-    next_status: str
+    * The verdict is the **majority** of all its reviews' item-13 judgements (MOD or not),
+      so a later reviewer cannot overturn two who agreed.
+    * A first review judged MOD goes to a second reviewer; a first review judged not MOD
+      closes the case (an admin can send it for another review).
+    * While the reviews are tied, the case goes to a tie-break review: by any other
+      reviewer (``rule="majority"``), or by the named adjudicator (``rule="adjudicator"``),
+      whose review then decides.
+    """
+
+    rule: str = "majority"  # majority | adjudicator
+    adjudicator: str | None = None  # user name, with rule == "adjudicator"
+
+    def describe(self) -> str:
+        tie = (f"the adjudicator ({self.adjudicator}) breaks a tie"
+               if self.rule == "adjudicator" and self.adjudicator
+               else "another reviewer breaks a tie")  # fmt: skip
+        return ("the verdict is the majority of all independent reviews (item 13 ≥ 5 = "
+                "missed opportunity); a judgement of a missed opportunity is always checked "
+                f"by another reviewer, and {tie}.")  # fmt: skip
 
 
 def review_round(status: str) -> int | None:
@@ -97,17 +136,23 @@ def review_round(status: str) -> int | None:
 
 
 def after_review(round_: int, is_mod: bool, earlier: Sequence[bool]) -> str:
-    """Status after a review: MOD on first review -> second review; a second review that
-    disagrees with the first -> third review; otherwise the case closes."""
-    if round_ == 1:
+    """Status after a review: a lone first review judged MOD -> second review; reviews
+    tied -> third review (tie-break); otherwise the case closes."""
+    votes = [*earlier, is_mod]
+    if len(votes) == 1:
         return "second_review" if is_mod else "closed"
-    if round_ == 2:
-        return "closed" if earlier and earlier[0] == is_mod else "third_review"
+    mods = sum(votes)
+    if 2 * mods == len(votes):
+        return "third_review"
     return "closed"
 
 
 def final_judgement(judgements: Sequence[bool], status: str) -> bool | None:
-    """A closed case's verdict: the last review (agreement, or the third reviewer's call)."""
+    """A closed case's verdict: the majority of its reviews (see :class:`Adjudication`);
+    a tie, which the workflow never closes, falls back to the last review."""
     if status != "closed" or not judgements:
         return None
-    return judgements[-1]
+    mods = sum(judgements)
+    if 2 * mods == len(judgements):
+        return judgements[-1]
+    return 2 * mods > len(judgements)

@@ -112,3 +112,125 @@ cds_feedback = sa.Table(
     sa.Column("received_at", TS, nullable=False),
     sa.UniqueConstraint("card_id", "outcome", "outcome_timestamp", name="uq_cds_feedback"),
 )
+
+# --- issue 15 (migration 0005): episodes, versioned snapshots, drafts, dissent, audit chain ---
+# Columns added to the tables above by 0005 are appended here so the definitions above stay
+# as they were (several workstreams edit this file).
+for _column in (
+    sa.Column("case_id", sa.Integer),  # the finding whose case (episode) this one joined
+    sa.Column("snapshot_version", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("changed_since_review", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("gone_at", TS),  # set when a later scan no longer produces the finding
+    sa.Column("due_at", TS),
+):
+    findings.append_column(_column)
+reviews.append_column(sa.Column("snapshot_version", sa.Integer))
+reviews.append_column(sa.Column("started_at", TS))  # first draft save: time spent reviewing
+audit_log.append_column(sa.Column("prev_hash", sa.String(64)))
+audit_log.append_column(sa.Column("hash", sa.String(64)))  # sha256(prev_hash + entry)
+audit_log.append_column(sa.Column("address", sa.String(64)))  # client address, when known
+
+finding_snapshots = sa.Table(
+    "finding_snapshots",  # earlier scan versions of reviewed cases (what the reviewer saw)
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("finding_id", sa.Integer, sa.ForeignKey("findings.id"), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("snapshot", sa.JSON(none_as_null=True)),
+    sa.Column("score", sa.Float),
+    sa.Column("summary", sa.Text, nullable=False),
+    sa.Column("evidence", sa.JSON, nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+    sa.UniqueConstraint("finding_id", "version", name="uq_finding_snapshots"),
+)
+
+review_drafts = sa.Table(
+    "review_drafts",  # autosaved answers, one per case and reviewer
+    metadata,
+    sa.Column("finding_id", sa.Integer, sa.ForeignKey("findings.id"), primary_key=True),
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id"), primary_key=True),
+    sa.Column("answers", sa.JSON, nullable=False),
+    sa.Column("started_at", TS, nullable=False),
+    sa.Column("updated_at", TS, nullable=False),
+)
+
+review_dissents = sa.Table(
+    "review_dissents",  # answers submitted after the case closed (append-only)
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("finding_id", sa.Integer, sa.ForeignKey("findings.id"), nullable=False),
+    sa.Column("reviewer_id", sa.Integer, sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("items", sa.JSON, nullable=False),
+    sa.Column("judgement", sa.Integer, nullable=False),
+    sa.Column("is_mod", sa.Boolean, nullable=False),
+    sa.Column("harm", sa.String(16), nullable=False),
+    sa.Column("harm_duration", sa.String(16)),
+    sa.Column("miscoded", sa.Boolean, nullable=False),
+    sa.Column("missed_dx", sa.Text, nullable=False),
+    sa.Column("notes", sa.Text, nullable=False),
+    sa.Column("case_version", sa.Integer, nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+)
+
+login_failures = sa.Table(
+    "login_failures",  # throttling per account and address; hashes, never the typed text
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("pair_hash", sa.String(64), nullable=False),
+    sa.Column("account_hash", sa.String(64), nullable=False),
+    sa.Column("at", TS, nullable=False),
+    sa.Index("ix_login_failures_pair", "pair_hash", "at"),
+)
+
+audit_head = sa.Table(
+    "audit_head",  # the newest link of the audit hash chain (one row, id 1)
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("last_id", sa.Integer, nullable=False),
+    sa.Column("last_hash", sa.String(64), nullable=False),
+)
+
+# --- issue 14 (engineer G): CDS Hooks tables (migration 0003) ---------------------------------
+# jti replay cache shared by every worker and host: one row per (iss, jti) until the token
+# expires; a unique insert decides first use (plugin/cds/replay.py)
+cds_replay = sa.Table(
+    "cds_replay",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),  # sha256 of iss + NUL + jti
+    sa.Column("expires_at", sa.Float, nullable=False),  # epoch seconds
+    sa.Index("ix_cds_replay_expires", "expires_at"),
+)
+
+# cards sent, one uuid per card per call: feedback names the card, this names its finding
+cds_cards = sa.Table(
+    "cds_cards",
+    metadata,
+    sa.Column("card_id", sa.String(36), primary_key=True),
+    sa.Column("finding_key", sa.String(64), nullable=False),
+    sa.Column("service_id", sa.String(128), nullable=False),
+    sa.Column("issued_at", TS, nullable=False),
+    sa.Index("ix_cds_cards_finding", "finding_key"),
+)
+
+# --- issue 13 (migration 0004): how each case was selected, and the sampling mode per rule ---
+_loop_columns: list[sa.Column[object]] = [
+    sa.Column("selection", sa.String(16), nullable=False, server_default="ranked"),
+    sa.Column("inclusion_prob", sa.Float),  # NULL for ranked triage (no design probability)
+    sa.Column("sample_stratum", sa.String(32)),
+    sa.Column("sampled_at", TS),
+    sa.Column("model_version", sa.String(80)),
+]
+for _loop_column in _loop_columns:
+    findings.append_column(_loop_column)
+
+sampling_modes = sa.Table(
+    "sampling_modes",
+    metadata,
+    sa.Column("rule_id", sa.String(128), primary_key=True),
+    sa.Column("mode", sa.String(16), nullable=False),  # random | stratified
+    sa.Column("size", sa.Integer),
+    sa.Column("fraction", sa.Float),
+    sa.Column("bands", sa.JSON, nullable=False),
+    sa.Column("updated_by", sa.String(80), nullable=False),
+    sa.Column("updated_at", TS, nullable=False),
+)

@@ -33,7 +33,10 @@ def test_discovery_lists_each_hook_with_subset_templates(client: Any, token: Any
         OS: "order-sign",
         ED: "encounter-discharge",
         ES: "encounter-start",
+        "dxsafety-order-select": "order-select",
+        "dxsafety-appointment-book": "appointment-book",
     }
+    assert {s["version"] for s in body["services"]} == {"2.0.1"}
     for service in body["services"]:
         for template in service["prefetch"].values():
             # instance reads, or type-level searches by patient reference only
@@ -58,9 +61,10 @@ def test_patient_view_positive_fit_gives_an_open_follow_up_card(client: Any, tok
     card = cards[0]
     assert "FIT" in card["summary"] and len(card["summary"]) < 140
     assert card["indicator"] == "warning"  # a high-level rule
-    assert "`Observation/p1-fit`" in card["detail"]
+    assert card["detail"].startswith("What happened: observation Hemoglobin")
+    assert "Consider: Colonoscopy" in card["detail"]
     assert card["links"][0]["url"].startswith(f"{BASE}/worklist/cases/")
-    assert card["uuid"] == card_uuid(card["links"][0]["url"].rsplit("/", 1)[1])
+    assert card["uuid"] != card_uuid(card["links"][0]["url"].rsplit("/", 1)[1])  # per call
     assert card["selectionBehavior"] == "at-most-one"
     (suggestion,) = card["suggestions"]
     action = suggestion["actions"][0]

@@ -192,7 +192,7 @@ def test_dxsafety_serve_starts_and_warns_loudly_in_unsigned_mode(tmp_path: Path)
     try:
         r = wait_for_discovery(proc, port, log)
         assert r.status_code == 200
-        assert len(r.json()["services"]) == 4
+        assert len(r.json()["services"]) == 6
         assert (tmp_path / "db.sqlite").exists()  # --database-url was used
     finally:
         proc.terminate()

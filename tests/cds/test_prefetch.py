@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from plugin.cds.issuers import Issuer
 from plugin.cds.models import HookRequest
 from plugin.cds.prefetch import PrefetchResolver, render
 from plugin.cds.services import ENCOUNTER_TEMPLATES, PATIENT_TEMPLATES
@@ -14,6 +15,9 @@ from plugin.errors import PrefetchUnavailable
 from tests.cds import patients as P
 from tests.cds.fhir_standin import FhirStandIn
 from tests.cds.helpers import NOW, hook_request
+
+
+LOOPBACK = Issuer(iss="https://ehr.test", fhir_servers=("http://127.0.0.1",))
 
 
 def request(
@@ -40,7 +44,7 @@ def test_templates_are_filled_and_values_url_quoted() -> None:
 def test_all_absent_fetches_every_search_and_follows_pages() -> None:
     resources = P.fit_patient("p", NOW) + P.padding("p", NOW, 25)
     with FhirStandIn(resources, token="tok", page_size=10) as fhir:
-        got = PrefetchResolver(request(fhir.base_url), issuer=None, budget_s=5).gather(
+        got = PrefetchResolver(request(fhir.base_url), issuer=LOOPBACK, budget_s=5).gather(
             PATIENT_TEMPLATES, "p"
         )
         paths = [path for path, _ in fhir.requests]
@@ -61,7 +65,7 @@ def test_a_next_link_to_another_server_is_not_followed_with_the_token() -> None:
         prefetch = P.full_prefetch(P.fit_patient("p", NOW))
         prefetch["observations"] = page
         with pytest.raises(PrefetchUnavailable, match="observations"):
-            PrefetchResolver(request(fhir.base_url, prefetch), issuer=None, budget_s=5).gather(
+            PrefetchResolver(request(fhir.base_url, prefetch), issuer=LOOPBACK, budget_s=5).gather(
                 PATIENT_TEMPLATES, "p"
             )
         assert other.requests == []
@@ -71,7 +75,7 @@ def test_a_slow_server_gives_412_within_the_budget() -> None:
     with FhirStandIn(P.fit_patient("p", NOW), delay_s=3.0) as fhir:
         start = time.monotonic()
         with pytest.raises(PrefetchUnavailable):
-            PrefetchResolver(request(fhir.base_url), issuer=None, budget_s=0.5).gather(
+            PrefetchResolver(request(fhir.base_url), issuer=LOOPBACK, budget_s=0.5).gather(
                 PATIENT_TEMPLATES, "p"
             )
         assert time.monotonic() - start < 2.5  # not 8 searches x 3 s
@@ -81,7 +85,7 @@ def test_a_read_that_is_not_found_is_no_data() -> None:
     resources = P.fit_patient("p", NOW)
     with FhirStandIn(resources) as fhir:
         got = PrefetchResolver(
-            request(fhir.base_url, encounterId="missing"), issuer=None, budget_s=5
+            request(fhir.base_url, encounterId="missing"), issuer=LOOPBACK, budget_s=5
         ).gather(ENCOUNTER_TEMPLATES, "p")
     assert got.patient_found
     assert not any(r["id"] == "missing" for r in got.resources)
@@ -90,7 +94,7 @@ def test_a_read_that_is_not_found_is_no_data() -> None:
 def test_production_refuses_plain_http_fhir_servers() -> None:
     with pytest.raises(PrefetchUnavailable, match="https"):
         PrefetchResolver(
-            request("http://127.0.0.1:9/fhir"), issuer=None, budget_s=1, require_https=True
+            request("http://127.0.0.1:9/fhir"), issuer=LOOPBACK, budget_s=1, require_https=True
         ).gather(PATIENT_TEMPLATES, "p")
 
 
@@ -102,7 +106,7 @@ def test_search_outcomes_and_duplicates_are_dropped() -> None:
             "search": {"mode": "outcome"},
         }
     )
-    got = PrefetchResolver(request(None, prefetch, token=None), issuer=None, budget_s=1).gather(
+    got = PrefetchResolver(request(None, prefetch, token=None), issuer=LOOPBACK, budget_s=1).gather(
         ENCOUNTER_TEMPLATES, "p"
     )
     types = [r["resourceType"] for r in got.resources]

@@ -91,7 +91,7 @@ def test_single_resource_files():
 
 
 def test_bad_lines_are_reported_with_file_line_and_skipped():
-    items, report = read_all(BAD)
+    items, report = read_all(BAD / "mixed.ndjson")  # the cases beside it: test_bad_input.py
     errors = {Path(e.where).name: e for e in report.errors}
     assert sorted(errors) == [
         "mixed.ndjson:2",

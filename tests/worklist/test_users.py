@@ -32,7 +32,7 @@ def test_create_and_authenticate(store: Store) -> None:
 @pytest.mark.parametrize(
     ("name", "password", "role", "problem"),
     [
-        ("zoe", "short", "reviewer", "at least 10"),
+        ("zoe", "short", "reviewer", "at least 12"),
         ("zoe", "long enough pw", "root", "role"),
         ("", "long enough pw", "admin", "user name"),
     ],

@@ -1,0 +1,240 @@
+"""Run compiled rules over the flat tables on DuckDB or Spark, and turn rows into Findings.
+
+The SQL gives, per finding, the patient, the index and outcome event ids, the evidence
+sources in the engine's order and which exclusions were undecided; everything a
+:class:`~plugin.timeline.model.Finding` holds besides (key, window end, summary, extra) is
+made here from the index and outcome rows, with the Python engine's own functions
+(:func:`plugin.rules.engine.finding_key`, ``describe``, ``days_text``), so a finding of the
+SQL engines is field for field the Python engine's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from plugin.population.compile import EV_CONV_SQL, EV_SET_SQL, CompiledRule, Plan
+from plugin.normalize.lookups import molar_mass
+from plugin.rules.units import to_unit
+from plugin.rules.engine import Rule, days_text, describe, finding_key
+from plugin.timeline.model import Code, EncounterDetail, Event, Finding, Kind, Setting
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+CS_COLUMNS = ("set_id", "system", "kind", "lo", "hi")
+
+
+def from_us(value: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=int(value))
+
+
+class Runner(Protocol):
+    """What an engine offers the compiled plan: run one query, get rows as tuples."""
+
+    dialect: str
+
+    def prepare(self, plan: Plan) -> None: ...
+
+    def query(self, sql: str) -> list[tuple[Any, ...]]: ...
+
+
+class DuckRunner:
+    dialect = "duckdb"
+
+    def __init__(self, con: Any):
+        self.con = con
+
+    def prepare(self, plan: Plan) -> None:
+        c = self.con
+        c.execute(
+            "CREATE OR REPLACE TEMP TABLE cs_entries (set_id VARCHAR, system VARCHAR, "
+            "kind VARCHAR, lo VARCHAR, hi VARCHAR)"
+        )
+        if plan.sets.rows:
+            c.executemany("INSERT INTO cs_entries VALUES (?, ?, ?, ?, ?)", plan.sets.rows)
+        c.execute(f"CREATE OR REPLACE TEMP TABLE ev_set AS {EV_SET_SQL}")
+        units = self.query(UNITS_SQL)
+        c.execute(
+            "CREATE OR REPLACE TEMP TABLE unit_conv (unit VARCHAR, system VARCHAR, "
+            "code VARCHAR, target VARCHAR, a DOUBLE, b DOUBLE)"
+        )
+        conv = conversions(units, plan.sets.targets)
+        if conv:
+            c.executemany("INSERT INTO unit_conv VALUES (?, ?, ?, ?, ?, ?)", conv)
+        c.execute("CREATE OR REPLACE TEMP TABLE unit_conv_targets (target VARCHAR)")
+        if plan.sets.targets:
+            c.executemany("INSERT INTO unit_conv_targets VALUES (?)",
+                          [(t,) for t in sorted(plan.sets.targets)])  # fmt: skip
+        c.execute(f"CREATE OR REPLACE TEMP TABLE ev_conv AS {EV_CONV_SQL}")
+
+    def query(self, sql: str) -> list[tuple[Any, ...]]:
+        return [tuple(r) for r in self.con.execute(sql).fetchall()]
+
+
+class SparkRunner:
+    dialect = "spark"
+
+    def __init__(self, spark: Any):
+        self.spark = spark
+
+    def prepare(self, plan: Plan) -> None:
+        import sqlglot
+
+        sp = self.spark
+        schema = ", ".join(f"{c} STRING" for c in CS_COLUMNS)
+        sp.createDataFrame(plan.sets.rows or [], schema).createOrReplaceTempView("cs_entries")
+        conv = conversions(self.query(UNITS_SQL), plan.sets.targets)
+        sp.createDataFrame(
+            conv, "unit STRING, system STRING, code STRING, target STRING, a DOUBLE, b DOUBLE"
+        ).createOrReplaceTempView("unit_conv")
+        sp.createDataFrame(
+            [(t,) for t in sorted(plan.sets.targets)], "target STRING"
+        ).createOrReplaceTempView("unit_conv_targets")
+        for name, sql in (("ev_set", EV_SET_SQL), ("ev_conv", EV_CONV_SQL)):
+            df = sp.sql(sqlglot.transpile(sql, read="duckdb", write="spark")[0])
+            df.cache().createOrReplaceTempView(name)
+
+    def query(self, sql: str) -> list[tuple[Any, ...]]:
+        return [tuple(r) for r in self.spark.sql(sql).collect()]
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    rule: CompiledRule
+    pid: str
+    ieid: int
+    oeid: int | None
+    evidence: tuple[str, ...]
+    unknown: frozenset[str]
+
+
+UNITS_SQL = (
+    "SELECT DISTINCT unit, system, code FROM events WHERE value IS NOT NULL AND unit IS NOT NULL"
+)
+
+
+def conversions(
+    units: Iterable[tuple[Any, ...]], targets: Iterable[str]
+) -> list[tuple[str, str, str, str, float, float]]:
+    """(unit, system, code, target, a, b): ``value * a + b`` is the value in ``target``, as
+    the Python engine's ``to_unit`` converts it (with the analyte's molar mass); units it
+    cannot convert get no row (they never match, as in Python)."""
+    out = []
+    for unit, system, code in units:
+        gpm = molar_mass(system, code) if code else None
+        for target in targets:
+            if not target:
+                continue
+            zero = to_unit(0.0, unit, target, g_per_mol=gpm)
+            one = to_unit(1.0, unit, target, g_per_mol=gpm)
+            if zero is None or one is None:
+                continue
+            out.append((unit, system, code, target, one - zero, zero))
+    return out
+
+
+def run_plan(runner: Runner, plan: Plan) -> list[Row]:
+    runner.prepare(plan)
+    out: list[Row] = []
+    for compiled in plan.compiled:
+        for rec in runner.query(compiled.to_sql(runner.dialect)):
+            pid, ieid, oeid = rec[0], rec[1], rec[2]
+            evs = rec[3 : 3 + compiled.n_evidence]
+            unk_flags = rec[3 + compiled.n_evidence : 3 + compiled.n_evidence + len(compiled.exclude_facts)]
+            bu, su = rec[-2], rec[-1]
+            unknown: set[str] = set()
+            for flag, facts in zip(unk_flags, compiled.exclude_facts, strict=True):
+                if flag:
+                    unknown |= {f for f in facts if (f == "age" and bu) or (f == "sex" and su)}
+            out.append(
+                Row(compiled, str(pid), int(ieid), None if oeid is None else int(oeid),
+                    tuple(e for e in evs if e is not None), frozenset(unknown))  # fmt: skip
+            )
+    return out
+
+
+_EVENT_FIELDS = "eid, pid, kind, t, te, source, system, code, value, unit, setting, label"
+
+
+def events_by_id(runner: Runner, eids: Iterable[int]) -> dict[int, Event]:
+    """The events behind findings (index and outcome), as timeline Events for summaries."""
+    ids = sorted(set(eids))
+    if not ids:
+        return {}
+    out: dict[int, Event] = {}
+    for start in range(0, len(ids), 5000):
+        chunk = ",".join(str(i) for i in ids[start : start + 5000])
+        dx: dict[int, list[Code]] = {}
+        for eid, system, code in runner.query(
+            f"SELECT eid, system, code FROM codes WHERE role = 'dx' AND eid IN ({chunk}) "
+            "ORDER BY eid, system, code"
+        ):
+            dx.setdefault(int(eid), []).append(Code(system, code))
+        for r in runner.query(f"SELECT {_EVENT_FIELDS} FROM events WHERE eid IN ({chunk})"):
+            eid = int(r[0])
+            kind = Kind(r[2])
+            detail = None
+            if kind is Kind.ENCOUNTER:
+                detail = EncounterDetail(
+                    setting=Setting(r[10] or "OTHER"), class_code="", diagnoses=tuple(dx.get(eid, ()))
+                )
+            out[eid] = Event(
+                patient=r[1], kind=kind, t=from_us(r[3]),
+                end=None if r[4] is None else from_us(r[4]), source=r[5], system=r[6] or "",
+                code=r[7] or "", value=r[8], unit=r[9], text=r[11], detail=detail,
+            )  # fmt: skip
+    return out
+
+
+def to_findings(runner: Runner, rows: Sequence[Row]) -> list[Finding]:
+    events = events_by_id(runner, [r.ieid for r in rows] + [r.oeid for r in rows if r.oeid])
+    out = []
+    for row in rows:
+        rule: Rule = row.rule.rule
+        index = events[row.ieid]
+        outcome = events.get(row.oeid) if row.oeid is not None else None
+        anchor = index.t if rule.anchor == "start" else index.stop
+        if outcome is not None:
+            days = (outcome.t - anchor).total_seconds() / 86400
+            summary = f"{describe(index)}, then {describe(outcome)} after {days:.1f} d"
+        else:
+            summary = f"{describe(index)} with no expected follow-up in {days_text(rule.within)}"
+        extra = {
+            "trigger": rule.trigger or "",
+            "type": rule.type,
+            "rule_version": rule.version,
+            "catalogue_version": rule.catalogue_version,
+        }
+        if row.unknown:
+            facts = ", ".join(sorted(row.unknown))
+            extra["unknown"] = facts
+            summary += f" ({facts} unknown: an exclusion on it was not applied)"
+        out.append(
+            Finding(
+                key=finding_key(row.pid, rule.id, index),
+                patient_id=row.pid,
+                rule_id=rule.id,
+                rule_title=rule.title,
+                level=rule.level.name,
+                index_ref=index.source,
+                index_start=index.t,
+                index_end=index.end,
+                window_end=anchor + rule.within,
+                outcome_ref=outcome.source if outcome is not None else None,
+                evidence=tuple(dict.fromkeys(row.evidence)),
+                summary=summary,
+                extra=extra,
+            )
+        )
+    out.sort(key=lambda f: (f.patient_id, f.index_start, f.rule_id))
+    return out
+
+
+def run(runner: Runner, plan: Plan) -> list[Finding]:
+    """Every compiled rule's findings over the tables the runner sees."""
+    return to_findings(runner, run_plan(runner, plan))
+
+
+def finding_map(findings: Iterable[Finding]) -> Mapping[str, Finding]:
+    return {f.key: f for f in findings}

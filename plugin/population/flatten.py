@@ -1,0 +1,767 @@
+"""FHIR files → flat timeline tables, built by DuckDB itself (no Python per resource).
+
+Three tables hold everything the rules read, with the same normalisation as the Python
+timeline (:mod:`plugin.fhir.convert`, :mod:`plugin.fhir.encounter`,
+:mod:`plugin.timeline.build`):
+
+``events``   one row per timeline event: ``pid, eid, seq, kind, t, te, source, system, code,
+             enc, status, value, unit, setting, disposition, admit_source, planned, released,
+             icu, has_pr, label, ty, tmd``. Times ``t``/``te`` are epoch microseconds UTC
+             (exact window arithmetic in every engine); ``seq`` is the event's position in its
+             patient's timeline order ``(t, kind, source, system, code)``; ``ty``/``tmd`` are
+             the UTC year and month*100+day of ``t`` (ages without date functions).
+``codes``    ``eid, role, system, code``: role ``own`` (the event's codes: primary + alt),
+             ``dx`` (encounter diagnoses, including Conditions naming the encounter), ``pr``
+             (principal diagnosis), ``interp`` (interpretation codes).
+``patients`` ``pid, by, bmd, sex, deceased``: birth year and month*100+day, sex, death time.
+
+A new timeline field is one column in the ``ev`` projection of the type that carries it and
+one name in :data:`EVENT_COLUMNS` (the Python-timeline loader in :mod:`plugin.population.
+timelines` fills the same list), so the differential test sees it at once.
+
+Reading: ``*.ndjson`` (a line may hold a Bundle) and ``*.json`` (a Bundle or one resource),
+``.gz`` too, through ``read_json_objects``; each resource is typed once with ``from_json``
+against :data:`SCHEMA`. Differences from the Python reader, on malformed input only: a
+field of the wrong JSON type is read as absent (Python skips the resource); Bundle
+``fullUrl``/``id`` aliases are not rewritten; conditional references other than to the
+Patient and to Locations are kept as written.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from plugin.fhir.convert import _INTERPRETATION_SYSTEMS, _PREFER, _UCUM
+from plugin.fhir.read import list_input_files
+from plugin.fhir.resource_types import shared_types, timeline_types
+from plugin.population import vocab
+from plugin.population.vocab import in_list, lit, vlist
+
+EVENT_COLUMNS = (
+    "pid", "eid", "seq", "kind", "t", "te", "source", "system", "code", "enc", "status",
+    "value", "unit", "comparator", "setting", "disposition", "admit_source", "planned", "released", "icu",
+    "has_pr", "label", "ty", "tmd",
+)  # fmt: skip
+
+_CC = {"coding": [{"system": "VARCHAR", "code": "VARCHAR", "display": "VARCHAR"}], "text": "VARCHAR"}
+_REF = {"reference": "VARCHAR", "display": "VARCHAR"}
+_PERIOD = {"start": "VARCHAR", "end": "VARCHAR"}
+_VALUE = {
+    "valueQuantity": {
+        "value": "DOUBLE", "unit": "VARCHAR", "system": "VARCHAR", "code": "VARCHAR",
+        "comparator": "VARCHAR",
+    },  # fmt: skip
+    "valueInteger": "DOUBLE",
+    "valueCodeableConcept": _CC,
+    "valueString": "VARCHAR",
+    "interpretation": [_CC],
+}
+SCHEMA: dict[str, object] = {
+    "resourceType": "VARCHAR",
+    "id": "VARCHAR",
+    "status": "VARCHAR",
+    "subject": _REF,
+    "patient": _REF,
+    "beneficiary": _REF,
+    "encounter": _REF,
+    "context": _REF,
+    "identifier": [{"system": "VARCHAR", "value": "VARCHAR"}],
+    "meta": {"profile": ["VARCHAR"], "lastUpdated": "VARCHAR"},
+    "verificationStatus": _CC,
+    "clinicalStatus": _CC,
+    "code": _CC,
+    "onsetDateTime": "VARCHAR",
+    "onsetPeriod": _PERIOD,
+    "recordedDate": "VARCHAR",
+    "effectiveDateTime": "VARCHAR",
+    "effectiveInstant": "VARCHAR",
+    "effectivePeriod": _PERIOD,
+    "issued": "VARCHAR",
+    **_VALUE,
+    "component": [{"code": _CC, **_VALUE}],
+    "performedDateTime": "VARCHAR",
+    "performedPeriod": _PERIOD,
+    "conclusionCode": [_CC],
+    "authoredOn": "VARCHAR",
+    "occurrenceDateTime": "VARCHAR",
+    "occurrencePeriod": _PERIOD,
+    "medicationCodeableConcept": _CC,
+    "medicationReference": _REF,
+    "contained": [{"resourceType": "VARCHAR", "id": "VARCHAR", "code": _CC}],
+    "birthDate": "VARCHAR",
+    "gender": "VARCHAR",
+    "deceasedDateTime": "VARCHAR",
+    "class": {"system": "VARCHAR", "code": "VARCHAR", "display": "VARCHAR"},
+    "classHistory": [{"class": {"code": "VARCHAR"}}],
+    "type": [_CC],
+    "serviceType": _CC,
+    "priority": _CC,
+    "period": _PERIOD,
+    "hospitalization": {"admitSource": _CC, "dischargeDisposition": _CC},
+    "location": [{"location": _REF, "period": _PERIOD}],
+    "diagnosis": [{"condition": _REF, "use": _CC, "rank": "DOUBLE"}],
+    "reasonCode": [_CC],
+    "reasonReference": [_REF],
+    "partOf": _REF,
+    "name": "VARCHAR",
+    "physicalType": _CC,
+}
+
+
+def _macros() -> list[str]:
+    interp_sys = in_list(_INTERPRETATION_SYSTEMS)
+    return [
+        *vocab.macros(),
+        # Reference → "Type/id" as plugin.fhir.refs.ReferenceIndex.canonical reads it
+        "CREATE OR REPLACE MACRO canon_p(p, ref) AS CASE "
+        "WHEN len(p) >= 4 AND p[-2] = '_history' THEN p[-4] || '/' || p[-3] "
+        "WHEN len(p) >= 2 THEN p[-2] || '/' || p[-1] ELSE ref END",
+        "CREATE OR REPLACE MACRO canon(ref, rt) AS CASE WHEN ref IS NULL OR ref = '' THEN NULL "
+        "WHEN starts_with(ref, 'urn:uuid:') THEN rt || '/' || substr(ref, 10) "
+        "WHEN strpos(ref, '?') > 0 OR starts_with(ref, '#') THEN ref "
+        "ELSE canon_p(string_split(ref, '/'), ref) END",
+        # "?identifier=system|value" (after the type) -> the identifier key "system|value"
+        "CREATE OR REPLACE MACRO qkey0(v) AS CASE WHEN v IS NULL OR v = '' THEN NULL "
+        "WHEN strpos(v, '|') > 0 THEN v ELSE '|' || v END",
+        "CREATE OR REPLACE MACRO qkey(ref) AS CASE WHEN strpos(ref, '?') > 0 THEN qkey0("
+        "regexp_extract(substr(ref, strpos(ref, '?')), '[?&]identifier=([^&]+)', 1)) END",
+        "CREATE OR REPLACE MACRO patient_p(p) AS CASE "
+        "WHEN len(p) >= 4 AND p[-2] = '_history' THEN "
+        "(CASE WHEN len(p) >= 4 AND p[-4] = 'Patient' THEN p[-3] END) "
+        "WHEN len(p) >= 2 AND p[-2] = 'Patient' THEN p[-1] END",
+        "CREATE OR REPLACE MACRO patient_of(ref) AS CASE WHEN ref IS NULL THEN NULL "
+        "WHEN starts_with(ref, 'Patient/') AND length(ref) - length(replace(ref, '/', '')) = 1 "
+        "THEN substr(ref, 9) WHEN starts_with(ref, 'urn:uuid:') THEN substr(ref, 10) "
+        "WHEN starts_with(ref, 'Patient?') THEN substr(ref, 8) "
+        "ELSE patient_p(string_split(ref, '/')) END",
+        # index of the primary coding: the first of the preferred systems present, else 1
+        "CREATE OR REPLACE MACRO best_ix(l, prefs) AS coalesce(list_filter(list_transform("
+        "prefs, lambda p: list_position(list_transform(l, lambda x: x.s), p)), "
+        "lambda i: i IS NOT NULL)[1], 1)",
+        "CREATE OR REPLACE MACRO alt_of(l, b) AS list_filter(l, lambda x, i: i <> b AND "
+        "NOT (x.s = l[b].s AND x.c = l[b].c))",
+        "CREATE OR REPLACE MACRO own_of(l, b) AS CASE WHEN len(l) = 0 THEN [] "
+        "ELSE list_concat([l[b]], alt_of(l, b)) END",
+        f"CREATE OR REPLACE MACRO interp_of(p) AS list_distinct(list_transform(list_filter("
+        f"flatten(list_transform(coalesce(p.interpretation, []), "
+        f"lambda cc: coalesce(cc.coding, []))), lambda x: x.code IS NOT NULL AND x.code <> '' "
+        f"AND (x.system IN {interp_sys} OR (x.system IS NULL AND length(x.code) <= 4))), "
+        f"lambda x: upper(x.code)))",
+        # interp_of keeps first occurrences in order? list_distinct does not: order is not
+        # read by any rule (interpretation is a set test).
+        # POS/NEG implied by a qualitative answer (plugin.fhir.convert._implied): the first
+        # coded answer, then text, the qualitative table knows
+        "CREATE OR REPLACE MACRO answer_sys(s) AS CASE WHEN ends_with(s, 'v2-0078') "
+        "OR ends_with(s, 'v3-ObservationInterpretation') THEN 'v2-0078' ELSE s END",
+        "CREATE OR REPLACE MACRO meaning_of(p) AS first_placed(list_concat("
+        "list_transform(codings(p.valueCodeableConcept), lambda x: qual_coded(answer_sys(x.s), x.c)), "
+        "list_transform(list_filter([p.valueCodeableConcept.text, p.valueString], "
+        "lambda t: t IS NOT NULL AND t <> ''), lambda t: qual_text(t))))",
+        "CREATE OR REPLACE MACRO implied_of(p) AS CASE "
+        "WHEN p.valueQuantity IS NOT NULL OR p.valueInteger IS NOT NULL THEN []::VARCHAR[] "
+        "WHEN meaning_of(p) = 'positive' THEN ['POS'] "
+        "WHEN meaning_of(p) = 'negative' THEN ['NEG'] ELSE []::VARCHAR[] END",
+        "CREATE OR REPLACE MACRO value_of(p) AS CASE WHEN p.valueQuantity IS NOT NULL "
+        "THEN p.valueQuantity.value ELSE p.valueInteger END",
+        f"CREATE OR REPLACE MACRO unit_of(p) AS CASE WHEN p.valueQuantity IS NOT NULL THEN "
+        f"coalesce(CASE WHEN p.valueQuantity.system = {lit(_UCUM)} "
+        f"THEN nullif(p.valueQuantity.code, '') END, nullif(p.valueQuantity.unit, ''), "
+        f"p.valueQuantity.code) END",
+    ]
+
+
+def _ordered_prefs(rtype: str) -> str:
+    prefs = _PREFER.get(rtype, ())
+    return vlist(prefs) if prefs else "[]::VARCHAR[]"
+
+
+def connect(memory_limit: str | None = None, temp_dir: str | Path | None = None) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection set up for flattening: UTC, bounded memory, spilling to disk."""
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    if memory_limit:
+        con.execute(f"SET memory_limit = {lit(memory_limit)}")
+    if temp_dir is not None:
+        con.execute(f"SET temp_directory = {lit(str(temp_dir))}")
+    con.execute("SET preserve_insertion_order = false")
+    for stmt in _macros():
+        con.execute(stmt)
+    return con
+
+
+def _files(sources: Sequence[str | Path]) -> tuple[list[str], list[str]]:
+    nd, js = [], []
+    for src in sources:
+        for f in list_input_files(Path(src)):
+            name = f.name.lower()
+            if name in ("log.ndjson", "log.ndjson.gz"):
+                continue
+            (nd if name.endswith((".ndjson", ".ndjson.gz")) else js).append(str(f))
+    return nd, js
+
+
+def _read_sql(nd: list[str], js: list[str]) -> str:
+    """One row per JSON value of the input (``j``), in file order (``ord``)."""
+    parts = []
+    if nd:
+        parts.append(
+            f"SELECT json AS j, filename AS f FROM read_json_objects({_vlist_keep(nd)}, "
+            "format = 'newline_delimited', ignore_errors = true, filename = true, "
+            "maximum_object_size = 536870912)"
+        )
+    if js:
+        parts.append(
+            f"SELECT json AS j, filename AS f FROM read_json_objects({_vlist_keep(js)}, "
+            "format = 'unstructured', ignore_errors = true, filename = true, "
+            "maximum_object_size = 536870912)"
+        )
+    return " UNION ALL ".join(parts)
+
+
+def _vlist_keep(values: list[str]) -> str:
+    return "[" + ", ".join(lit(v) for v in values) + "]"
+
+
+def flatten(con: duckdb.DuckDBPyConnection, sources: Sequence[str | Path]) -> dict[str, Any]:
+    """Read ``sources`` (files or folders) into the ``events``, ``codes`` and ``patients``
+    tables of ``con``. Returns counts (``resources`` read, ``events``, ``patients``)."""
+    nd, js = _files(sources)
+    if not nd and not js:
+        _empty_tables(con)
+        return {"resources": 0, "types": {}, "events": 0, "patients": 0}
+    schema = json.dumps(SCHEMA)
+    keep = in_list(timeline_types())
+    shared = in_list(shared_types())
+    con.execute(f"CREATE OR REPLACE TEMP TABLE raw0 AS {_read_sql(nd, js)}")
+    # Bundles (in .json files or on an NDJSON line) are expanded to their entries; an entry
+    # without an id takes the uuid of its fullUrl (plugin.fhir.read).
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE raw AS
+        SELECT j FROM raw0 WHERE coalesce(json_extract_string(j, '$.resourceType'), '') <> 'Bundle'
+        UNION ALL
+        SELECT CASE WHEN json_extract(e, '$.resource.id') IS NULL
+                         AND starts_with(json_extract_string(e, '$.fullUrl'), 'urn:uuid:')
+                    THEN json_merge_patch(json_extract(e, '$.resource'), json_object(
+                         'id', substr(json_extract_string(e, '$.fullUrl'), 10)))
+                    ELSE json_extract(e, '$.resource') END
+        FROM (SELECT unnest(from_json(json_extract(j, '$.entry'), '["JSON"]')) AS e
+              FROM raw0 WHERE json_extract_string(j, '$.resourceType') = 'Bundle')
+        WHERE json_extract(e, '$.resource') IS NOT NULL
+    """)
+    types = dict(
+        con.execute(
+            "SELECT json_extract_string(j, '$.resourceType') AS t, count(*) FROM raw "
+            "WHERE t IS NOT NULL AND t <> 'OperationOutcome' GROUP BY t"
+        ).fetchall()
+    )
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE res AS
+        SELECT r.resourceType AS rt, r.id AS id, r,
+               coalesce(r.subject.reference, r.patient.reference, r.beneficiary.reference) AS pref
+        FROM (SELECT from_json(j, '{schema}') AS r FROM raw)
+        WHERE r.resourceType IN {keep}
+    """)
+    con.execute("DROP TABLE raw0")
+    con.execute("DROP TABLE raw")
+    _patients_of(con, shared)
+    _shared(con, shared)
+    _events(con)
+    _derive(con)
+    counts = con.execute(
+        "SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM patients)"
+    ).fetchone()
+    assert counts is not None
+    return {
+        "resources": sum(types.values()),
+        "types": types,
+        "events": int(counts[0]),
+        "patients": int(counts[1]),
+    }
+
+
+def _patients_of(con: duckdb.DuckDBPyConnection, shared: str) -> None:
+    """``pres``: each patient's resources, one copy per Type/id (plugin.fhir.stage)."""
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE res_p AS
+        SELECT rt, id, r, CASE WHEN rt = 'Patient' THEN id ELSE patient_of(pref) END AS p0
+        FROM res WHERE rt NOT IN {shared}
+    """)
+    # conditional Patient?identifier= references: resolved against the Patients' identifiers
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE pident AS
+        SELECT k, min(pid) AS pid FROM (
+            SELECT id AS pid, unnest([coalesce(i.system, '') || '|' || i.value, '|' || i.value]) AS k
+            FROM (SELECT id, unnest(r.identifier) AS i FROM res_p WHERE rt = 'Patient')
+            WHERE i.value IS NOT NULL)
+        GROUP BY k
+    """)
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE pres AS
+        SELECT pid, rt, id, rt || '/' || coalesce(id, '?') AS src, r FROM (
+            SELECT CASE WHEN starts_with(p0, '?') THEN pident.pid ELSE p0 END AS pid, rt, id, r
+            FROM res_p LEFT JOIN pident ON pident.k = qkey(res_p.p0))
+        WHERE pid IS NOT NULL AND pid <> '' AND strpos(pid, chr(9)) = 0
+          AND strpos(pid, chr(10)) = 0
+        QUALIFY id IS NULL OR row_number() OVER (
+            PARTITION BY pid, rt, id ORDER BY fdt_raw(r.meta.lastUpdated) DESC NULLS LAST,
+            md5(CAST(r AS VARCHAR)) DESC) = 1
+    """)
+    con.execute("DROP TABLE res_p")
+
+
+def _shared(con: duckdb.DuckDBPyConnection, shared: str) -> None:
+    """Locations (name, type codes, by reference key and identifier) and Medication codes."""
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE loc AS
+        SELECT 'Location/' || id AS k, id, r.name AS name,
+               list_concat(flatten(list_transform(coalesce(r.type, []),
+                                                  lambda cc: list_transform(codings(cc), lambda x: x.c))),
+                           list_transform(codings(r.physicalType), lambda x: x.c)) AS types,
+               r.identifier AS ident
+        FROM res WHERE rt = 'Location' AND id IS NOT NULL
+        QUALIFY row_number() OVER (PARTITION BY id ORDER BY fdt_raw(r.meta.lastUpdated) DESC
+                                   NULLS LAST, md5(CAST(r AS VARCHAR)) DESC) = 1
+    """)
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE loc_ident AS
+        SELECT k, min(lk) AS lk FROM (
+            SELECT lk, unnest([coalesce(i.system, '') || '|' || i.value, '|' || i.value]) AS k
+            FROM (SELECT k AS lk, unnest(ident) AS i FROM loc) WHERE i.value IS NOT NULL)
+        GROUP BY k
+    """)
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE med AS
+        SELECT 'Medication/' || id AS k, r.code AS code FROM res
+        WHERE rt = 'Medication' AND id IS NOT NULL
+        QUALIFY row_number() OVER (PARTITION BY id) = 1
+    """)
+    con.execute("DROP TABLE res")
+
+
+def _ev(kind: str, t: str, codes_list: str, **cols: str) -> str:
+    """One projection onto the common event columns (missing columns are NULL)."""
+    defaults = {
+        "te": "NULL::BIGINT", "enc": "NULL::VARCHAR", "status": "r.status",
+        "value": "NULL::DOUBLE", "unit": "NULL::VARCHAR", "comparator": "NULL::VARCHAR",
+        "setting": "NULL::VARCHAR",
+        "disposition": "NULL::VARCHAR", "admit_source": "NULL::VARCHAR",
+        "planned": "NULL::BOOLEAN", "icu": "false", "part_of": "NULL::VARCHAR",
+        "label": "NULL::VARCHAR", "interp": "[]::VARCHAR[]", "source": "src",
+        "primary_s": "NULL::VARCHAR", "primary_c": "NULL::VARCHAR",
+    }  # fmt: skip
+    defaults.update(cols)
+    sel = ", ".join(f"{v} AS {k}" for k, v in defaults.items())
+    return f"SELECT pid, {lit(kind)} AS kind, {t} AS t, {codes_list} AS own, {sel}"
+
+
+def _events(con: duckdb.DuckDBPyConnection) -> None:
+    # Encounter start per (pid, "Encounter/id"), for Conditions/Procedures without a time;
+    # Condition -> Encounter listing it in Encounter.diagnosis (plugin.fhir.parse._diagnosis_of).
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE enc_start AS
+        SELECT pid, src, coalesce(fdt(r.period.start), pend(r.period)) AS st
+        FROM pres WHERE rt = 'Encounter'
+    """)
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE dx_of AS
+        SELECT pid, ck, min(src) AS enc FROM (
+            SELECT pid, src, canon(unnest(r.diagnosis).condition.reference, 'Condition') AS ck
+            FROM pres WHERE rt = 'Encounter')
+        WHERE ck IS NOT NULL GROUP BY pid, ck
+    """)
+    cond = _ev(
+        "condition",
+        "coalesce(fdt(r.onsetDateTime), fdt(r.onsetPeriod.start), fdt(r.recordedDate), es.st)",
+        "own_of(l, b)",
+        enc="ek",
+        status="first_code(r.clinicalStatus)",
+        label="coalesce(l[b].d, r.code.text)",
+    )
+    obs_common = (
+        "coalesce(fdt(r.effectiveDateTime), fdt(r.effectiveInstant), "
+        "fdt(r.effectivePeriod.start), fdt(r.issued))"
+    )
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE ev0 AS
+        WITH c0 AS (
+            SELECT p.pid, p.src, p.r, codings(p.r.code) AS l,
+                   canon(coalesce(p.r.encounter.reference, p.r.context.reference, d.enc),
+                         'Encounter') AS ek
+            FROM pres p LEFT JOIN dx_of d ON d.pid = p.pid AND d.ck = p.src
+            WHERE p.rt = 'Condition'
+              AND coalesce(p.r.status, '') <> 'entered-in-error'
+              AND coalesce(first_code(p.r.verificationStatus), '')
+                  NOT IN ('entered-in-error', 'refuted')
+              AND NOT (fbad(p.r.onsetDateTime) OR fbad(p.r.onsetPeriod.start)
+                       OR fbad(p.r.onsetPeriod."end") OR fbad(p.r.recordedDate))
+        ), c1 AS (
+            SELECT c0.*, best_ix(l, {_ordered_prefs('Condition')}) AS b, es.st
+            FROM c0 LEFT JOIN enc_start es ON es.pid = c0.pid AND es.src = c0.ek
+        )
+        {cond.replace('es.st', 'st')} FROM c1 es
+
+        UNION ALL
+        -- Observation: the resource and each coded component
+        SELECT * FROM (
+            WITH o0 AS (
+                SELECT pid, src, r, {obs_common} AS t0,
+                       canon(r.encounter.reference, 'Encounter') AS ek
+                FROM pres WHERE rt = 'Observation'
+                  AND coalesce(r.status, '') NOT IN ('entered-in-error', 'cancelled')
+                  AND NOT (fbad(r.effectivePeriod.start) OR fbad(r.effectivePeriod."end")
+                           OR fbad(r.issued) OR fbad(r.effectiveDateTime)
+                           OR fbad(r.effectiveInstant))
+            ), parts AS (
+                SELECT pid, src, r, t0, ek, {_part('r')} AS part, true AS main FROM o0
+                UNION ALL
+                SELECT pid, src, r, t0, ek, unnest(r.component) AS part, false AS main FROM o0
+            ), p1 AS (
+                SELECT *, codings(part.code) AS l FROM parts
+            ), p2 AS (
+                SELECT *, best_ix(l, {_ordered_prefs('Observation')}) AS b FROM p1
+                WHERE main OR len(l) > 0
+            )
+            {_ev("observation", "t0", "own_of(l, b)", enc="ek", value="value_of(part)",
+                 unit="unit_of(part)", comparator="part.valueQuantity.comparator",
+                 interp="CASE WHEN len(interp_of(part)) > 0 THEN interp_of(part) "
+                        "ELSE implied_of(part) END",
+                 label="coalesce(l[b].d, part.code.text)")} FROM p2
+        )
+
+        UNION ALL
+        SELECT * FROM (
+            WITH x0 AS (
+                SELECT p.pid, p.src, p.r, codings(p.r.code) AS l,
+                       canon(coalesce(p.r.encounter.reference, p.r.context.reference),
+                             'Encounter') AS ek
+                FROM pres p WHERE p.rt = 'Procedure'
+                  AND coalesce(p.r.status, '') NOT IN ('entered-in-error', 'not-done')
+                  AND NOT (fbad(p.r.performedPeriod.start) OR fbad(p.r.performedPeriod."end")
+                           OR fbad(p.r.performedDateTime))
+            ), x1 AS (
+                SELECT x0.*, best_ix(l, {_ordered_prefs('Procedure')}) AS b, es.st
+                FROM x0 LEFT JOIN enc_start es ON es.pid = x0.pid AND es.src = x0.ek
+            )
+            {_ev("procedure",
+                 _PROC_T,
+                 "own_of(l, b)", enc="ek", te='pend(r.performedPeriod)',
+                 label="coalesce(l[b].d, r.code.text)")} FROM x1
+        )
+
+        UNION ALL
+        SELECT * FROM (
+            WITH x0 AS (
+                SELECT pid, src, r, codings(r.code) AS l,
+                       flatten(list_transform(coalesce(r.conclusionCode, []),
+                                              lambda cc: codings(cc))) AS concl
+                FROM pres WHERE rt = 'DiagnosticReport'
+                  AND coalesce(r.status, '') NOT IN ('entered-in-error', 'cancelled')
+                  AND NOT (fbad(r.effectivePeriod.start) OR fbad(r.effectivePeriod."end")
+                           OR fbad(r.issued) OR fbad(r.effectiveDateTime))
+            ), x1 AS (SELECT *, best_ix(l, {_ordered_prefs('DiagnosticReport')}) AS b FROM x0)
+            {_ev("report",
+                 "coalesce(fdt(r.effectiveDateTime), fdt(r.effectivePeriod.start), "
+                 "fdt(r.issued))",
+                 "list_concat(own_of(l, b), concl)",
+                 enc="canon(r.encounter.reference, 'Encounter')",
+                 label="coalesce(l[b].d, r.code.text)")} FROM x1
+        )
+
+        UNION ALL
+        SELECT * FROM (
+            WITH x0 AS (
+                SELECT pid, src, r, codings(r.code) AS l
+                FROM pres WHERE rt = 'ServiceRequest'
+                  AND coalesce(r.status, '') <> 'entered-in-error'
+                  AND NOT (fbad(r.occurrencePeriod.start) OR fbad(r.occurrencePeriod."end")
+                           OR fbad(r.authoredOn) OR fbad(r.occurrenceDateTime))
+            ), x1 AS (SELECT *, best_ix(l, {_ordered_prefs('ServiceRequest')}) AS b FROM x0)
+            {_ev("order",
+                 "coalesce(fdt(r.authoredOn), fdt(r.occurrenceDateTime), "
+                 "fdt(r.occurrencePeriod.start))",
+                 "own_of(l, b)", enc="canon(r.encounter.reference, 'Encounter')",
+                 label="coalesce(l[b].d, r.code.text)")} FROM x1
+        )
+
+        UNION ALL
+        SELECT * FROM (
+            WITH x0 AS (
+                SELECT p.pid, p.src, p.r,
+                       coalesce(p.r.medicationCodeableConcept,
+                                CASE WHEN starts_with(p.r.medicationReference.reference, '#')
+                                     THEN list_filter(coalesce(p.r.contained, []), lambda c:
+                                          c.id = substr(p.r.medicationReference.reference, 2))[1].code
+                                END,
+                                m.code) AS cc
+                FROM pres p LEFT JOIN med m
+                  ON m.k = canon(p.r.medicationReference.reference, 'Medication')
+                WHERE p.rt = 'MedicationRequest'
+                  AND coalesce(p.r.status, '') <> 'entered-in-error' AND NOT fbad(p.r.authoredOn)
+            ), x1 AS (SELECT *, codings(cc) AS l FROM x0),
+            x2 AS (SELECT *, best_ix(l, {_ordered_prefs('MedicationRequest')}) AS b FROM x1)
+            {_ev("medication", "fdt(r.authoredOn)", "own_of(l, b)",
+                 enc="canon(r.encounter.reference, 'Encounter')",
+                 label="coalesce(l[b].d, cc.text)")} FROM x2
+        )
+
+        UNION ALL
+        SELECT * FROM (
+            {_ev("death", "fdt(r.deceasedDateTime)", "[]::STRUCT(s VARCHAR, c VARCHAR, d VARCHAR)[]")}
+            FROM pres WHERE rt = 'Patient' AND NOT fbad(r.birthDate)
+              AND NOT fbad(r.deceasedDateTime)
+        )
+    """)
+    _encounters(con)
+    con.execute("DROP TABLE enc_start")
+    con.execute("DROP TABLE dx_of")
+
+
+_PROC_T = (
+    'coalesce(fdt(r.performedDateTime), fdt(r.performedPeriod.start), '
+    'pend(r.performedPeriod), st)'
+)
+
+
+def _part(alias: str) -> str:
+    """The resource itself as an Observation part (the shape of a component)."""
+    fields = ["code", "valueQuantity", "valueInteger", "valueCodeableConcept", "valueString",
+              "interpretation"]  # fmt: skip (the component's fields, in its order)
+    return "{" + ", ".join(f"'{f}': {alias}.{f}" for f in fields) + "}"
+
+
+def _encounters(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE enc0 AS
+        SELECT pid, src, r,
+               coalesce(fdt(r.period.start), pend(r.period)) AS t0,
+               coalesce(r.class.code, '') AS class_code,
+               (upper(coalesce(r.class.code, '')) = 'ICU' OR (r.partOf IS NOT NULL AND coalesce(
+                   list_bool_or(list_transform(list_concat(coalesce(r.meta.profile, []),
+                       list_transform(coalesce(r.identifier, []), lambda i: coalesce(i.system, ''))),
+                       lambda m: strpos(lower(m), 'icu') > 0)), false))) AS is_icu
+        FROM pres WHERE rt = 'Encounter' AND coalesce(r.status, '') <> 'entered-in-error'
+          AND NOT (fbad(r.period.start) OR fbad(r.period."end")
+                   OR coalesce(list_bool_or(list_transform(coalesce(r.location, []), lambda e:
+                        fbad(e.period.start) OR fbad(e.period."end"))), false))
+    """)
+    # the Locations of ICU encounters are ICU locations (plugin.fhir.parse._icu_locations)
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE enc_loc AS
+        WITH e AS (
+            SELECT pid, src, is_icu, t0, unnest(coalesce(r.location, [])) AS x,
+                   generate_subscripts(coalesce(r.location, []), 1) AS i
+            FROM enc0
+        ), k AS (
+            SELECT e.*, x.location.reference AS ref,
+                   coalesce(l1.k, li.lk) AS lk0
+            FROM e LEFT JOIN loc l1 ON l1.k = canon(x.location.reference, 'Location')
+            LEFT JOIN loc_ident li ON li.k = qkey(x.location.reference)
+        )
+        SELECT k.pid, k.src, k.i, k.is_icu, k.ref,
+               coalesce(k.lk0, canon(k.ref, 'Location')) AS lkey,
+               coalesce(nullif(k.x.location.display, ''), nullif(loc.name, ''),
+                        nullif(k.ref, ''), '?') AS name,
+               coalesce(loc.types, []) AS types,
+               coalesce(fdt(k.x.period.start), k.t0) AS st, pend(k.x.period) AS en
+        FROM k LEFT JOIN loc ON loc.k = k.lk0
+    """)
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE enc_loc2 AS
+        SELECT l.*, CASE WHEN icu.lkey IS NOT NULL THEN 'icu'
+                         ELSE loc_kind(types, name, CASE WHEN l.ref IS NOT NULL THEN l.lkey END)
+                    END AS lkind
+        FROM enc_loc l LEFT JOIN (SELECT DISTINCT pid, lkey FROM enc_loc WHERE is_icu) icu
+          ON icu.pid = l.pid AND icu.lkey = l.lkey
+    """)
+    con.execute(f"""
+        INSERT INTO ev0 BY NAME
+        WITH e0 AS (
+            SELECT e.*,
+                   coalesce(admit_code(first_code(r.hospitalization.admitSource)),
+                            CASE WHEN sf_class_code(coalesce(r.classHistory[1].class.code, ''))
+                                      = 'ED' THEN 'emd' END) AS admit,
+                   dispo(first_code(r.hospitalization.dischargeDisposition)) AS dispo,
+                   flatten(list_transform(coalesce(r.type, []), lambda cc: codings(cc))) AS tcodes,
+                   coalesce((SELECT list(lkind ORDER BY i) FROM enc_loc2 l
+                             WHERE l.pid = e.pid AND l.src = e.src), []) AS lkinds
+            FROM enc0 e
+        ), e1 AS (
+            SELECT e0.*,
+                   CASE WHEN is_icu THEN 'ICU' ELSE setting_chain(class_code, r.class.display,
+                       list_transform(list_filter(list_concat(tcodes, codings(r.serviceType)),
+                                                  lambda x: x.s = 'snomed'), lambda x: x.c),
+                       lkinds, coalesce(admit, '')) END AS setting
+            FROM e0
+        )
+        SELECT pid, 'encounter' AS kind, t0 AS t,
+               list_concat([{{'s': 'setting', 'c': setting, 'd': NULL::VARCHAR}}],
+                           list_distinct(list_concat(tcodes, codings(r.serviceType)))) AS own,
+               pend(r.period) AS te, NULL::VARCHAR AS enc, r.status AS status,
+               NULL::DOUBLE AS value, NULL::VARCHAR AS unit, setting,
+               dispo AS disposition, admit AS admit_source,
+               is_planned(upper(coalesce(first_code(r.priority), '')), class_code,
+                          coalesce(admit, ''),
+                          list_filter(list_concat(
+                              [r.priority.text],
+                              list_transform(codings(r.priority), lambda x: x.d),
+                              list_transform(tcodes, lambda x: x.d),
+                              list_transform(coalesce(r.type, []), lambda cc: cc.text)),
+                          lambda x: x IS NOT NULL AND x <> '')
+               ) AS planned,
+               (setting = 'ICU' OR list_contains(lkinds, 'icu')) AS icu,
+               CASE WHEN canon(r.partOf.reference, 'Encounter') <> src
+                    THEN canon(r.partOf.reference, 'Encounter') END AS part_of,
+               coalesce(list_filter(tcodes, lambda x: x.d IS NOT NULL AND x.d <> '')[1].d,
+                        nullif(class_code, '')) AS label,
+               []::VARCHAR[] AS interp, src AS source,
+               NULL::VARCHAR AS primary_s, NULL::VARCHAR AS primary_c
+        FROM e1
+    """)
+    con.execute("""
+        INSERT INTO ev0 BY NAME
+        SELECT pid, 'transfer' AS kind, st AS t,
+               [{'s': 'location', 'c': lkind, 'd': NULL::VARCHAR}] AS own, en AS te,
+               src AS enc, NULL::VARCHAR AS status, name AS label, src AS source,
+               false AS icu, []::VARCHAR[] AS interp
+        FROM enc_loc2 WHERE st IS NOT NULL
+    """)
+    # encounter diagnoses from the resources (Encounter.diagnosis, reasonReference resolved
+    # to Conditions of the patient, and reasonCode) and the principal diagnosis
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE enc_dx AS
+        WITH refs AS (
+            SELECT pid, src, canon(unnest(list_concat(
+                       list_transform(coalesce(r.diagnosis, []), lambda d: d.condition.reference),
+                       list_transform(coalesce(r.reasonReference, []), lambda x: x.reference))),
+                   'Condition') AS ck
+            FROM enc0
+        ), conds AS (
+            SELECT pid, src, codings(r.code) AS l FROM pres WHERE rt = 'Condition'
+        )
+        SELECT refs.pid, refs.src, 'dx' AS role, unnest(conds.l) AS x
+        FROM refs JOIN conds ON conds.pid = refs.pid AND conds.src = refs.ck
+        UNION ALL
+        SELECT pid, src, 'dx', unnest(flatten(list_transform(coalesce(r.reasonCode, []),
+                                                          lambda cc: codings(cc))))
+        FROM enc0
+        UNION ALL
+        SELECT ch.pid, ch.src, 'pr', unnest(conds.l) FROM (
+            SELECT pid, src, canon(CASE WHEN len(rk) > 0 THEN coalesce(
+                       list_filter(rk, lambda d: list_contains(list_transform(
+                           coalesce(d.use.coding, []), lambda c: c.code), 'billing'))[1],
+                       list_filter(rk, lambda d: list_contains(list_transform(
+                           coalesce(d.use.coding, []), lambda c: c.code), 'DD'))[1], rk[1])
+                   ELSE coalesce(
+                       list_filter(dg, lambda d: list_contains(list_transform(
+                           coalesce(d.use.coding, []), lambda c: c.code), 'billing'))[1],
+                       list_filter(dg, lambda d: list_contains(list_transform(
+                           coalesce(d.use.coding, []), lambda c: c.code), 'DD'))[1])
+                   END.condition.reference, 'Condition') AS ck
+            FROM (SELECT pid, src, coalesce(r.diagnosis, []) AS dg,
+                         list_filter(coalesce(r.diagnosis, []), lambda d: d.rank = 1) AS rk
+                  FROM enc0)
+        ) ch JOIN conds ON conds.pid = ch.pid AND conds.src = ch.ck
+    """)
+    for t in ("enc0", "enc_loc", "enc_loc2", "loc", "loc_ident", "med"):
+        con.execute(f"DROP TABLE IF EXISTS {t}")
+
+
+def _derive(con: duckdb.DuckDBPyConnection) -> None:
+    """Event ids and timeline order, codes, linked diagnoses, ``released``, patients."""
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE ev1 AS
+        SELECT *, own[1].s AS system0, own[1].c AS code0 FROM ev0 WHERE t IS NOT NULL
+    """)
+    con.execute("DROP TABLE ev0")
+    con.execute("""
+        CREATE OR REPLACE TABLE ev2 AS
+        SELECT *, row_number() OVER () AS eid,
+               row_number() OVER (PARTITION BY pid ORDER BY t, kind, source,
+                                  coalesce(system0, ''), coalesce(code0, '')) AS seq
+        FROM ev1
+    """)
+    con.execute("DROP TABLE ev1")
+    con.execute("""
+        CREATE OR REPLACE TABLE codes AS
+        SELECT eid, 'own' AS role, x.s AS system, x.c AS code
+        FROM (SELECT eid, unnest(own) AS x FROM ev2)
+        UNION ALL
+        SELECT eid, 'interp', 'interp', unnest(interp) FROM ev2
+        UNION ALL
+        SELECT e.eid, d.role, d.x.s, d.x.c FROM enc_dx d
+        JOIN ev2 e ON e.pid = d.pid AND e.source = d.src AND e.kind = 'encounter'
+        UNION ALL
+        -- Conditions naming an encounter give it their codes (plugin.timeline.build)
+        SELECT e.eid, 'dx', x.s, x.c FROM (
+            SELECT pid, enc, unnest(own) AS x FROM ev2 WHERE kind = 'condition' AND enc IS NOT NULL
+        ) c JOIN ev2 e ON e.pid = c.pid AND e.source = c.enc AND e.kind = 'encounter'
+    """)
+    con.execute("DROP TABLE enc_dx")
+    # released: an ED/AMB visit with no admission (IP/OBS/ICU) overlapping [start, stop+24h],
+    # not admitted/expired/transferred, and not the parent of an admission
+    con.execute("""
+        CREATE OR REPLACE TABLE events AS
+        WITH adm AS (
+            SELECT pid, source, t, coalesce(te, t) AS stop, part_of FROM ev2
+            WHERE kind = 'encounter' AND setting IN ('IP', 'OBS', 'ICU')
+        ), blocked AS (
+            SELECT DISTINCT e.eid FROM ev2 e JOIN adm a ON a.pid = e.pid
+            WHERE e.kind = 'encounter' AND e.setting IN ('ED', 'AMB')
+              AND ((a.source <> e.source AND a.t <= coalesce(e.te, e.t) + 86400000000
+                    AND a.stop >= e.t) OR a.part_of = e.source)
+        )
+        SELECT e.pid, e.eid, e.seq, e.kind, e.t, e.te, e.source,
+               coalesce(e.system0, '') AS system, coalesce(e.code0, '') AS code, e.enc, e.status,
+               e.value, e.unit, e.comparator, e.setting, e.disposition, e.admit_source, e.planned,
+               CASE WHEN e.kind <> 'encounter' THEN NULL
+                    ELSE e.setting IN ('ED', 'AMB')
+                         AND coalesce(e.disposition, '') NOT IN ('admitted', 'expired', 'transfer')
+                         AND b.eid IS NULL END AS released,
+               coalesce(e.icu, false) AS icu,
+               CASE WHEN e.kind = 'encounter' THEN coalesce(
+                   (SELECT true FROM codes c WHERE c.eid = e.eid AND c.role = 'pr' LIMIT 1),
+                   false) END AS has_pr,
+               e.label,
+               year(make_timestamp(e.t)) AS ty,
+               month(make_timestamp(e.t)) * 100 + day(make_timestamp(e.t)) AS tmd
+        FROM ev2 e LEFT JOIN blocked b ON b.eid = e.eid
+    """)
+    con.execute("DROP TABLE ev2")
+    con.execute("""
+        CREATE OR REPLACE TABLE patients AS
+        WITH p AS (
+            SELECT pid, CASE WHEN fbad(r.birthDate) OR fbad(r.deceasedDateTime) THEN NULL
+                             ELSE r END AS r
+            FROM pres WHERE rt = 'Patient'
+            QUALIFY row_number() OVER (PARTITION BY pid) = 1
+        ), ids AS (SELECT DISTINCT pid FROM pres)
+        SELECT ids.pid,
+               year(make_timestamp(fdt(p.r.birthDate))) AS "by",
+               month(make_timestamp(fdt(p.r.birthDate))) * 100
+                 + day(make_timestamp(fdt(p.r.birthDate))) AS bmd,
+               p.r.gender AS sex, fdt(p.r.deceasedDateTime) AS deceased
+        FROM ids LEFT JOIN p ON p.pid = ids.pid
+    """)
+    con.execute("DROP TABLE pres")
+
+
+def _empty_tables(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(
+        "CREATE OR REPLACE TABLE events (pid VARCHAR, eid BIGINT, seq BIGINT, kind VARCHAR, "
+        "t BIGINT, te BIGINT, source VARCHAR, system VARCHAR, code VARCHAR, enc VARCHAR, "
+        "status VARCHAR, value DOUBLE, unit VARCHAR, comparator VARCHAR, setting VARCHAR, disposition VARCHAR, "
+        "admit_source VARCHAR, planned BOOLEAN, released BOOLEAN, icu BOOLEAN, has_pr BOOLEAN, "
+        "label VARCHAR, ty BIGINT, tmd BIGINT)"
+    )
+    con.execute(
+        "CREATE OR REPLACE TABLE codes (eid BIGINT, role VARCHAR, system VARCHAR, code VARCHAR)"
+    )
+    con.execute(
+        'CREATE OR REPLACE TABLE patients (pid VARCHAR, "by" BIGINT, bmd BIGINT, sex VARCHAR, '
+        "deceased BIGINT)"
+    )
