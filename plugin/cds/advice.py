@@ -52,6 +52,7 @@ from plugin.rules import (
     index_matches,
     open_findings,
 )
+from plugin.rules.api import RuleIndex, rule_index
 from plugin.timeline.codes import normalise
 from plugin.timeline.model import Code, Finding, Kind, Timeline
 
@@ -130,6 +131,7 @@ class Advisor:
     risk_threshold: float
     validate: str
     link_type: str = "absolute"
+    index: RuleIndex | None = None  # rules by the event kinds/codes that can start them
 
     @classmethod
     def build(
@@ -162,6 +164,7 @@ class Advisor:
             risk_threshold=risk_threshold,
             validate=validate,
             link_type=link_type,
+            index=rule_index(shown, ruleset.valuesets),
         )
 
     # --- helpers --------------------------------------------------------------------------
@@ -187,7 +190,8 @@ class Advisor:
         return next(r for r in self.rules if r.id == rule_id)
 
     def open_findings(self, tl: Timeline, now: datetime) -> list[Finding]:
-        return open_findings(self.rules, tl, now=now, lookback=self.lookback)
+        rules = self.index.candidates(tl) if self.index is not None else self.rules
+        return open_findings(rules, tl, now=now, lookback=self.lookback)
 
     # --- hooks ----------------------------------------------------------------------------
     def advise(
@@ -298,7 +302,7 @@ class Advisor:
                     if r.probability >= self.risk_threshold
                 ]
         out = []
-        for rule in self.rules:
+        for rule in self.index.candidates(tl) if self.index is not None else self.rules:
             if not advises_at_discharge(rule):
                 continue
             evidence = index_matches(rule, tl, encounter)

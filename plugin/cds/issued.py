@@ -56,11 +56,10 @@ def audit_suppressed(store: Store, service_id: str, suppressed: Sequence[Finding
         return
     f = t.findings
     with store.engine.begin() as conn:
-        ids = dict(
-            conn.execute(
-                sa.select(f.c.key, f.c.id).where(f.c.key.in_([x.key for x in suppressed]))
-            ).tuples()
+        rows = conn.execute(
+            sa.select(f.c.key, f.c.id).where(f.c.key.in_([x.key for x in suppressed]))
         )
+        ids = {row.key: row.id for row in rows}
         for finding in suppressed:
             store.audit(
                 conn,

@@ -96,7 +96,10 @@ class CdsState:
             issued.audit_suppressed(store, service_id, advice.suppressed)
         except Exception:
             log.exception(
-                "could not record %d CDS finding(s) in the worklist", len(advice.findings)
+                "could not record the CDS call in the worklist (%d finding(s), %d card(s), %d suppressed)",
+                len(advice.findings),
+                len(advice.issued),
+                len(advice.suppressed),
             )
 
     def closed_cases(self, keys: Sequence[str]) -> frozenset[str]:

@@ -177,6 +177,13 @@ def _came_through_ed(r: JSON) -> bool:
     return first is not None and vocab.setting_of(text(first, "code") or "") is Setting.ED
 
 
+def _class_display(cls: JSON | None) -> str:
+    if cls is None:
+        return ""
+    shown = text(cls, "display") or codeable_text(cls)
+    return shown or next((d for _, d in codings(cls) if d), None) or ""
+
+
 def _setting(
     r: JSON,
     cls: JSON | None,
@@ -190,7 +197,7 @@ def _setting(
     snomed = tuple(c.code for c, _ in codes if c.system == "snomed")
     setting, link = vocab.infer_setting(
         class_code=class_code,
-        class_display=(text(cls, "display") if cls else None) or "",
+        class_display=_class_display(cls),
         type_snomed=snomed,
         service_snomed=snomed,
         location_kinds=tuple(kind for kind, _, _ in kinds),
@@ -209,7 +216,8 @@ def encounter(r: JSON, ctx: Context) -> list[Event]:
     start, end = period(r, "period")
     at = first_of(start, end)
     cls = obj(r, "class")
-    class_code = (text(cls, "code") if cls else None) or ""
+    # a Coding (R4) or, as some exports write it, a CodeableConcept
+    class_code = ((text(cls, "code") or first_code(cls)) if cls else None) or ""
     source = source_of(r)
     part_of = ctx.index.canonical(reference(r, "partOf"), "Encounter")
     hosp = obj(r, "hospitalization") or {}

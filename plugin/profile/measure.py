@@ -72,15 +72,22 @@ class Profile:
     rules: list[dict[str, Any]] = field(default_factory=list)
 
     def partial_periods(self, min_records: int = 20) -> dict[str, list[int]]:
-        """Kind -> the years, among those where the source holds at least ``min_records``
-        records in all, in which it holds none of this kind although it holds the kind in
-        other years — usually at least ``min_records / 2`` a year (median): a kind held only
-        for some periods (an interface switched on late, a feed that stopped). Years with few
-        records, and kinds rare anyway, say nothing and are left out."""
+        """Kind -> the busy years in which the source holds none of this kind although it
+        usually holds it (a median of at least ``min_records / 2`` a year in the years it
+        does): a kind held only for some periods (an interface switched on late, a feed that
+        stopped). A busy year holds ``min_records`` records of at least half the kinds;
+        deaths are rare anyway and left out."""
+        kinds = [k for k in self.by_year if k != Kind.DEATH.value]
         totals: Counter[int] = Counter()
-        for counts in self.by_year.values():
-            totals.update(counts)
-        busy = sorted(y for y, n in totals.items() if n >= min_records)
+        spread: Counter[int] = Counter()  # kinds present per year
+        for kind in kinds:
+            totals.update(self.by_year[kind])
+            spread.update(self.by_year[kind].keys())
+        # a busy year holds enough records of at least half the kinds: back-dated condition
+        # onsets alone (a problem list reaching years before the first visit) are not one
+        busy = sorted(
+            y for y, n in totals.items() if n >= min_records and 2 * spread[y] >= len(kinds)
+        )
         out: dict[str, list[int]] = {}
         for kind, counts in sorted(self.by_year.items()):
             held = sorted(counts[y] for y in busy if counts.get(y))

@@ -387,6 +387,8 @@ def _finding(rule: Rule, tl: Timeline, match: Match, done: Completion) -> Findin
         "type": rule.type,
         "rule_version": rule.version,
         "catalogue_version": rule.catalogue_version,
+        # the index time as the chart wrote it (its own UTC offset), for reviewers (issue 11)
+        "index_local": match.index.local_t.isoformat(),
     }
     if match.unknown:
         facts = ", ".join(sorted(match.unknown))

@@ -28,7 +28,7 @@ CODE_SHAPES: dict[str, re.Pattern[str]] = {
     "cpt": re.compile(r"^\d{4}[0-9FTU]$"),
     "hcpcs": re.compile(r"^[A-V]\d{4}$"),
     "rxnorm": re.compile(r"^\d{1,9}$"),
-    "location": re.compile(r"^(icu|ward|ed|other)$"),
+    "location": re.compile(r"^(icu|ward|ed|procedural|observation|other)$"),
     "setting": re.compile(r"^(ED|IP|OBS|AMB|ICU|VR|HH|OTHER)$"),
 }
 FILE_NAME = re.compile(r"^[a-z0-9_]{10,90}\.yaml$")

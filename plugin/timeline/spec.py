@@ -150,12 +150,12 @@ def _ref(ids: dict[str, Kind], value: object) -> str:
 def _event(raw: object, n: int, pid: str, ids: dict[str, Kind]) -> Event:
     if not isinstance(raw, dict):
         raise TypeError("expected a mapping")
-    unknown = sorted(set(raw) - _EVENT_KEYS)
-    if unknown:
-        raise ValueError(f"unknown key(s) {', '.join(unknown)}")
     for derived in ("released", "abnormal", "positive"):
         if derived in raw:
             raise ValueError(f"'{derived}' is derived from the events, do not write it")
+    unknown = sorted(set(raw) - _EVENT_KEYS)
+    if unknown:
+        raise ValueError(f"unknown key(s) {', '.join(unknown)}")
     kind = _kind(raw)
     t, date_only = parse_offset(raw["t"])
     end = parse_offset(raw["end"], base=t)[0] if raw.get("end") is not None else None

@@ -42,16 +42,27 @@ def _ticks(start: datetime, stop: datetime, most: int = 10) -> list[datetime]:
 
 
 def _span(events: list[dict[str, Any]], finding: dict[str, Any]) -> tuple[datetime, datetime]:
-    """From the first to the last event shown (always including the rule window), padded."""
-    times = [finding["index_start"], finding["window_end"]]
+    """The episode: the rule window with a margin either side (a tenth of the window, at
+    least a day before and two days after). Events outside it are folded, not drawn, so an
+    old risk-factor diagnosis does not shrink a three-day episode to a few pixels."""
+    lo, hi = finding["index_start"], finding["window_end"]
+    margin = max((hi - lo) * 0.1, timedelta(days=1))
+    return lo - margin, hi + max(margin, timedelta(days=2))
+
+
+def _folded(events: list[dict[str, Any]], start: datetime, stop: datetime) -> tuple[int, int]:
+    """How many events lie wholly before and after the drawn span."""
+    before = after = 0
     for ev in events:
-        for col in ("t", "end"):
-            moment = _t(ev.get(col))
-            if moment is not None:
-                times.append(moment)
-    lo, hi = min(times), max(times)
-    pad = max((hi - lo) * 0.03, timedelta(days=1))
-    return lo - pad, hi + pad
+        when = _t(ev.get("t"))
+        end = _t(ev.get("end")) or when
+        if when is None or end is None:
+            continue
+        if end < start:
+            before += 1
+        elif when > stop:
+            after += 1
+    return before, after
 
 
 def _label(ev: dict[str, Any]) -> str:
@@ -89,6 +100,15 @@ def timeline_svg(snapshot: dict[str, Any], finding: dict[str, Any], width: int =
     out = [f'<svg class="timeline" viewBox="0 0 {width} {height}" role="img" '
            f'aria-label="Patient timeline around the index event" '
            f'xmlns="http://www.w3.org/2000/svg" font-size="12">']  # fmt: skip
+    before, after = _folded(events, start, stop)
+    # folded history: under the lane names (earlier) and above the plot's right end (later)
+    for count, at, y_at, anchor, text in (
+        (before, 8, height - 8, "start", f"◀ {before} earlier event{'s' * (before > 1)}"),
+        (after, width - right, top - 12, "end", f"{after} later event{'s' * (after > 1)} ▶"),
+    ):
+        if count:
+            out.append(f'<text class="folded" x="{at}" y="{y_at}" text-anchor="{anchor}" '
+                       f'font-size="10" fill="#718096">{escape(text)}</text>')  # fmt: skip
     wx0, wx1 = x(max(start, finding["index_start"])), x(min(stop, finding["window_end"]))
     out.append(f'<rect x="{wx0:.1f}" y="{top - 6}" width="{max(1.0, wx1 - wx0):.1f}" '
                f'height="{lane_h * len(lanes) + 6}" fill="#fff8d6"><title>rule window: '
@@ -119,6 +139,8 @@ def timeline_svg(snapshot: dict[str, Any], finding: dict[str, Any], width: int =
         when = _t(ev["t"])
         if lane is None or when is None:
             continue
+        if (_t(ev.get("end")) or when) < start or when > stop:
+            continue  # folded history (counted at the chart's edge)
         cy = top + lane * lane_h + lane_h / 2
         if ev["kind"] != "encounter":  # spread marks that fall on the same spot
             spot = (lane, round(x(when) / 8))

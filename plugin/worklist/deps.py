@@ -24,6 +24,7 @@ from jinja2 import Environment
 from plugin.config import Settings
 from plugin.errors import BadRequest, Forbidden, LoginRequired
 from plugin.worklist import saferdx, users
+from plugin.worklist.oidc import SignOn
 from plugin.worklist.rulemeta import RuleMeta, load_rule_meta, rule_meta
 from plugin.worklist.store import Store
 from plugin.worklist.users import Session, load_session
@@ -85,6 +86,7 @@ class Worklist:
     store: Store
     settings: Settings
     pages: Pages
+    signon: SignOn | None = None  # OpenID Connect, when configured (issue 15)
     _rules: dict[str, RuleMeta] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -93,7 +95,9 @@ class Worklist:
         cls, store: Store, settings: Settings, pages: Pages, ruleset: RuleSet | None
     ) -> Worklist:
         rules = rule_meta(ruleset) if ruleset is not None else None
-        return cls(store=store, settings=settings, pages=pages, _rules=rules)
+        signon = SignOn(settings)
+        return cls(store=store, settings=settings, pages=pages, _rules=rules,
+                   signon=signon if signon.enabled else None)  # fmt: skip
 
     @property
     def adjudication(self) -> saferdx.Adjudication:

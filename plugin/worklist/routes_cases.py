@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from plugin.config import Settings
 from plugin.errors import ConflictError, Forbidden, StoreError
-from plugin.worklist import cases, saferdx
+from plugin.worklist import cases, display, saferdx
 from plugin.worklist.charts import timeline_svg
 from plugin.worklist.deps import (
     HEADERS,
@@ -153,6 +153,7 @@ class CasePage:
         dissent = form is not None and not can_review and not mine
         chart = timeline_svg(f["snapshot"], f) if f.get("snapshot") else None
         round_ = saferdx.review_round(f["status"])
+        tz = self.settings.worklist_timezone
         return self.pages.render(
             "case.html", session=session, status=status, case=case, f=f, chart=chart,
             rule=self.rules.get(f["rule_id"]), reviews=[] if blinded else case.reviews,
@@ -164,6 +165,8 @@ class CasePage:
             adjudication=self.pages_adjudication(), ehr_link=ehr_link(self.settings, f),
             shown_version=shown_version, assigned_elsewhere=assigned_elsewhere,
             member_rules=[self.rules.get(m["rule_id"]) for m in case.members],
+            evidence=display.evidence_rows(f, tz), notes=display.notes(f, tz), tz=tz,
+            index_offset=display.index_offset(f),
         )  # fmt: skip
 
     def pages_adjudication(self) -> saferdx.Adjudication:

@@ -14,6 +14,7 @@ from plugin.timeline.model import Event, Finding, Kind, Timeline
 LOOK_BACK = timedelta(days=90)
 LOOK_AHEAD = timedelta(days=14)
 MAX_EVENTS = 600
+NARRATIVE_CHARS = 20_000  # per report; longer texts are cut (the EHR link has the rest)
 ABNORMAL_FLAGS = frozenset({"H", "HH", "HU", "L", "LL", "LU", "A", "AA", "POS", ">", "<"})
 
 
@@ -50,6 +51,10 @@ def event_json(event: Event) -> dict[str, Any]:
         row["abnormal"] = is_abnormal(event)
     if event.status:
         row["status"] = event.status
+    if event.offset_min is not None:  # the chart's own UTC offset: times shown in local time
+        row["offset_min"] = event.offset_min
+    if event.narrative:  # report text: the reviewer's main source (issue 15)
+        row["narrative"] = event.narrative[:NARRATIVE_CHARS]
     if event.detail is not None:
         row["setting"] = str(event.detail.setting)
         row["diagnoses"] = [str(c) for c in event.detail.diagnoses]

@@ -234,3 +234,4 @@ sampling_modes = sa.Table(
     sa.Column("updated_by", sa.String(80), nullable=False),
     sa.Column("updated_at", TS, nullable=False),
 )
+users.append_column(sa.Column("oidc_subject", sa.String(400)))  # 0006 (unique index): iss|sub

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from plugin.errors import StoreError
+from plugin.errors import Forbidden, StoreError
 from plugin.worklist import tables as t
 from plugin.worklist.passwords import check_password
 from plugin.worklist.store import Store, now, utc
@@ -84,6 +84,36 @@ def create_user(
                     new_username=username, role=role,
                     via="web" if by else "command line")  # fmt: skip
     return User(id=user_id, username=username, role=role)
+
+
+def sign_on_user(store: Store, subject: str, username: str, role: str) -> User:
+    """The account of an identity-provider user (``subject`` = ``issuer|sub``), created on
+    first sign-on and given the role the provider's groups map to each time. A deactivated
+    account stays deactivated. The user name is the provider's, made unique if a local
+    account already has it (so nobody takes over a local account by name)."""
+    u = t.users
+    with store.engine.begin() as conn:
+        row = conn.execute(sa.select(u).where(u.c.oidc_subject == subject)).first()
+        if row is not None:
+            if not row.active:
+                raise Forbidden("This account has been deactivated in the worklist.")
+            if row.role != role:
+                conn.execute(u.update().where(u.c.id == row.id).values(role=role))
+                store.audit(conn, "user.role_from_sign_on", user_id=row.id,
+                            username=row.username, old_role=row.role, role=role)  # fmt: skip
+            return User(id=row.id, username=row.username, role=role)
+        name, n = username, 1
+        while conn.execute(sa.select(u.c.id).where(u.c.username == name)).first() is not None:
+            n += 1
+            name = f"{username[:70]}~{n}"
+        user_id = conn.execute(
+            u.insert().values(username=name, password_hash=SSO_ONLY, role=role, active=True,
+                              created_at=now(), oidc_subject=subject)
+            .returning(u.c.id)
+        ).scalar_one()  # fmt: skip
+        store.audit(conn, "user.create", user_id=user_id, username=name, new_user_id=user_id,
+                    new_username=name, role=role, via="sign-on")  # fmt: skip
+    return User(id=user_id, username=name, role=role)
 
 
 # --- account lifecycle (admin) ------------------------------------------------------------

@@ -25,7 +25,14 @@ from starlette.concurrency import run_in_threadpool
 
 from plugin.config import Settings
 from plugin.errors import BadRequest, Forbidden, LoginRequired, StoreError
-from plugin.worklist import cases, routes_admin, routes_cases, routes_login, routes_sampling
+from plugin.worklist import (
+    cases,
+    display,
+    routes_admin,
+    routes_cases,
+    routes_login,
+    routes_sampling,
+)
 from plugin.worklist.deps import HEADERS, SESSION_COOKIE, Pages, Worklist
 from plugin.worklist.store import Store
 from plugin.worklist.users import Session, lapsed_session, load_session
@@ -57,6 +64,8 @@ def mount(
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    env.filters["local"] = lambda value, offset=None: display.local_time(
+        value, offset, settings.worklist_timezone)  # fmt: skip
     pages = Pages(env=env, secure=settings.public_base_url.startswith("https://"))
     app.state.worklist = Worklist.build(store, settings, pages, ruleset)
     app.mount("/worklist/static", StaticFiles(directory=HERE / "static"), name="worklist-static")

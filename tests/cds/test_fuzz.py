@@ -9,7 +9,7 @@
   (timeline, rules, cards) see the damage, not just the request validation.
 
 Every answer must be a non-5xx, and every non-2xx an OperationOutcome (401 has no body).
-Deterministic (fixed seeds): ~1,800 mutations + ~400 schemathesis cases = ~2,200 requests
+Deterministic (fixed seeds): 1,680 mutations + ~400 schemathesis cases = ~2,100 requests
 (about 10 ms of CPU each, TestClient included).
 """
 
@@ -123,7 +123,7 @@ def test_mutated_spec_examples_never_get_a_5xx(client: Any, token: Any) -> None:
             )
             _check(r, f"{kind} {path} {raw[:200]!r}", counts)
             sent += 1
-    assert sent >= 1_700
+    assert sent >= 1_600
     assert counts[200] > 50 and sum(v for k, v in counts.items() if 400 <= k < 500) > 500
 
 

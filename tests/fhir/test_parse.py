@@ -273,13 +273,16 @@ def test_mimic_encounter_classes_icu_and_dispositions(mimic):
         by_class[e.detail.class_code].add(e.detail.setting)
     assert by_class["EW EMER."] == {Setting.IP}  # admissions, never ED visits
     assert by_class["URGENT"] == {Setting.IP}
-    assert by_class["EU OBSERVATION"] == {Setting.OBS}
+    # an observation stay in the emergency unit, not an admission (plugin/normalize/tables/
+    # settings.csv, issue 11: it was counted as an IP-2 readmission)
+    assert by_class["EU OBSERVATION"] == {Setting.ED}
     assert by_class["ACUTE"] == {Setting.ICU}  # EncounterICU
     icu = [e for e in encounters if e.detail.setting is Setting.ICU]
     assert len(icu) == 138 and all(e.detail.part_of for e in icu)
     assert {e.detail.planned for e in encounters if e.detail.class_code == "ELECTIVE"} == {True}
     assert {e.detail.disposition for e in encounters} >= {"home", "snf", "expired", "rehab", "ama"}
-    assert not any(e.detail.released for e in encounters)
+    # admissions are never treat-and-release; an emergency-unit observation stay may be
+    assert not any(e.detail.released for e in encounters if e.detail.setting is not Setting.ED)
 
 
 @needs_data

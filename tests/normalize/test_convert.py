@@ -115,3 +115,17 @@ def test_date_only_and_utc_values():
     )
     assert got["d"].offset_min is None
     assert got["z"].offset_min == 0
+
+
+def test_class_written_as_a_codeable_concept():
+    got = events(
+        enc("cc", {"coding": [{"code": "IMP"}]}),
+        enc("ccdisplay", {"coding": [{"system": "urn:x", "code": "L1", "display": "Emergency"}]}),
+        enc("cctext", {"text": "Observation encounter"}),
+    )
+    d = {k: (v.detail.setting, v.detail.setting_from) for k, v in got.items() if v.detail}
+    assert d == {
+        "cc": (Setting.IP, "class.code"),
+        "ccdisplay": (Setting.ED, "class.display"),
+        "cctext": (Setting.OBS, "class.display"),
+    }

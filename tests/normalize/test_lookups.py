@@ -23,6 +23,8 @@ from plugin.timeline.codes import normalise
         ("urn:oid:2.16.840.1.113883.6.96", "422504002", "snomed:422504002"),
         ("http://loinc.org", "29771-3", "loinc:29771-3"),
         ("http://fhir.mimic.mit.edu/CodeSystem/diagnosis-icd10", "R42", "icd10:R42"),
+        ("LN", "2345-7", "loinc:2345-7"),  # HL7 v2 coding-system names used as URIs
+        ("I10", "I63.9", "icd10:I639"),
         ("http://example.org/local", "X1", "local:http://example.org/local:X1"),
     ],
 )

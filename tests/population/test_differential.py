@@ -28,8 +28,8 @@ from plugin.population.flatten import connect, flatten
 from plugin.population.timelines import load_timelines
 from plugin.rules import evaluate, load_rules
 from plugin.rules.engine import evaluate_rule
-from plugin.rules.schema import TestFile
-from plugin.rules.testing import _as_of, test_file_for
+from plugin.rules import schema as rule_schema
+from plugin.rules import testing as rule_testing
 from plugin.timeline.model import Finding
 from plugin.timeline.spec import timeline_from_spec
 
@@ -89,7 +89,7 @@ def test_compiled_share(ruleset) -> None:  # type: ignore[no-untyped-def]
 
 def _cases(ruleset):  # type: ignore[no-untyped-def]
     for rule in ruleset.rules:
-        spec = TestFile.model_validate(yaml.safe_load(test_file_for(rule).read_text()))
+        spec = rule_schema.TestFile.model_validate(yaml.safe_load(rule_testing.test_file_for(rule).read_text()))
         for case in spec.cases:
             if case.events is not None:
                 yield rule, case
@@ -101,7 +101,7 @@ def test_rule_test_cases(ruleset) -> None:  # type: ignore[no-untyped-def]
     con.execute("SET TimeZone = 'UTC'")
     compared = 0
     for rule, case in _cases(ruleset):
-        as_of = _as_of(case)
+        as_of = rule_testing._as_of(case)
         plan = compile_rules([rule], ruleset.valuesets, as_of=as_of)
         if plan.not_compiled:
             continue

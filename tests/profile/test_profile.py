@@ -107,3 +107,17 @@ def test_a_kind_held_only_for_some_years_is_shown():
     }
     # 2015 has too few records to say anything; procedures start in 2021
     assert p.partial_periods() == {"procedure": [2019, 2020]}
+
+
+def test_years_with_only_back_dated_conditions_are_not_a_gap():
+    from collections import Counter
+
+    from plugin.profile import Profile
+
+    p = Profile(source="x")
+    p.by_year = {
+        "condition": Counter({2016: 40, 2020: 40, 2021: 40}),
+        "encounter": Counter({2020: 30, 2021: 30}),
+        "report": Counter({2020: 12, 2021: 12}),
+    }
+    assert p.partial_periods() == {}

@@ -174,3 +174,49 @@ def test_realtime_features_leak_nothing_through_the_fhir_edge(
         if checked >= 60:
             break
     assert checked >= 60
+
+
+def test_cross_site_direction(trained: Path, synth_dirs: tuple[Path, Path],
+                              tmp_path: Path) -> None:
+    """Issue 13: trained at the default site, judged at a community site that codes, cares and
+    documents differently. On small populations only the direction is checked: the ranker
+    still separates misses from look-alikes and beats rules-only at the same budget. The
+    figures with CIs come from bench/rank_eval.py."""
+    other = tmp_path / "community"
+    assert main(["synth", "--patients", "1500", "--seed", "3", "--out", str(other),
+                 "--profile", "community"]) == 0
+    rules = Path(__file__).resolve().parents[2] / "rules"
+    code = main(["evaluate", "--model", str(trained), "--data", str(other), "--labels",
+                 str(other / "labels.csv"), "--out", str(tmp_path / "r"), "--rules", str(rules),
+                 "--bootstrap", "20"])
+    assert code == 0
+    result = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert result["auroc"] > 0.6
+    assert result["budgets"][0]["ranker_ppv"] > result["budgets"][0]["rules_only_ppv"]
+
+
+def test_promote_cli_keeps_the_current_model_when_the_new_one_is_worse(
+    trained: Path, synth_dirs: tuple[Path, Path], tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _, held_out = synth_dirs
+    rules = Path(__file__).resolve().parents[2] / "rules"
+    current = tmp_path / "current"
+    args = ["--promote-to", str(current), "--validation-data", str(held_out),
+            "--validation-labels", str(held_out / "labels.csv"), "--rules", str(rules)]
+    assert main(["promote", str(trained), *args]) == 0
+    assert "PROMOTED" in capsys.readouterr().out
+    served = json.loads((current / "model.json").read_text())["model_version"]
+    # a worse candidate: the trained model with its review head's calibration inverted
+    worse = tmp_path / "worse"
+    worse.mkdir()
+    for f in trained.iterdir():
+        (worse / f.name).write_bytes(f.read_bytes())
+    info = json.loads((worse / "model.json").read_text())
+    info["calibration"] = {"kind": "platt", "a": -1.0, "b": 0.0}
+    info["model_version"] = "worse0000000"
+    (worse / "model.json").write_text(json.dumps(info))
+    assert main(["promote", str(worse), *args]) == 0
+    out = capsys.readouterr().out
+    assert "NOT PROMOTED" in out and "worse: AUROC" in out
+    assert json.loads((current / "model.json").read_text())["model_version"] == served

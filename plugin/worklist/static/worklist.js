@@ -122,3 +122,22 @@
     });
   });
 })();
+
+// Case page: search the report texts.
+(function () {
+  "use strict";
+  var box = document.getElementById("notes-search");
+  if (!box) return;
+  var notes = Array.prototype.slice.call(document.querySelectorAll("article.note"));
+  var none = document.getElementById("notes-none");
+  box.addEventListener("input", function () {
+    var q = box.value.trim().toLowerCase();
+    var shown = 0;
+    notes.forEach(function (n) {
+      var hit = !q || n.dataset.text.indexOf(q) >= 0;
+      n.hidden = !hit;
+      if (hit) shown += 1;
+    });
+    if (none) none.hidden = shown > 0;
+  });
+})();
