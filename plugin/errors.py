@@ -18,6 +18,7 @@ Hierarchy::
     ├── RuleError                    rule files
     │   ├── RuleValidationError      every problem in a rules tree: YAML syntax (R0xx), schema
     │   │                            (R1xx), references (R2xx), value sets (R3xx), file:line:col
+    │   │   └── PairValidationError  SPADE pair files (rules/spade/*.yml), S0xx/S1xx, file:line:col
     │   └── TimelineSpecError        an inline test timeline that cannot be built
     ├── NormalizeTableError          a normalisation table (plugin/normalize/tables) malformed
     ├── ModelError                   ranker models (missing file, feature version mismatch)
@@ -30,10 +31,14 @@ Hierarchy::
     │   │                            the BodyLimit middleware)
     │   └── PrefetchUnavailable      data needed and not obtainable (412 + OperationOutcome)
     ├── StoreError                   worklist database problems (incl. ConflictError)
-    │   └── ConflictError            optimistic-locking conflict on a review save
+    │   ├── ConflictError            optimistic-locking conflict on a review save
+    │   ├── SamplingError            a review-sample request that cannot be honoured (issue 13)
+    │   └── PasswordPolicyError      a password NIST SP 800-63B refuses (issue 15)
     ├── AccessError                  a worklist page refused
     │   ├── LoginRequired            no valid session (a GET redirects to the login page; 401)
-    │   └── Forbidden                signed in but not allowed, or a stale CSRF token (403)
+    │   ├── Forbidden                signed in but not allowed, or a stale CSRF token (403)
+    │   ├── BadRequest               malformed input such as a NUL character (400; issue 15)
+    │   └── SignOnError              OpenID Connect sign-on failed (issue 15)
     └── TextLexiconError             the report-text lexicon or concept file is malformed
 
 CLI-fatal conditions are raised as :class:`FatalError` (a ``SystemExit``) with a
@@ -320,3 +325,9 @@ class PasswordPolicyError(StoreError):
 
 class SignOnError(AccessError):
     """OpenID Connect sign-on failed (provider unreachable, bad state, token invalid)."""
+
+
+# --- issue 12 (engineer D): population engines -------------------------------------------
+class NotCompiled(RuleError):
+    """A rule uses something the SQL engines cannot evaluate; the population scan runs it
+    through the Python engine instead (plugin/population/compile.py)."""

@@ -1,6 +1,8 @@
 """CDS Hooks 2.0 service: discovery, patient-view, encounter-start, encounter-discharge,
-order-sign and feedback, with JWT verification, spec prefetch semantics and cards built
-from the shared rule engine (and the ranker, when a model is configured).
+order-sign, order-select, appointment-book and feedback, with JWT verification (jti single
+use across workers and hosts), deny-by-default FHIR call-backs under one deadline per call,
+spec prefetch semantics and cards built from the shared rule engine (and the ranker, when
+a model is configured).
 
 :func:`install` adds it to a FastAPI app; :func:`plugin.app.create_app` is the factory.
 """

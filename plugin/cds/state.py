@@ -77,7 +77,7 @@ class CdsState:
             fetcher_factory=fetcher_factory,
         )
         # jti single use across every worker and host: the worklist database decides
-        verifier.replay = DbReplayCache(lambda: state.worklist_store().engine)
+        verifier.replay = DbReplayCache(state.worklist_store)
         return state
 
     def record_findings(self, advice: Advice, service_id: str = "") -> None:
@@ -96,7 +96,8 @@ class CdsState:
             issued.audit_suppressed(store, service_id, advice.suppressed)
         except Exception:
             log.exception(
-                "could not record the CDS call in the worklist (%d finding(s), %d card(s), %d suppressed)",
+                "could not record the CDS call in the worklist "
+                "(%d finding(s), %d card(s), %d suppressed)",
                 len(advice.findings),
                 len(advice.issued),
                 len(advice.suppressed),

@@ -40,7 +40,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     s.add_argument("--engine", choices=("python", "duckdb"), default="python",
                    help="python: one timeline per patient (default); duckdb: the population "
                    "engine's flat tables (plugin.population), for large populations")
-    s.add_argument("--store", help="worklist database URL: link observed visits to their cases")
+    s.add_argument("--store", help="worklist database URL: link observed visits to their cases "
+                   "and show the measures on its dashboard")
     s.add_argument("--worklist-url", default="http://127.0.0.1:8000",
                    help="base URL of the worklist for those links")
     s.set_defaults(handler=run_spade)
@@ -111,12 +112,14 @@ def run_spade(args: argparse.Namespace) -> int:
     except FhirError as exc:
         fatal(str(exc), ExitCode.INPUT_UNREADABLE)
     if args.store:
+        from plugin.measure.run import save_summary
         from plugin.worklist.store import Store
 
         store = Store(args.store)
         try:
             rep = dataclasses.replace(rep, case_links=worklist_links(rep, store.engine,
                                                                      args.worklist_url))
+            save_summary(store.engine, rep)  # the worklist dashboard shows the latest run
         finally:
             store.close()
     if args.json:

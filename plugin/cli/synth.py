@@ -82,10 +82,10 @@ def run(args: argparse.Namespace) -> int:
         from plugin.synth.spade import add_planted
 
         try:
-            pair, n = add_planted(args.out, args.spade_excess, seed=args.seed,
+            pair, added = add_planted(args.out, args.spade_excess, seed=args.seed,
                                   n=args.spade_cohort or args.patients,
                                   end=datetime(as_of.year, as_of.month, as_of.day))
         except ValueError as exc:
             fatal(str(exc), ExitCode.USAGE)
-        print(f"SPADE cohort for {pair.id}: {n} resources in *.spade.ndjson")
+        print(f"SPADE cohort for {pair.id}: {added} resources in *.spade.ndjson")
     return 0

@@ -46,7 +46,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                                         "reviews-dictionary"), required=True,
                    help="csv: reviewed cases; detectedissue: FHIR R4 NDJSON; labels: CSV "
                         "for `dxsafety train`; reviews: one row per review (items, notes; "
-                        "REDCap-ready); reviews-dictionary: its REDCap data dictionary")  # fmt: skip
+                        "REDCap-ready); reviews-dictionary: its REDCap dictionary")  # fmt: skip
     e.add_argument("--out", type=Path, required=True)
     e.set_defaults(handler=export)
 

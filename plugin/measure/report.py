@@ -141,7 +141,8 @@ def _plots(r: PairResult) -> tuple[str, str, str]:
     ax.axhline(r.total.excess_per_10k, color="#b03a2e", ls=":", lw=1, label="all quarters")
     for b in r.benchmarks:
         if b.kind == "excess_per_10k":
-            ax.axhline(b.value, color="#1f4e79", ls="--", lw=1, label=b.label[:60])
+            ax.axhline(b.value, color="#1f4e79", ls="--", lw=1,
+                       label=f"published {b.value:g} per 10,000 ({b.label.split(':')[0]})")
     ax.set_ylabel("excess per 10,000 visits")
     ax.legend(fontsize=7, frameon=False)
     trend = _svg(fig)
@@ -156,10 +157,11 @@ def _plots(r: PairResult) -> tuple[str, str, str]:
             ax.plot(ns, upper, "k", ls=style, lw=0.8)
             ax.plot(ns, [10_000 * max(0.0, p - z * math.sqrt(p * (1 - p) / n)) for n in ns], "k",
                     ls=style, lw=0.8)
-        for f in r.funnel:
+        for i, f in enumerate(r.funnel):
             color = "#b03a2e" if f.outside_95 else "#1f4e79"
             ax.plot(f.n, f.rate_per_10k, "o", color=color)
-            ax.annotate(f.site, (f.n, f.rate_per_10k), fontsize=7, xytext=(4, 3),
+            # staggered so that sites of similar size stay readable
+            ax.annotate(f.site, (f.n, f.rate_per_10k), fontsize=7, xytext=(4, 3 + 9 * (i % 4)),
                         textcoords="offset points")
     ax.axhline(r.funnel_rate_per_10k, color="#888", lw=0.8)
     ax.set_xlabel("index visits at the site")

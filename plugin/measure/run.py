@@ -76,3 +76,30 @@ def worklist_links(rep: Report, engine: sa.Engine, base_url: str) -> dict[str, s
                 if (row.patient_id, row.index_ref) in wanted and k not in links:
                     links[k] = f"{base_url.rstrip('/')}/worklist/cases/{row.key}"
     return links
+
+
+def summary(rep: Report) -> list[dict[str, object]]:
+    """Per pair, the figures the dashboard shows (counts and rates only, no patient data)."""
+    out: list[dict[str, object]] = []
+    for r in rep.results:
+        lo, hi = r.total.ci
+        bench = next((b for b in r.benchmarks if b.kind == "excess_per_10k"), None)
+        out.append({"id": r.pair.id, "title": r.pair.title, "n": r.total.n,
+                    "observed": r.total.observed, "expected": round(r.total.expected, 2),
+                    "excess_per_10k": round(r.total.excess_per_10k, 2),
+                    "ci95": [round(lo, 2), round(hi, 2)],
+                    "benchmark": None if bench is None else {"value": bench.value,
+                                                             "label": bench.label}})  # fmt: skip
+    return out
+
+
+def save_summary(engine: sa.Engine, rep: Report) -> None:
+    """Keep the run's per-pair figures in the worklist database for its dashboard."""
+    from plugin.worklist import tables as t
+
+    lo, hi = rep.span
+    span = f"{lo.date() if lo else '?'} to {hi.date() if hi else '?'}"
+    with engine.begin() as conn:
+        conn.execute(t.spade_runs.insert().values(created_at=datetime.now(UTC),
+                                                  source=rep.source[:2000], span=span,
+                                                  pairs=summary(rep)))  # fmt: skip

@@ -22,10 +22,14 @@ expression and generated for each engine (``duckdb``, ``spark``): one representa
 per engine. Only portable constructs are used (joins, GROUP BY, CASE, IN-subqueries, integer
 arithmetic on epoch microseconds), so the transpilation is mechanical.
 
-A selector key the compiler does not know (a new timeline field the SQL has no column for,
-or ``text``: report narrative read by the ConText matcher in Python) makes the rule
-:class:`NotCompiled`; the population engine then runs that rule through the Python engine.
+``positive``/``abnormal`` read the result-semantics columns; ``text`` reads
+``text_concepts`` (ConText over report narratives, :mod:`plugin.population.flatten`). A
+selector key the compiler does not know (a new timeline field the SQL has no column for yet)
+makes the rule :class:`~plugin.errors.NotCompiled`; the population scan then runs that rule
+through the Python engine, so a new key never silently drops findings.
 """
+
+# ruff: noqa: S608 - this module builds SQL; every literal goes through lit()/_q()
 
 from __future__ import annotations
 
@@ -36,6 +40,7 @@ from datetime import datetime, timedelta
 import sqlglot
 from sqlglot import exp
 
+from plugin.errors import NotCompiled
 from plugin.rules.codesets import PREFIX_SYSTEMS, CodeSet
 from plugin.rules.engine import Rule
 from plugin.rules.schema import EVER, Condition, Selector
@@ -47,14 +52,11 @@ _HANDLED = frozenset(
     {
         "kind", "codes", "not_codes", "diagnosis", "not_diagnosis", "setting", "released",
         "planned", "icu", "disposition", "not_disposition", "admit_source", "not_admit_source",
-        "value", "interpretation", "status", "not_status", "principal", "within",
+        "value", "interpretation", "status", "not_status", "principal", "within", "positive",
+        "abnormal", "text",
     }
 )  # fmt: skip
 _BIG = 4_000_000_000_000_000_000  # beyond any epoch-microsecond time: the clamp of ``ever``
-
-
-class NotCompiled(Exception):
-    """A rule uses something the SQL engines cannot evaluate (it runs in Python instead)."""
 
 
 def us(delta: timedelta) -> int:
@@ -135,7 +137,7 @@ WHERE c.role <> 'interp'
 @dataclass(frozen=True, slots=True)
 class CompiledRule:
     rule: Rule
-    sql: exp.Expression  # columns: pid, ieid, oeid, ev_0..ev_n, xu_0..xu_m, bu, su
+    sql: exp.Expr  # columns: pid, ieid, oeid, ev_0..ev_n, xu_0..xu_m, bu, su
     n_evidence: int
     exclude_facts: tuple[frozenset[str], ...]  # per output xu_k: the facts its cond reads
 
@@ -167,9 +169,7 @@ def selector_sql(sel: Selector, x: str, ctx: _Ctx) -> str:
 
     def in_set(refs: list[str], role: str) -> str:
         sid = ctx.sets.add(resolve_codes(refs, ctx.valuesets))
-        return (
-            f"{x}.eid IN (SELECT eid FROM ev_set WHERE set_id = {_q(sid)} AND role = {_q(role)})"
-        )
+        return f"{x}.eid IN (SELECT eid FROM ev_set WHERE set_id = {_q(sid)} AND role = {_q(role)})"
 
     if sel.codes:
         parts.append(in_set(sel.codes, "own"))
@@ -210,6 +210,13 @@ def selector_sql(sel: Selector, x: str, ctx: _Ctx) -> str:
         parts.append(
             f"{x}.eid IN (SELECT eid FROM codes WHERE role = 'interp' AND code IN {wanted})"
         )
+    if sel.positive is not None:  # unknown (NULL) is neither positive nor negative
+        parts.append(f"coalesce({x}.positive = {'TRUE' if sel.positive else 'FALSE'}, FALSE)")
+    if sel.abnormal is not None:
+        flags = ["high", "low", "abnormal"] if sel.abnormal == "any" else [sel.abnormal]
+        parts.append(f"coalesce({x}.abnormal IN {_in(flags)}, FALSE)")
+    if sel.text:
+        parts.append(f"{x}.eid IN (SELECT eid FROM text_concepts WHERE concept IN {_in(sel.text)})")
     if sel.status:
         parts.append(f"coalesce({x}.status IN {_in(sel.status)}, FALSE)")
     if sel.not_status:
@@ -236,9 +243,7 @@ def _threshold_sql(th: Threshold, x: str, ctx: _Ctx) -> str:
             f"{side[1]}) AND CASE WHEN {strict} AND v.comparator NOT IN ('<', '>') "
             f"THEN v.v {tight} {n} ELSE v.v {loose} {n} END)"
         )
-    return (
-        f"{x}.eid IN (SELECT v.eid FROM ev_conv v WHERE v.target = {_q(target)} AND ({test}))"
-    )
+    return f"{x}.eid IN (SELECT v.eid FROM ev_conv v WHERE v.target = {_q(target)} AND ({test}))"
 
 
 def _condition_parts(
@@ -252,7 +257,8 @@ def _condition_parts(
         joins = "".join(m[2] for m in members)
         vals = [m[0] for m in members]
         value = (
-            "CASE " + " ".join(f"WHEN {v} = 1 THEN 1" for v in vals)
+            "CASE "
+            + " ".join(f"WHEN {v} = 1 THEN 1" for v in vals)
             + (" WHEN " + " OR ".join(f"{v} IS NULL" for v in vals) + " THEN NULL")
             + " ELSE 0 END"
         )
@@ -291,11 +297,12 @@ def _condition_parts(
 def _event_condition(
     cond: Condition, ctx: _Ctx, *, stage: str, src: str
 ) -> tuple[str, str | None, str]:
-    assert cond.event is not None
+    if cond.event is None:
+        raise NotCompiled("an event condition without an event")
     name = ctx.name("c")
     pred = selector_sql(cond.event, "x", ctx)
     keys = "s.pid, s.eid" + (", s.oeid" if stage == "outcome" else "")
-    where = ["x.pid = s.pid", pred, "NOT (x.source = s.isource AND x.kind = s.ikind)"]
+    where = ["x.pid = s.pid", pred, not_same("x", "s")]
     if cond.between is not None:
         base = "s.ot" if cond.relative_to == "outcome" else "s.anchor"
         lo, hi = us(cond.between[0]), us(cond.between[1])
@@ -317,6 +324,16 @@ def _event_condition(
     else:
         value = f"CASE WHEN {name}.fsrc IS NOT NULL THEN 1 ELSE 0 END"
     return value, f"{name}.fsrc", join
+
+
+def not_same(x: str, s: str, i: str = "") -> str:
+    """Not the index (alias ``s``, columns prefixed ``i``) nor its own resource nor the other
+    record of its study (:func:`plugin.rules.engine.same_source`)."""
+    return (
+        f"NOT (({x}.source = {s}.isource AND {x}.kind = {s}.ikind) OR ({x}.kind <> {s}.ikind "
+        f"AND {x}.kind IN ('procedure', 'report') AND {s}.ikind IN ('procedure', 'report') "
+        f"AND {x}.t = {s}.it AND {x}.enc IS NOT DISTINCT FROM {s}.ienc))"
+    )
 
 
 def _facts(cond: Condition) -> frozenset[str]:
@@ -379,20 +396,26 @@ def compile_rule(rule: Rule, sets: CodeSets, valuesets: Mapping[str, CodeSet], *
     anchor = "e.t" if rule.anchor == "start" else "coalesce(e.te, e.t)"
     ctx.ctes.append(
         f"idx AS (SELECT e.pid, e.eid, e.seq AS iseq, e.source AS isource, e.kind AS ikind, "
+        f"e.enc AS ienc, "
         f"e.t AS it, e.ty AS ity, e.tmd AS itmd, {anchor} AS anchor FROM events e "
         f"WHERE {index})"
     )
     i_ev, i_facts, i_unk = _stage(rule, ctx, stage="index", src="idx", out="ist")
     within = us(rule.within)
     if rule.type == "sequence":
-        outcome = "(" + " OR ".join(
-            selector_sql(s, "o", ctx) for s in _as_list(logic.outcome)  # type: ignore[attr-defined]
-        ) + ")"
+        outcome = (
+            "("
+            + " OR ".join(
+                selector_sql(s, "o", ctx)
+                for s in _as_list(logic.outcome)  # type: ignore[attr-defined]
+            )
+            + ")"
+        )
         ctx.ctes.append(
             f"pairs AS (SELECT i.*, o.eid AS oeid, o.seq AS oseq, o.t AS ot, "
             f"o.source AS osrc FROM ist i JOIN events o ON o.pid = i.pid "
             f"AND o.t > i.anchor AND o.t <= i.anchor + {within} "
-            f"AND NOT (o.source = i.isource AND o.kind = i.ikind) AND {outcome} WHERE i.ist_ok)"
+            f"AND {not_same('o', 'i')} AND {outcome} WHERE i.ist_ok)"
         )
         o_ev, o_facts, o_unk = _stage(rule, ctx, stage="outcome", src="pairs", out="ost")
         ctx.ctes.append(
@@ -400,7 +423,8 @@ def compile_rule(rule: Rule, sets: CodeSets, valuesets: Mapping[str, CodeSet], *
         )
         final = (
             "SELECT s.pid, s.eid AS ieid, s.oeid, s.isource AS ev_0"
-            + "".join(f", s.{c}" for c in i_ev) + ", s.osrc AS ev_o"
+            + "".join(f", s.{c}" for c in i_ev)
+            + ", s.osrc AS ev_o"
             + "".join(f", s.{c}" for c in o_ev)
             + "".join(f", s.{c}" for c in i_unk + o_unk)
             + ", p.by IS NULL AS bu, p.sex IS NULL AS su "
@@ -417,7 +441,7 @@ def compile_rule(rule: Rule, sets: CodeSets, valuesets: Mapping[str, CodeSet], *
             pred = selector_sql(sel, "x", ctx)
             closed.append(
                 f"SELECT i.eid FROM ist i JOIN events x ON x.pid = i.pid AND x.t >= i.anchor "
-                f"AND x.t <= i.anchor + {w} AND NOT (x.source = i.isource AND x.kind = i.ikind) "
+                f"AND x.t <= i.anchor + {w} AND {not_same('x', 'i')} "
                 f"AND {pred} WHERE i.ist_ok"
             )
         ctx.ctes.append("closed AS (" + " UNION ".join(closed) + ")")

@@ -8,6 +8,8 @@ made here from the index and outcome rows, with the Python engine's own function
 SQL engines is field for field the Python engine's.
 """
 
+# ruff: noqa: S608 - this module builds SQL; every literal goes through lit()/_q()
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
@@ -15,10 +17,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from plugin.population.compile import EV_CONV_SQL, EV_SET_SQL, CompiledRule, Plan
 from plugin.normalize.lookups import molar_mass
-from plugin.rules.units import to_unit
+from plugin.population.compile import EV_CONV_SQL, EV_SET_SQL, CompiledRule, Plan
 from plugin.rules.engine import Rule, days_text, describe, finding_key
+from plugin.rules.units import to_unit
 from plugin.timeline.model import Code, EncounterDetail, Event, Finding, Kind, Setting
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -141,20 +143,27 @@ def run_plan(runner: Runner, plan: Plan) -> list[Row]:
         for rec in runner.query(compiled.to_sql(runner.dialect)):
             pid, ieid, oeid = rec[0], rec[1], rec[2]
             evs = rec[3 : 3 + compiled.n_evidence]
-            unk_flags = rec[3 + compiled.n_evidence : 3 + compiled.n_evidence + len(compiled.exclude_facts)]
+            first_unk = 3 + compiled.n_evidence
+            unk_flags = rec[first_unk : first_unk + len(compiled.exclude_facts)]
             bu, su = rec[-2], rec[-1]
             unknown: set[str] = set()
             for flag, facts in zip(unk_flags, compiled.exclude_facts, strict=True):
                 if flag:
                     unknown |= {f for f in facts if (f == "age" and bu) or (f == "sex" and su)}
             out.append(
-                Row(compiled, str(pid), int(ieid), None if oeid is None else int(oeid),
-                    tuple(e for e in evs if e is not None), frozenset(unknown))  # fmt: skip
+                Row(
+                    compiled,
+                    str(pid),
+                    int(ieid),
+                    None if oeid is None else int(oeid),
+                    tuple(e for e in evs if e is not None),
+                    frozenset(unknown),
+                )
             )
     return out
 
 
-_EVENT_FIELDS = "eid, pid, kind, t, te, source, system, code, value, unit, setting, label"
+_EVENT_FIELDS = "eid, pid, kind, t, te, source, system, code, value, unit, setting, label, off"
 
 
 def events_by_id(runner: Runner, eids: Iterable[int]) -> dict[int, Event]:
@@ -177,12 +186,15 @@ def events_by_id(runner: Runner, eids: Iterable[int]) -> dict[int, Event]:
             detail = None
             if kind is Kind.ENCOUNTER:
                 detail = EncounterDetail(
-                    setting=Setting(r[10] or "OTHER"), class_code="", diagnoses=tuple(dx.get(eid, ()))
+                    setting=Setting(r[10] or "OTHER"),
+                    class_code="",
+                    diagnoses=tuple(dx.get(eid, ())),
                 )
             out[eid] = Event(
                 patient=r[1], kind=kind, t=from_us(r[3]),
                 end=None if r[4] is None else from_us(r[4]), source=r[5], system=r[6] or "",
                 code=r[7] or "", value=r[8], unit=r[9], text=r[11], detail=detail,
+                offset_min=None if r[12] is None else int(r[12]),
             )  # fmt: skip
     return out
 
@@ -205,6 +217,7 @@ def to_findings(runner: Runner, rows: Sequence[Row]) -> list[Finding]:
             "type": rule.type,
             "rule_version": rule.version,
             "catalogue_version": rule.catalogue_version,
+            "index_local": index.local_t.isoformat(),
         }
         if row.unknown:
             facts = ", ".join(sorted(row.unknown))

@@ -27,6 +27,8 @@ field of the wrong JSON type is read as absent (Python skips the resource); Bund
 Patient and to Locations are kept as written.
 """
 
+# ruff: noqa: S608 - this module builds SQL; every literal goes through lit()/_q()
+
 from __future__ import annotations
 
 import json
@@ -44,22 +46,27 @@ from plugin.population.vocab import in_list, lit, vlist
 
 EVENT_COLUMNS = (
     "pid", "eid", "seq", "kind", "t", "te", "source", "system", "code", "enc", "status",
-    "value", "unit", "comparator", "setting", "disposition", "admit_source", "planned", "released", "icu",
-    "has_pr", "label", "ty", "tmd",
+    "value", "unit", "comparator", "positive", "abnormal", "off", "setting", "disposition",
+    "admit_source", "planned", "released", "icu", "has_pr", "label", "ty", "tmd",
 )  # fmt: skip
 
-_CC = {"coding": [{"system": "VARCHAR", "code": "VARCHAR", "display": "VARCHAR"}], "text": "VARCHAR"}
+_CODING = {"system": "VARCHAR", "code": "VARCHAR", "display": "VARCHAR"}
+_CC = {"coding": [_CODING], "text": "VARCHAR"}
 _REF = {"reference": "VARCHAR", "display": "VARCHAR"}
 _PERIOD = {"start": "VARCHAR", "end": "VARCHAR"}
 _VALUE = {
     "valueQuantity": {
-        "value": "DOUBLE", "unit": "VARCHAR", "system": "VARCHAR", "code": "VARCHAR",
+        "value": "DOUBLE",
+        "unit": "VARCHAR",
+        "system": "VARCHAR",
+        "code": "VARCHAR",
         "comparator": "VARCHAR",
-    },  # fmt: skip
+    },
     "valueInteger": "DOUBLE",
     "valueCodeableConcept": _CC,
     "valueString": "VARCHAR",
     "interpretation": [_CC],
+    "referenceRange": [{"low": {"value": "DOUBLE"}, "high": {"value": "DOUBLE"}}],
 }
 SCHEMA: dict[str, object] = {
     "resourceType": "VARCHAR",
@@ -87,6 +94,8 @@ SCHEMA: dict[str, object] = {
     "performedDateTime": "VARCHAR",
     "performedPeriod": _PERIOD,
     "conclusionCode": [_CC],
+    "conclusion": "VARCHAR",
+    "presentedForm": [{"contentType": "VARCHAR", "data": "VARCHAR", "url": "VARCHAR"}],
     "authoredOn": "VARCHAR",
     "occurrenceDateTime": "VARCHAR",
     "occurrencePeriod": _PERIOD,
@@ -159,13 +168,40 @@ def _macros() -> list[str]:
         "CREATE OR REPLACE MACRO answer_sys(s) AS CASE WHEN ends_with(s, 'v2-0078') "
         "OR ends_with(s, 'v3-ObservationInterpretation') THEN 'v2-0078' ELSE s END",
         "CREATE OR REPLACE MACRO meaning_of(p) AS first_placed(list_concat("
-        "list_transform(codings(p.valueCodeableConcept), lambda x: qual_coded(answer_sys(x.s), x.c)), "
+        "list_transform(codings(p.valueCodeableConcept), "
+        "lambda x: qual_coded(answer_sys(x.s), x.c)), "
         "list_transform(list_filter([p.valueCodeableConcept.text, p.valueString], "
         "lambda t: t IS NOT NULL AND t <> ''), lambda t: qual_text(t))))",
         "CREATE OR REPLACE MACRO implied_of(p) AS CASE "
         "WHEN p.valueQuantity IS NOT NULL OR p.valueInteger IS NOT NULL THEN []::VARCHAR[] "
         "WHEN meaning_of(p) = 'positive' THEN ['POS'] "
         "WHEN meaning_of(p) = 'negative' THEN ['NEG'] ELSE []::VARCHAR[] END",
+        # results.judge: positive from interpretation, else the coded answer, else the text
+        # (an indeterminate coded answer stops the search); abnormal from interpretation,
+        # else the reference range, else from positive
+        "CREATE OR REPLACE MACRO answered(p) AS "
+        "(p.valueQuantity IS NULL AND p.valueInteger IS NULL)",
+        "CREATE OR REPLACE MACRO coded_meaning(p) AS CASE WHEN answered(p) THEN first_placed("
+        "list_transform(codings(p.valueCodeableConcept), "
+        "lambda x: qual_coded(answer_sys(x.s), x.c))) END",
+        "CREATE OR REPLACE MACRO text_meaning(p) AS CASE WHEN answered(p) THEN first_placed("
+        "list_transform(list_filter([p.valueCodeableConcept.text, p.valueString], "
+        "lambda t: t IS NOT NULL AND t <> ''), lambda t: qual_text(t))) END",
+        "CREATE OR REPLACE MACRO range_of(p) AS list_filter(coalesce(p.referenceRange, []), "
+        "lambda r: r.low.value IS NOT NULL OR r.high.value IS NOT NULL)[1]",
+        # the UTC offset written in the time value (plugin.fhir.convert.offset_of): the first
+        # path holding a date-time; none for a date only (a value without an offset would
+        # take the --assume-tz zone's, not supported here: None, as without the option)
+        "CREATE OR REPLACE MACRO ts_m(s) AS coalesce(regexp_matches(trim(s), "
+        "'T\\d\\d:\\d\\d(:\\d\\d(\\.\\d+)?)?(Z|[+-]\\d\\d:\\d\\d)?$'), FALSE)",
+        "CREATE OR REPLACE MACRO ts_off0(g) AS CASE WHEN g IS NULL OR g = '' THEN NULL "
+        "WHEN g = 'Z' THEN 0 ELSE (CASE WHEN g[1] = '-' THEN -1 ELSE 1 END) * "
+        "(CAST(g[2:3] AS INTEGER) * 60 + CAST(g[5:6] AS INTEGER)) END",
+        "CREATE OR REPLACE MACRO ts_off(s) AS "
+        "ts_off0(regexp_extract(trim(s), '(Z|[+-]\\d\\d:\\d\\d)$', 1))",
+        "CREATE OR REPLACE MACRO off_of(l) AS CASE "
+        "WHEN length(list_filter(l, lambda s: fdt(s) IS NOT NULL)[1]) <= 10 THEN NULL "
+        "ELSE ts_off(list_filter(l, lambda s: ts_m(s))[1]) END",
         "CREATE OR REPLACE MACRO value_of(p) AS CASE WHEN p.valueQuantity IS NOT NULL "
         "THEN p.valueQuantity.value ELSE p.valueInteger END",
         f"CREATE OR REPLACE MACRO unit_of(p) AS CASE WHEN p.valueQuantity IS NOT NULL THEN "
@@ -180,7 +216,9 @@ def _ordered_prefs(rtype: str) -> str:
     return vlist(prefs) if prefs else "[]::VARCHAR[]"
 
 
-def connect(memory_limit: str | None = None, temp_dir: str | Path | None = None) -> duckdb.DuckDBPyConnection:
+def connect(
+    memory_limit: str | None = None, temp_dir: str | Path | None = None
+) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection set up for flattening: UTC, bounded memory, spilling to disk."""
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
@@ -195,7 +233,8 @@ def connect(memory_limit: str | None = None, temp_dir: str | Path | None = None)
 
 
 def _files(sources: Sequence[str | Path]) -> tuple[list[str], list[str]]:
-    nd, js = [], []
+    nd: list[str] = []
+    js: list[str] = []
     for src in sources:
         for f in list_input_files(Path(src)):
             name = f.name.lower()
@@ -240,7 +279,7 @@ def flatten(con: duckdb.DuckDBPyConnection, sources: Sequence[str | Path]) -> di
     con.execute(f"CREATE OR REPLACE TEMP TABLE raw0 AS {_read_sql(nd, js)}")
     # Bundles (in .json files or on an NDJSON line) are expanded to their entries; an entry
     # without an id takes the uuid of its fullUrl (plugin.fhir.read).
-    con.execute(f"""
+    con.execute("""
         CREATE OR REPLACE TEMP TABLE raw AS
         SELECT j FROM raw0 WHERE coalesce(json_extract_string(j, '$.resourceType'), '') <> 'Bundle'
         UNION ALL
@@ -272,10 +311,11 @@ def flatten(con: duckdb.DuckDBPyConnection, sources: Sequence[str | Path]) -> di
     _shared(con, shared)
     _events(con)
     _derive(con)
+    _text_concepts(con)
     counts = con.execute(
         "SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM patients)"
     ).fetchone()
-    assert counts is not None
+    counts = counts or (0, 0)
     return {
         "resources": sum(types.values()),
         "types": types,
@@ -295,22 +335,34 @@ def _patients_of(con: duckdb.DuckDBPyConnection, shared: str) -> None:
     con.execute("""
         CREATE OR REPLACE TEMP TABLE pident AS
         SELECT k, min(pid) AS pid FROM (
-            SELECT id AS pid, unnest([coalesce(i.system, '') || '|' || i.value, '|' || i.value]) AS k
+            SELECT id AS pid,
+                   unnest([coalesce(i.system, '') || '|' || i.value, '|' || i.value]) AS k
             FROM (SELECT id, unnest(r.identifier) AS i FROM res_p WHERE rt = 'Patient')
             WHERE i.value IS NOT NULL)
         GROUP BY k
     """)
     con.execute("""
-        CREATE OR REPLACE TEMP TABLE pres AS
+        CREATE OR REPLACE TEMP TABLE pres0 AS
         SELECT pid, rt, id, rt || '/' || coalesce(id, '?') AS src, r FROM (
             SELECT CASE WHEN starts_with(p0, '?') THEN pident.pid ELSE p0 END AS pid, rt, id, r
             FROM res_p LEFT JOIN pident ON pident.k = qkey(res_p.p0))
         WHERE pid IS NOT NULL AND pid <> '' AND strpos(pid, chr(9)) = 0
           AND strpos(pid, chr(10)) = 0
-        QUALIFY id IS NULL OR row_number() OVER (
-            PARTITION BY pid, rt, id ORDER BY fdt_raw(r.meta.lastUpdated) DESC NULLS LAST,
-            md5(CAST(r AS VARCHAR)) DESC) = 1
     """)
+    # one copy per Type/id: the latest meta.lastUpdated, then a content hash (only the
+    # duplicated keys pay for the ordering)
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE pres AS
+        WITH dup AS (SELECT pid, rt, id FROM pres0 WHERE id IS NOT NULL
+                     GROUP BY pid, rt, id HAVING count(*) > 1)
+        SELECT p.* FROM pres0 p ANTI JOIN dup d ON d.pid = p.pid AND d.rt = p.rt AND d.id = p.id
+        UNION ALL
+        SELECT p.* FROM pres0 p SEMI JOIN dup d ON d.pid = p.pid AND d.rt = p.rt AND d.id = p.id
+        QUALIFY row_number() OVER (
+            PARTITION BY p.pid, p.rt, p.id ORDER BY fdt_raw(p.r.meta.lastUpdated) DESC NULLS LAST,
+            md5(CAST(p.r AS VARCHAR)) DESC) = 1
+    """)
+    con.execute("DROP TABLE pres0")
     con.execute("DROP TABLE res_p")
 
 
@@ -320,7 +372,8 @@ def _shared(con: duckdb.DuckDBPyConnection, shared: str) -> None:
         CREATE OR REPLACE TEMP TABLE loc AS
         SELECT 'Location/' || id AS k, id, r.name AS name,
                list_concat(flatten(list_transform(coalesce(r.type, []),
-                                                  lambda cc: list_transform(codings(cc), lambda x: x.c))),
+                                                  lambda cc: list_transform(codings(cc),
+                                                                            lambda x: x.c))),
                            list_transform(codings(r.physicalType), lambda x: x.c)) AS types,
                r.identifier AS ident
         FROM res WHERE rt = 'Location' AND id IS NOT NULL
@@ -348,10 +401,12 @@ def _ev(kind: str, t: str, codes_list: str, **cols: str) -> str:
     defaults = {
         "te": "NULL::BIGINT", "enc": "NULL::VARCHAR", "status": "r.status",
         "value": "NULL::DOUBLE", "unit": "NULL::VARCHAR", "comparator": "NULL::VARCHAR",
+        "positive": "NULL::BOOLEAN", "abnormal": "NULL::VARCHAR",
         "setting": "NULL::VARCHAR",
         "disposition": "NULL::VARCHAR", "admit_source": "NULL::VARCHAR",
         "planned": "NULL::BOOLEAN", "icu": "false", "part_of": "NULL::VARCHAR",
         "label": "NULL::VARCHAR", "interp": "[]::VARCHAR[]", "source": "src",
+        "off": "NULL::INTEGER",
         "primary_s": "NULL::VARCHAR", "primary_c": "NULL::VARCHAR",
     }  # fmt: skip
     defaults.update(cols)
@@ -380,6 +435,7 @@ def _events(con: duckdb.DuckDBPyConnection) -> None:
         "own_of(l, b)",
         enc="ek",
         status="first_code(r.clinicalStatus)",
+        off="off_of([r.onsetDateTime, r.onsetPeriod.start, r.recordedDate])",
         label="coalesce(l[b].d, r.code.text)",
     )
     obs_common = (
@@ -400,10 +456,10 @@ def _events(con: duckdb.DuckDBPyConnection) -> None:
               AND NOT (fbad(p.r.onsetDateTime) OR fbad(p.r.onsetPeriod.start)
                        OR fbad(p.r.onsetPeriod."end") OR fbad(p.r.recordedDate))
         ), c1 AS (
-            SELECT c0.*, best_ix(l, {_ordered_prefs('Condition')}) AS b, es.st
+            SELECT c0.*, best_ix(l, {_ordered_prefs("Condition")}) AS b, es.st
             FROM c0 LEFT JOIN enc_start es ON es.pid = c0.pid AND es.src = c0.ek
         )
-        {cond.replace('es.st', 'st')} FROM c1 es
+        {cond.replace("es.st", "st")} FROM c1 es
 
         UNION ALL
         -- Observation: the resource and each coded component
@@ -417,20 +473,47 @@ def _events(con: duckdb.DuckDBPyConnection) -> None:
                            OR fbad(r.issued) OR fbad(r.effectiveDateTime)
                            OR fbad(r.effectiveInstant))
             ), parts AS (
-                SELECT pid, src, r, t0, ek, {_part('r')} AS part, true AS main FROM o0
+                SELECT pid, src, r, t0, ek, {_part("r")} AS part, true AS main FROM o0
                 UNION ALL
                 SELECT pid, src, r, t0, ek, unnest(r.component) AS part, false AS main FROM o0
             ), p1 AS (
                 SELECT *, codings(part.code) AS l FROM parts
             ), p2 AS (
-                SELECT *, best_ix(l, {_ordered_prefs('Observation')}) AS b FROM p1
-                WHERE main OR len(l) > 0
+                SELECT *, best_ix(l, {_ordered_prefs("Observation")}) AS b,
+                       CASE WHEN len(interp_of(part)) > 0 THEN interp_of(part)
+                            ELSE implied_of(part) END AS ip
+                FROM p1 WHERE main OR len(l) > 0
+            ), p3 AS (
+                SELECT *, first_placed(list_transform(ip, lambda c: interp_pos(c))) AS ipos,
+                       first_placed(list_transform(ip, lambda c: interp_flag(c))) AS iflag,
+                       coded_meaning(part) AS cm, text_meaning(part) AS tm, range_of(part) AS rr,
+                       value_of(part) AS val
+                FROM p2
+            ), p4 AS (
+                SELECT *, CASE WHEN ipos IS NOT NULL THEN ipos = 'true'
+                               WHEN cm IS NOT NULL THEN meaning_bool(cm)
+                               ELSE meaning_bool(tm) END AS pos
+                FROM p3
             )
-            {_ev("observation", "t0", "own_of(l, b)", enc="ek", value="value_of(part)",
-                 unit="unit_of(part)", comparator="part.valueQuantity.comparator",
-                 interp="CASE WHEN len(interp_of(part)) > 0 THEN interp_of(part) "
-                        "ELSE implied_of(part) END",
-                 label="coalesce(l[b].d, part.code.text)")} FROM p2
+            {
+        _ev(
+            "observation",
+            "t0",
+            "own_of(l, b)",
+            enc="ek",
+            value="val",
+            unit="unit_of(part)",
+            comparator="part.valueQuantity.comparator",
+            interp="ip",
+            positive="pos",
+            abnormal="coalesce(iflag, by_range(val, part.valueQuantity.comparator, "
+            "rr.low.value, rr.high.value), CASE WHEN pos THEN 'abnormal' "
+            "WHEN NOT pos THEN 'normal' END)",
+            off="off_of([r.effectiveDateTime, r.effectiveInstant, "
+            "r.effectivePeriod.start, r.issued])",
+            label="coalesce(l[b].d, part.code.text)",
+        )
+    } FROM p4
         )
 
         UNION ALL
@@ -444,13 +527,20 @@ def _events(con: duckdb.DuckDBPyConnection) -> None:
                   AND NOT (fbad(p.r.performedPeriod.start) OR fbad(p.r.performedPeriod."end")
                            OR fbad(p.r.performedDateTime))
             ), x1 AS (
-                SELECT x0.*, best_ix(l, {_ordered_prefs('Procedure')}) AS b, es.st
+                SELECT x0.*, best_ix(l, {_ordered_prefs("Procedure")}) AS b, es.st
                 FROM x0 LEFT JOIN enc_start es ON es.pid = x0.pid AND es.src = x0.ek
             )
-            {_ev("procedure",
-                 _PROC_T,
-                 "own_of(l, b)", enc="ek", te='pend(r.performedPeriod)',
-                 label="coalesce(l[b].d, r.code.text)")} FROM x1
+            {
+        _ev(
+            "procedure",
+            _PROC_T,
+            "own_of(l, b)",
+            enc="ek",
+            te="pend(r.performedPeriod)",
+            off='off_of([r.performedDateTime, r.performedPeriod.start, r.performedPeriod."end"])',
+            label="coalesce(l[b].d, r.code.text)",
+        )
+    } FROM x1
         )
 
         UNION ALL
@@ -463,13 +553,17 @@ def _events(con: duckdb.DuckDBPyConnection) -> None:
                   AND coalesce(r.status, '') NOT IN ('entered-in-error', 'cancelled')
                   AND NOT (fbad(r.effectivePeriod.start) OR fbad(r.effectivePeriod."end")
                            OR fbad(r.issued) OR fbad(r.effectiveDateTime))
-            ), x1 AS (SELECT *, best_ix(l, {_ordered_prefs('DiagnosticReport')}) AS b FROM x0)
-            {_ev("report",
-                 "coalesce(fdt(r.effectiveDateTime), fdt(r.effectivePeriod.start), "
-                 "fdt(r.issued))",
-                 "list_concat(own_of(l, b), concl)",
-                 enc="canon(r.encounter.reference, 'Encounter')",
-                 label="coalesce(l[b].d, r.code.text)")} FROM x1
+            ), x1 AS (SELECT *, best_ix(l, {_ordered_prefs("DiagnosticReport")}) AS b FROM x0)
+            {
+        _ev(
+            "report",
+            "coalesce(fdt(r.effectiveDateTime), fdt(r.effectivePeriod.start), fdt(r.issued))",
+            "list_concat(own_of(l, b), concl)",
+            off="off_of([r.effectiveDateTime, r.effectivePeriod.start, r.issued])",
+            enc="canon(r.encounter.reference, 'Encounter')",
+            label="coalesce(l[b].d, r.code.text)",
+        )
+    } FROM x1
         )
 
         UNION ALL
@@ -480,12 +574,17 @@ def _events(con: duckdb.DuckDBPyConnection) -> None:
                   AND coalesce(r.status, '') <> 'entered-in-error'
                   AND NOT (fbad(r.occurrencePeriod.start) OR fbad(r.occurrencePeriod."end")
                            OR fbad(r.authoredOn) OR fbad(r.occurrenceDateTime))
-            ), x1 AS (SELECT *, best_ix(l, {_ordered_prefs('ServiceRequest')}) AS b FROM x0)
-            {_ev("order",
-                 "coalesce(fdt(r.authoredOn), fdt(r.occurrenceDateTime), "
-                 "fdt(r.occurrencePeriod.start))",
-                 "own_of(l, b)", enc="canon(r.encounter.reference, 'Encounter')",
-                 label="coalesce(l[b].d, r.code.text)")} FROM x1
+            ), x1 AS (SELECT *, best_ix(l, {_ordered_prefs("ServiceRequest")}) AS b FROM x0)
+            {
+        _ev(
+            "order",
+            "coalesce(fdt(r.authoredOn), fdt(r.occurrenceDateTime), fdt(r.occurrencePeriod.start))",
+            "own_of(l, b)",
+            enc="canon(r.encounter.reference, 'Encounter')",
+            off="off_of([r.authoredOn, r.occurrenceDateTime, r.occurrencePeriod.start])",
+            label="coalesce(l[b].d, r.code.text)",
+        )
+    } FROM x1
         )
 
         UNION ALL
@@ -495,7 +594,8 @@ def _events(con: duckdb.DuckDBPyConnection) -> None:
                        coalesce(p.r.medicationCodeableConcept,
                                 CASE WHEN starts_with(p.r.medicationReference.reference, '#')
                                      THEN list_filter(coalesce(p.r.contained, []), lambda c:
-                                          c.id = substr(p.r.medicationReference.reference, 2))[1].code
+                                          c.id = substr(p.r.medicationReference.reference, 2)
+                                     )[1].code
                                 END,
                                 m.code) AS cc
                 FROM pres p LEFT JOIN med m
@@ -503,15 +603,22 @@ def _events(con: duckdb.DuckDBPyConnection) -> None:
                 WHERE p.rt = 'MedicationRequest'
                   AND coalesce(p.r.status, '') <> 'entered-in-error' AND NOT fbad(p.r.authoredOn)
             ), x1 AS (SELECT *, codings(cc) AS l FROM x0),
-            x2 AS (SELECT *, best_ix(l, {_ordered_prefs('MedicationRequest')}) AS b FROM x1)
-            {_ev("medication", "fdt(r.authoredOn)", "own_of(l, b)",
-                 enc="canon(r.encounter.reference, 'Encounter')",
-                 label="coalesce(l[b].d, cc.text)")} FROM x2
+            x2 AS (SELECT *, best_ix(l, {_ordered_prefs("MedicationRequest")}) AS b FROM x1)
+            {
+        _ev(
+            "medication",
+            "fdt(r.authoredOn)",
+            "own_of(l, b)",
+            off="off_of([r.authoredOn])",
+            enc="canon(r.encounter.reference, 'Encounter')",
+            label="coalesce(l[b].d, cc.text)",
+        )
+    } FROM x2
         )
 
         UNION ALL
         SELECT * FROM (
-            {_ev("death", "fdt(r.deceasedDateTime)", "[]::STRUCT(s VARCHAR, c VARCHAR, d VARCHAR)[]")}
+            {_ev("death", "fdt(r.deceasedDateTime)", _NO_CODES, off="off_of([r.deceasedDateTime])")}
             FROM pres WHERE rt = 'Patient' AND NOT fbad(r.birthDate)
               AND NOT fbad(r.deceasedDateTime)
         )
@@ -521,28 +628,29 @@ def _events(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("DROP TABLE dx_of")
 
 
+_NO_CODES = "[]::STRUCT(s VARCHAR, c VARCHAR, d VARCHAR)[]"
 _PROC_T = (
-    'coalesce(fdt(r.performedDateTime), fdt(r.performedPeriod.start), '
-    'pend(r.performedPeriod), st)'
+    "coalesce(fdt(r.performedDateTime), fdt(r.performedPeriod.start), pend(r.performedPeriod), st)"
 )
 
 
 def _part(alias: str) -> str:
     """The resource itself as an Observation part (the shape of a component)."""
     fields = ["code", "valueQuantity", "valueInteger", "valueCodeableConcept", "valueString",
-              "interpretation"]  # fmt: skip (the component's fields, in its order)
+              "interpretation", "referenceRange"]  # fmt: skip
     return "{" + ", ".join(f"'{f}': {alias}.{f}" for f in fields) + "}"
 
 
 def _encounters(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute(f"""
+    con.execute("""
         CREATE OR REPLACE TEMP TABLE enc0 AS
         SELECT pid, src, r,
                coalesce(fdt(r.period.start), pend(r.period)) AS t0,
                coalesce(r.class.code, '') AS class_code,
                (upper(coalesce(r.class.code, '')) = 'ICU' OR (r.partOf IS NOT NULL AND coalesce(
                    list_bool_or(list_transform(list_concat(coalesce(r.meta.profile, []),
-                       list_transform(coalesce(r.identifier, []), lambda i: coalesce(i.system, ''))),
+                       list_transform(coalesce(r.identifier, []),
+                                      lambda i: coalesce(i.system, ''))),
                        lambda m: strpos(lower(m), 'icu') > 0)), false))) AS is_icu
         FROM pres WHERE rt = 'Encounter' AND coalesce(r.status, '') <> 'entered-in-error'
           AND NOT (fbad(r.period.start) OR fbad(r.period."end")
@@ -567,7 +675,8 @@ def _encounters(con: duckdb.DuckDBPyConnection) -> None:
                coalesce(nullif(k.x.location.display, ''), nullif(loc.name, ''),
                         nullif(k.ref, ''), '?') AS name,
                coalesce(loc.types, []) AS types,
-               coalesce(fdt(k.x.period.start), k.t0) AS st, pend(k.x.period) AS en
+               coalesce(fdt(k.x.period.start), k.t0) AS st, pend(k.x.period) AS en,
+               k.x.period.start AS pst
         FROM k LEFT JOIN loc ON loc.k = k.lk0
     """)
     con.execute("""
@@ -578,7 +687,7 @@ def _encounters(con: duckdb.DuckDBPyConnection) -> None:
         FROM enc_loc l LEFT JOIN (SELECT DISTINCT pid, lkey FROM enc_loc WHERE is_icu) icu
           ON icu.pid = l.pid AND icu.lkey = l.lkey
     """)
-    con.execute(f"""
+    con.execute("""
         INSERT INTO ev0 BY NAME
         WITH e0 AS (
             SELECT e.*,
@@ -599,7 +708,7 @@ def _encounters(con: duckdb.DuckDBPyConnection) -> None:
             FROM e0
         )
         SELECT pid, 'encounter' AS kind, t0 AS t,
-               list_concat([{{'s': 'setting', 'c': setting, 'd': NULL::VARCHAR}}],
+               list_concat([{'s': 'setting', 'c': setting, 'd': NULL::VARCHAR}],
                            list_distinct(list_concat(tcodes, codings(r.serviceType)))) AS own,
                pend(r.period) AS te, NULL::VARCHAR AS enc, r.status AS status,
                NULL::DOUBLE AS value, NULL::VARCHAR AS unit, setting,
@@ -619,16 +728,20 @@ def _encounters(con: duckdb.DuckDBPyConnection) -> None:
                coalesce(list_filter(tcodes, lambda x: x.d IS NOT NULL AND x.d <> '')[1].d,
                         nullif(class_code, '')) AS label,
                []::VARCHAR[] AS interp, src AS source,
-               NULL::VARCHAR AS primary_s, NULL::VARCHAR AS primary_c
+               NULL::VARCHAR AS primary_s, NULL::VARCHAR AS primary_c,
+               off_of([r.period.start, r.period."end"]) AS off
         FROM e1
     """)
     con.execute("""
         INSERT INTO ev0 BY NAME
-        SELECT pid, 'transfer' AS kind, st AS t,
+        SELECT l.pid, 'transfer' AS kind, st AS t,
                [{'s': 'location', 'c': lkind, 'd': NULL::VARCHAR}] AS own, en AS te,
-               src AS enc, NULL::VARCHAR AS status, name AS label, src AS source,
-               false AS icu, []::VARCHAR[] AS interp
-        FROM enc_loc2 WHERE st IS NOT NULL
+               l.src AS enc, NULL::VARCHAR AS status, name AS label, l.src AS source,
+               false AS icu, []::VARCHAR[] AS interp,
+               coalesce(CASE WHEN l.pst IS NOT NULL THEN off_of([l.pst]) END, e.off) AS off
+        FROM enc_loc2 l LEFT JOIN ev0 e ON e.pid = l.pid AND e.source = l.src
+                                      AND e.kind = 'encounter'
+        WHERE st IS NOT NULL
     """)
     # encounter diagnoses from the resources (Encounter.diagnosis, reasonReference resolved
     # to Conditions of the patient, and reasonCode) and the principal diagnosis
@@ -717,7 +830,8 @@ def _derive(con: duckdb.DuckDBPyConnection) -> None:
         )
         SELECT e.pid, e.eid, e.seq, e.kind, e.t, e.te, e.source,
                coalesce(e.system0, '') AS system, coalesce(e.code0, '') AS code, e.enc, e.status,
-               e.value, e.unit, e.comparator, e.setting, e.disposition, e.admit_source, e.planned,
+               e.value, e.unit, e.comparator, e.positive, e.abnormal, e.off, e.setting,
+               e.disposition, e.admit_source, e.planned,
                CASE WHEN e.kind <> 'encounter' THEN NULL
                     ELSE e.setting IN ('ED', 'AMB')
                          AND coalesce(e.disposition, '') NOT IN ('admitted', 'expired', 'transfer')
@@ -747,14 +861,55 @@ def _derive(con: duckdb.DuckDBPyConnection) -> None:
                p.r.gender AS sex, fdt(p.r.deceasedDateTime) AS deceased
         FROM ids LEFT JOIN p ON p.pid = ids.pid
     """)
+
+
+def _text_concepts(con: duckdb.DuckDBPyConnection) -> None:
+    """``text_concepts(eid, concept)``: the concepts affirmed in each report's narrative.
+
+    The one step that runs Python per row, and only per DiagnosticReport with free text:
+    the narrative (:func:`plugin.text.narrative.report_narrative`) and the ConText matcher
+    (:func:`plugin.text.affirmed_concepts`) are the Python engine's own, so ``text:``
+    selectors mean the same in every engine (cached by text: template reports cost once)."""
+    from plugin.text import affirmed_concepts
+    from plugin.text.narrative import report_narrative
+
+    rows = con.execute(
+        "SELECT e.eid, to_json(r.conclusion), to_json(r.conclusionCode), "
+        "to_json(r.presentedForm) FROM pres p JOIN events e ON e.pid = p.pid "
+        "AND e.source = p.src AND e.kind = 'report' WHERE p.rt = 'DiagnosticReport' AND "
+        "(r.conclusion IS NOT NULL OR r.conclusionCode IS NOT NULL OR r.presentedForm IS NOT NULL)"
+    ).fetchall()
+    hits: list[tuple[int, str]] = []
+    for eid, conclusion, codes, forms in rows:
+        resource = {"resourceType": "DiagnosticReport"}
+        for key, raw in (("conclusion", conclusion), ("conclusionCode", codes),
+                         ("presentedForm", forms)):  # fmt: skip
+            value = json.loads(raw) if raw is not None else None
+            if value is not None:
+                resource[key] = _drop_nulls(value)
+        text = report_narrative(resource)
+        if text:
+            hits += [(int(eid), c) for c in sorted(affirmed_concepts(text))]
+    con.execute("CREATE OR REPLACE TABLE text_concepts (eid BIGINT, concept VARCHAR)")
+    if hits:
+        con.executemany("INSERT INTO text_concepts VALUES (?, ?)", hits)
     con.execute("DROP TABLE pres")
+
+
+def _drop_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _drop_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_drop_nulls(v) for v in value]
+    return value
 
 
 def _empty_tables(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(
         "CREATE OR REPLACE TABLE events (pid VARCHAR, eid BIGINT, seq BIGINT, kind VARCHAR, "
         "t BIGINT, te BIGINT, source VARCHAR, system VARCHAR, code VARCHAR, enc VARCHAR, "
-        "status VARCHAR, value DOUBLE, unit VARCHAR, comparator VARCHAR, setting VARCHAR, disposition VARCHAR, "
+        "status VARCHAR, value DOUBLE, unit VARCHAR, comparator VARCHAR, positive BOOLEAN, "
+        "abnormal VARCHAR, off INTEGER, setting VARCHAR, disposition VARCHAR, "
         "admit_source VARCHAR, planned BOOLEAN, released BOOLEAN, icu BOOLEAN, has_pr BOOLEAN, "
         "label VARCHAR, ty BIGINT, tmd BIGINT)"
     )
@@ -765,3 +920,4 @@ def _empty_tables(con: duckdb.DuckDBPyConnection) -> None:
         'CREATE OR REPLACE TABLE patients (pid VARCHAR, "by" BIGINT, bmd BIGINT, sex VARCHAR, '
         "deceased BIGINT)"
     )
+    con.execute("CREATE OR REPLACE TABLE text_concepts (eid BIGINT, concept VARCHAR)")

@@ -13,6 +13,8 @@
    result semantics, report ``text``) run through the Python engine, on the same source.
 """
 
+# ruff: noqa: S608 - this module builds SQL; every literal goes through lit()/_q()
+
 from __future__ import annotations
 
 import json
@@ -32,7 +34,7 @@ from plugin.rules import RuleSet, data_gaps
 from plugin.scan import ScanResult, ScanSummary, kinds_present, rank_key
 from plugin.timeline.model import Finding
 
-TABLES = ("events", "codes", "patients")
+TABLES = ("events", "codes", "patients", "text_concepts")
 BUCKETS = 16
 
 
@@ -54,6 +56,8 @@ def stage(con: Any, stage_dir: Path, manifest: dict[str, Any], buckets: int = BU
         "codes": f"SELECT c.*, hash(e.pid) % {buckets} AS bucket FROM codes c "
         "JOIN events e ON e.eid = c.eid",
         "patients": f"SELECT *, {bucket} AS bucket FROM patients",
+        "text_concepts": f"SELECT t.*, hash(e.pid) % {buckets} AS bucket FROM text_concepts t "
+        "JOIN events e ON e.eid = t.eid",
     }
     for name, sql in queries.items():
         con.execute(
@@ -88,15 +92,18 @@ def spark_session(master: str = "local[2]") -> Any:
         SparkSession.builder.master(master)
         .appName("dxsafety-scan")
         .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.sql.shuffle.partitions", "8")
+        .config("spark.sql.shuffle.partitions", "4")
         .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.adaptive.enabled", "true")
         .getOrCreate()
     )
 
 
 def spark_runner(spark: Any, stage_dir: Path) -> SparkRunner:
     for name in TABLES:
-        spark.read.parquet(str(stage_dir / name)).drop("bucket").createOrReplaceTempView(name)
+        df = spark.read.parquet(str(stage_dir / name)).drop("bucket")
+        df.cache().createOrReplaceTempView(name)  # every rule reads them: read once
     return SparkRunner(spark)
 
 
@@ -135,7 +142,8 @@ def scan_sql(
         plan = compile_rules(rules, ruleset.valuesets, as_of=as_of)
         runner: Runner
         if engine == "spark":
-            assert sdir is not None
+            if sdir is None:  # set above for spark; kept for the type checker
+                raise ValueError("spark needs a stage directory")
             runner = spark_runner(spark or spark_session(spark_master), sdir)
         else:
             runner = DuckRunner(con)

@@ -7,6 +7,8 @@ derivations as FHIR) are written into ``events``/``codes``/``patients`` with the
 population path never holds a resource as a Python object.
 """
 
+# ruff: noqa: S608 - this module builds SQL; every literal goes through lit()/_q()
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -15,6 +17,7 @@ from typing import Any
 
 from plugin.population.compile import epoch_us
 from plugin.population.flatten import EVENT_COLUMNS, _empty_tables
+from plugin.text import affirmed_concepts
 from plugin.timeline.model import Kind, Timeline
 
 
@@ -28,6 +31,7 @@ def load_timelines(con: Any, timelines: Iterable[Timeline]) -> None:
     events: list[tuple[Any, ...]] = []
     codes: list[tuple[Any, ...]] = []
     patients: list[tuple[Any, ...]] = []
+    texts: list[tuple[Any, ...]] = []
     eid = 0
     for tl in timelines:
         p = tl.patient
@@ -42,7 +46,9 @@ def load_timelines(con: Any, timelines: Iterable[Timeline]) -> None:
                 "pid": p.id, "eid": eid, "seq": seq, "kind": e.kind.value, "t": _us(e.t),
                 "te": _us(e.end), "source": e.source, "system": e.system, "code": e.code,
                 "enc": e.encounter, "status": e.status, "value": e.value, "unit": e.unit,
-                "comparator": e.comparator, "setting": d.setting.value if d else None,
+                "comparator": e.comparator, "positive": e.positive, "abnormal": e.abnormal,
+                "off": e.offset_min,
+                "setting": d.setting.value if d else None,
                 "disposition": d.disposition if d else None,
                 "admit_source": d.admit_source if d else None,
                 "planned": d.planned if d else None, "released": d.released if d else None,
@@ -53,6 +59,8 @@ def load_timelines(con: Any, timelines: Iterable[Timeline]) -> None:
             events.append(tuple(row[c] for c in EVENT_COLUMNS))
             codes += [(eid, "own", c.system, c.code) for c in e.codes]
             codes += [(eid, "interp", "interp", i) for i in e.interpretation]
+            if e.kind is Kind.REPORT and e.narrative:
+                texts += [(eid, c) for c in sorted(affirmed_concepts(e.narrative))]
             if d is not None and e.kind is Kind.ENCOUNTER:
                 codes += [(eid, "dx", c.system, c.code) for c in d.diagnoses]
                 codes += [(eid, "pr", c.system, c.code) for c in d.principal]
@@ -62,4 +70,6 @@ def load_timelines(con: Any, timelines: Iterable[Timeline]) -> None:
     if codes:
         con.executemany("INSERT INTO codes VALUES (?, ?, ?, ?)", codes)
     if patients:
-        con.executemany('INSERT INTO patients VALUES (?, ?, ?, ?, ?)', patients)
+        con.executemany("INSERT INTO patients VALUES (?, ?, ?, ?, ?)", patients)
+    if texts:
+        con.executemany("INSERT INTO text_concepts VALUES (?, ?)", texts)

@@ -57,12 +57,13 @@ def _first_hit(rows: list[Row], norm: str, out: str, default: str = "NULL") -> s
 
 
 def _map(expr: str, pairs: Iterable[tuple[str, str]], default: str = "NULL") -> str:
-    pairs = list(pairs)
-    if not pairs:
+    """A look-up of ``expr`` in a constant MAP (one hash probe, not a chain of WHENs)."""
+    found = dict(pairs)  # a later row of a key wins, as in the Python dict comprehensions
+    if not found:
         return default
-    return f"(CASE {expr} " + " ".join(f"WHEN {lit(k)} THEN {lit(v)}" for k, v in pairs) + (
-        f" ELSE {default} END)"
-    )
+    keys = ", ".join(lit(k) for k in found)
+    values = ", ".join(lit(v) for v in found.values())
+    return f"coalesce(MAP([{keys}], [{values}])[{expr}], {default})"
 
 
 def macros() -> list[str]:
@@ -84,17 +85,17 @@ def macros() -> list[str]:
         f"BETWEEN {PLAUSIBLE_YEARS.start} AND {PLAUSIBLE_YEARS.stop - 1} THEN fdt_raw(s) END",
         "CREATE OR REPLACE MACRO fbad(s) AS (s IS NOT NULL AND s <> '' AND fdt_raw(s) IS NULL)",
         # a period end before its start is dropped
-        "CREATE OR REPLACE MACRO pend(p) AS CASE WHEN fdt(p.\"end\") < fdt(p.start) THEN NULL "
-        "ELSE fdt(p.\"end\") END",
+        'CREATE OR REPLACE MACRO pend(p) AS CASE WHEN fdt(p."end") < fdt(p.start) THEN NULL '
+        'ELSE fdt(p."end") END',
         f"CREATE OR REPLACE MACRO sysname(u) AS CASE WHEN u IS NULL OR u = '' THEN 'local:' "
         f"ELSE coalesce({_map(canon, systems.items())}, "
         f"CASE WHEN u IN {in_list(systems.values())} THEN u END, 'local:' || trim(u)) END",
         f"CREATE OR REPLACE MACRO ncode(s, c) AS CASE WHEN s IN {in_list(ICD_SYSTEMS)} "
         f"THEN upper(replace(replace(trim(c), '.', ''), ' ', '')) ELSE trim(c) END",
-        "CREATE OR REPLACE MACRO codings(cc) AS list_transform("
+        "CREATE OR REPLACE MACRO codings(cc) AS list_transform(list_transform("
         "list_filter(coalesce(cc.coding, []), lambda x: x.code IS NOT NULL AND x.code <> ''), "
-        "lambda x: {'s': sysname(x.system), 'c': ncode(sysname(x.system), x.code), "
-        "'d': x.display})",
+        "lambda x: {'s': sysname(x.system), 'c': x.code, 'd': x.display}), "
+        "lambda y: {'s': y.s, 'c': ncode(y.s, y.c), 'd': y.d})",
         "CREATE OR REPLACE MACRO first_code(cc) AS list_filter(coalesce(cc.coding, []), "
         "lambda x: x.code IS NOT NULL AND x.code <> '')[1].code",
     ]
@@ -124,9 +125,7 @@ def macros() -> list[str]:
         rows = [r for r in planned if r["field"] == field]
         hits = " OR ".join(_hit(r, "n") for r in rows) or "FALSE"
         fname = "pl_" + field.replace(".", "_")
-        out.append(
-            f"CREATE OR REPLACE MACRO {fname}_n(n) AS (n <> '' AND ({hits}))"
-        )
+        out.append(f"CREATE OR REPLACE MACRO {fname}_n(n) AS (n <> '' AND ({hits}))")
         exact_fields.append(f"{fname}_n(upper(trim(coalesce({param}, ''))))")
     words = [r for r in planned if r["field"] == "text" and r["match"] != "negate"]
     vetoes = [r["value"] for r in planned if r["field"] == "text" and r["match"] == "negate"]
@@ -158,14 +157,18 @@ def macros() -> list[str]:
     ]
     # location kind (lookups.location_kind): type codes, then the id, then the name
     locs = _ordered("locations")
-    types = [(r["value"], r["kind"]) for r in locs if r["match"] == "type"]
+    types: dict[str, str] = {}
+    for r in locs:  # the first type row of a code wins (lookups.location_kind: next(...))
+        if r["match"] == "type":
+            types.setdefault(r["value"], r["kind"])
     ids = [(r["value"], r["kind"]) for r in locs if r["match"] == "id"]
     names = [r for r in locs if r["match"] in ("word", "phrase")]
     out += [
-        f"CREATE OR REPLACE MACRO loc_type(t) AS {_map('upper(trim(t))', types)}",
+        f"CREATE OR REPLACE MACRO loc_type(t) AS {_map('upper(trim(t))', types.items())}",
         f"CREATE OR REPLACE MACRO loc_id(k) AS CASE WHEN k IS NULL THEN NULL ELSE "
         f"{_map('lower(trim(string_split(k, chr(47))[-1]))', ids)} END",
-        f"CREATE OR REPLACE MACRO loc_name(n) AS {_first_hit(names, 'upper(n)', 'kind', lit('other'))}",
+        f"CREATE OR REPLACE MACRO loc_name(n) AS "
+        f"{_first_hit(names, 'upper(n)', 'kind', lit('other'))}",
         "CREATE OR REPLACE MACRO loc_kind(types, name, k) AS coalesce("
         "first_placed(list_transform(types, lambda t: loc_type(t))), loc_id(k), loc_name(name))",
     ]
@@ -182,5 +185,30 @@ def macros() -> list[str]:
         "rtrim(lower(trim(v)), '.!'), '\\s+'), lambda w: w <> ''), ' ')",
         f"CREATE OR REPLACE MACRO qual_text(v) AS coalesce({_map('text_key(v)', texts)}, "
         f"{_map(trimmed, texts)})",
+    ]
+    # interpretation codes (lookups.interpretation) and the range test of results.judge
+    interp = read_table("interpretations")
+    out += [
+        f"CREATE OR REPLACE MACRO interp_flag(c) AS "
+        f"{_map('upper(trim(c))', [(r['code'], r['flag']) for r in interp if r['flag']])}",
+        f"CREATE OR REPLACE MACRO interp_pos(c) AS "
+        f"{_map('upper(trim(c))', [(r['code'], r['positive']) for r in interp if r['positive']])}",
+        # results.compare for one side: a value with a comparator is an interval
+        "CREATE OR REPLACE MACRO cmp_gt(v, c, n) AS CASE WHEN c IS NULL THEN v > n "
+        "WHEN c = '>=' THEN v > n WHEN c = '>' THEN v >= n ELSE FALSE END",
+        "CREATE OR REPLACE MACRO cmp_lt(v, c, n) AS CASE WHEN c IS NULL THEN v < n "
+        "WHEN c = '<=' THEN v < n WHEN c = '<' THEN v <= n ELSE FALSE END",
+        "CREATE OR REPLACE MACRO cmp_ge(v, c, n) AS CASE WHEN c IS NULL THEN v >= n "
+        "WHEN c IN ('>', '>=') THEN v >= n ELSE FALSE END",
+        "CREATE OR REPLACE MACRO cmp_le(v, c, n) AS CASE WHEN c IS NULL THEN v <= n "
+        "WHEN c IN ('<', '<=') THEN v <= n ELSE FALSE END",
+        "CREATE OR REPLACE MACRO by_range(v, c, lo, hi) AS CASE "
+        "WHEN v IS NULL OR (lo IS NULL AND hi IS NULL) THEN NULL "
+        "WHEN hi IS NOT NULL AND cmp_gt(v, c, hi) THEN 'high' "
+        "WHEN lo IS NOT NULL AND cmp_lt(v, c, lo) THEN 'low' "
+        "WHEN (lo IS NULL OR cmp_ge(v, c, lo)) AND (hi IS NULL OR cmp_le(v, c, hi)) "
+        "THEN 'normal' END",
+        "CREATE OR REPLACE MACRO meaning_bool(m) AS CASE m WHEN 'positive' THEN TRUE "
+        "WHEN 'negative' THEN FALSE END",
     ]
     return out

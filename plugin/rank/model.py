@@ -119,6 +119,15 @@ class MissedDxRanker(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         classes must be the same."""
         X, y = validate_data(self, X, y, ensure_all_finite="allow-nan", dtype=np.float64)
         check_classification_targets(y)
+        if sample_weight is not None:
+            sample_weight = np.asarray(sample_weight, dtype=float)
+            if sample_weight.shape != (X.shape[0],):
+                raise ValueError(f"sample_weight has shape {sample_weight.shape}, expected "
+                                 f"({X.shape[0]},)")
+            if (sample_weight < 0).any() or not np.isfinite(sample_weight).all():
+                raise ValueError("sample_weight must be finite and not negative")
+            if sample_weight.sum() == 0:
+                raise ValueError("sample_weight is all zero: nothing to learn from")
         self.classes_, y_codes = np.unique(y, return_inverse=True)
         names = (
             list(self.feature_names)
@@ -135,7 +144,7 @@ class MissedDxRanker(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         data = lgb.Dataset(
             X,
             label=label,
-            weight=None if sample_weight is None else np.asarray(sample_weight, dtype=float),
+            weight=sample_weight,
             feature_name=names,
             categorical_feature=cats or "auto",
             free_raw_data=True,

@@ -183,7 +183,7 @@ def find_id(store: Store, key: str) -> int | None:
 def get_case(store: Store, key: str, viewer: User | None = None) -> Case | None:
     """One case with its reviews; a view by a user is audited."""
     f, u = t.findings, t.users
-    with store.engine.begin() as conn:
+    with store.engine.connect() as conn:
         row = conn.execute(
             sa.select(f, u.c.username.label("assignee_name"))
             .outerjoin(u, u.c.id == f.c.assignee_id)
@@ -208,9 +208,11 @@ def get_case(store: Store, key: str, viewer: User | None = None) -> Case | None:
             sa.select(d, t.users.c.username.label("reviewer"))
             .join(t.users, t.users.c.id == d.c.reviewer_id)
             .where(d.c.finding_id == finding["id"]).order_by(d.c.id))]  # fmt: skip
-        draft = None
-        if viewer is not None:
-            draft = _draft(conn, finding["id"], viewer.id)
+        draft = _draft(conn, finding["id"], viewer.id) if viewer is not None else None
+    if viewer is not None:
+        # its own transaction, whose first statement writes: on SQLite a read transaction
+        # that later writes fails at once (not after busy_timeout) if another writer got in
+        with store.engine.begin() as conn:
             store.audit(conn, "case.view", user_id=viewer.id, username=viewer.username,
                         finding_id=finding["id"])  # fmt: skip
     return Case(finding=finding, reviews=reviews, assignee=finding.pop("assignee_name"),
@@ -235,7 +237,7 @@ def snapshot_version(store: Store, finding_id: int, version: int) -> dict[str, A
 
 
 DRAFT_FIELDS = frozenset({*(f"item{i}" for i in range(1, 14)), "harm", "harm_duration",
-                          "miscoded", "missed_dx", "notes"})  # fmt: skip
+                          "miscoded", "missed_dx", "notes", "multi_factor"})  # fmt: skip
 
 
 def save_draft(store: Store, finding_id: int, answers: dict[str, Any], *, by: User) -> None:
@@ -244,8 +246,11 @@ def save_draft(store: Store, finding_id: int, answers: dict[str, Any], *, by: Us
     Not audited entry by entry (it is saved every few seconds while typing); the review it
     becomes is. Only the form's own fields are kept.
     """
-    kept = {k: str(v)[:20_000] for k, v in answers.items() if k in DRAFT_FIELDS and v is not None}
-    if any("\x00" in v for v in kept.values()):
+    kept: dict[str, Any] = {
+        k: [str(x)[:40] for x in v][:10] if isinstance(v, list) else str(v)[:20_000]
+        for k, v in answers.items() if k in DRAFT_FIELDS and v is not None
+    }  # fmt: skip
+    if any("\x00" in str(v) for v in kept.values()):
         raise StoreError("the answers contain a NUL character")
     dr = t.review_drafts
     stamp = now()
@@ -315,10 +320,12 @@ def assign(store: Store, finding_id: int, assignee: int | None, *, by: User, ver
                     finding_id=finding_id, assignee_id=assignee, status=status)  # fmt: skip
 
 
-def assign_many(store: Store, keys: list[str], assignee: int | None, *, by: User) -> int:
-    """Admin bulk assignment of open cases (the version check is per case as usual; a case
-    that changed meanwhile, or that the assignee already reviewed, is skipped). Returns how
-    many were assigned."""
+def assign_many(
+    store: Store, keys: list[str], assignee: int | None, *, by: User, due: datetime | None = None
+) -> int:
+    """Admin bulk assignment of open cases, with an optional due date (the version check is
+    per case as usual; a case that changed meanwhile, or that the assignee already reviewed,
+    is skipped). Returns how many were assigned."""
     if not by.is_admin:
         raise Forbidden("Bulk assignment needs the admin role.")
     f = t.findings
@@ -329,9 +336,14 @@ def assign_many(store: Store, keys: list[str], assignee: int | None, *, by: User
     for row in rows:
         try:
             assign(store, row.id, assignee, by=by, version=row.version)
-            done += 1
         except StoreError:
             continue
+        done += 1
+        if due is not None:
+            with store.engine.begin() as conn:
+                conn.execute(f.update().where(f.c.id == row.id).values(due_at=due))
+                store.audit(conn, "case.due", user_id=by.id, username=by.username,
+                            finding_id=row.id, due=due.date().isoformat())  # fmt: skip
     return done
 
 
@@ -384,7 +396,8 @@ def save_review(
                     is_mod=review.is_mod, harm=review.harm,
                     harm_duration=review.harm_duration, miscoded=review.miscoded,
                     missed_dx=review.missed_dx, notes=review.notes, case_version=version,
-                    snapshot_version=seen.scalar(), started_at=started, created_at=now())
+                    snapshot_version=seen.scalar(), started_at=started,
+                    factors=list(review.factors) or None, created_at=now())
             .returning(t.reviews.c.id)
         ).scalar_one()  # fmt: skip
         conn.execute(draft.delete().where(draft.c.finding_id == finding_id,

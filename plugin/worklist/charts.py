@@ -122,6 +122,8 @@ def timeline_svg(snapshot: dict[str, Any], finding: dict[str, Any], width: int =
                    f"{escape(name)}</text>")  # fmt: skip
     for tick in _ticks(start, stop):
         tx = x(tick)
+        if tx > width - right - 32:  # its date label would be cut off at the edge
+            continue
         out.append(f'<line x1="{tx:.1f}" x2="{tx:.1f}" y1="{top - 6}" '
                    f'y2="{height - 24}" stroke="#edf2f7"/>'
                    f'<text x="{tx:.1f}" y="{height - 8}" text-anchor="middle" fill="#4a5568">'

@@ -52,7 +52,7 @@ def describe(ev: dict[str, Any]) -> str:
     code = str(ev.get("code") or "").split(":", 1)[-1]
     if ev.get("diagnoses"):
         dx = ", ".join(str(d).split(":", 1)[-1] for d in ev["diagnoses"][:4])
-        what = f"{what} (diagnoses {dx})".strip()
+        what = f"{what} (diagnoses {dx})" if what else f"diagnoses {dx}"
     elif code and code not in what:
         what = f"{what} [{code}]".strip()
     if "value" in ev:

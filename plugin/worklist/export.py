@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from plugin.worklist import tables as t
 from plugin.worklist.csvsafe import safe_cell, safe_row
-from plugin.worklist.saferdx import final_judgement
+from plugin.worklist.saferdx import FACTOR_CODES, PROCESS_BREAKDOWN, final_judgement
 from plugin.worklist.store import Store, utc
 
 OUTCOME_SYSTEM = "urn:dxsafety:review-outcome"
@@ -43,8 +43,10 @@ class Reviewed:
 
     @property
     def deciding(self) -> dict[str, Any]:
-        """The review whose call stands (the last one)."""
-        return self.reviews[-1]
+        """The review whose call stands: the last one agreeing with the (majority) verdict."""
+        verdict = self.final_mod
+        agreeing = [r for r in self.reviews if verdict is None or r["is_mod"] == verdict]
+        return (agreeing or self.reviews)[-1]
 
     @property
     def missed_dx(self) -> str:
@@ -116,7 +118,8 @@ class _SafeWriter(csv.DictWriter):  # type: ignore[type-arg]
 # --- one row per review: items 1-12, notes, time spent (issue 15; admins only) ------------
 REVIEW_FIELDS = ("record_id", "case_key", "rule_id", "rules", "review_round", "reviewer",
                  *(f"item{i}" for i in range(1, 14)), "is_mod", "harm", "harm_duration",
-                 "miscoded", "missed_dx", "notes", "reviewed_at", "minutes_spent",
+                 "miscoded", "missed_dx", "notes",
+                 *(f"factor_{code}" for code in FACTOR_CODES), "reviewed_at", "minutes_spent",
                  "case_status", "final_mod")  # fmt: skip
 
 # REDCap data dictionary rows: (field, type, label, choices, validation)
@@ -146,6 +149,8 @@ def _dictionary() -> list[tuple[str, str, str, str, str]]:
         ("miscoded", "yesno", "The trigger fired on a coding error", _YESNO, ""),
         ("missed_dx", "text", "Missed or delayed diagnosis", "", ""),
         ("notes", "notes", "Reviewer notes", "", ""),
+        *((f"factor_{code}", "yesno", f"Process breakdown: {label}", _YESNO, "")
+          for code, label in PROCESS_BREAKDOWN),
         ("reviewed_at", "text", "When the review was saved (UTC)", "", "datetime_seconds_ymd"),
         ("minutes_spent", "text", "Minutes from the first autosave to the saved review", "",
          "number"),
@@ -198,6 +203,7 @@ def write_reviews(store: Store, out: TextIO) -> int:
                 "is_mod": int(r["is_mod"]), "harm": r["harm"],
                 "harm_duration": r["harm_duration"] or "", "miscoded": int(r["miscoded"]),
                 "missed_dx": r["missed_dx"], "notes": r["notes"],
+                **{f"factor_{c}": int(c in (r.get("factors") or [])) for c in FACTOR_CODES},
                 "reviewed_at": created.strftime("%Y-%m-%d %H:%M:%S") if created else "",
                 "minutes_spent": round(minutes, 1) if minutes is not None else "",
                 "case_status": fd["status"],

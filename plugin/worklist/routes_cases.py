@@ -98,6 +98,7 @@ def review_input(form: dict[str, Any]) -> saferdx.ReviewInput:
         miscoded=form.get("miscoded") == "on",
         missed_dx=str(form.get("missed_dx") or "").strip(),
         notes=str(form.get("notes") or "").strip(),
+        factors=[str(v) for v in form.get("multi_factor") or []],
     )
 
 
@@ -160,6 +161,7 @@ class CasePage:
             blinded=blinded, can_review=can_review, dissent=dissent,
             round=round_ if session.user.is_admin else 1, items=saferdx.ITEMS,
             scale_labels=saferdx.SCALE_LABELS, harm=saferdx.HARM,
+            factors=saferdx.PROCESS_BREAKDOWN,
             durations=saferdx.DURATIONS, users=list_users(self.store), message=message,
             kind=kind, form=_printable(answers), dx_suggestions=dx_suggestions(f["missed_dx"]),
             adjudication=self.pages_adjudication(), ehr_link=ehr_link(self.settings, f),
@@ -282,7 +284,8 @@ def bulk_assign(session: AdminDep, form: FormDep, store: StoreDep) -> Response:
     """Admin: assign the ticked cases of a queue page to one reviewer (or nobody)."""
     target = _int(form.get("assignee")) or None
     keys = [str(k) for k in form.get("multi_case") or []][:500]
-    done = cases.assign_many(store, keys, target, by=session.user)
+    done = cases.assign_many(store, keys, target, by=session.user,
+                             due=_date(str(form.get("due") or "")))  # fmt: skip
     back = str(form.get("back") or "/worklist/")
     back = back if back.startswith("/worklist/") and not back.startswith("//") else "/worklist/"
     sep = "&" if "?" in back else "?"

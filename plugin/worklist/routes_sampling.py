@@ -1,17 +1,20 @@
 """Sampling per rule (issue 13): the admin page that sets a rule's sampling mode and draws
 its sample, and the dashboard's design-based PPV (:func:`install` gives the dashboard
-template ``review_loop()``, which reads :func:`plugin.worklist.stats.loop_stats`)."""
+template ``review_loop()``, which reads :func:`plugin.worklist.stats.loop_stats`, and
+``spade_latest()``, the last SPADE run saved by ``dxsafety measure spade --store``)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import sqlalchemy as sa
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment
 
 from plugin.errors import SamplingError
 from plugin.worklist import sampling, stats
+from plugin.worklist import tables as t
 from plugin.worklist.deps import AdminDep, FormDep, Pages, PagesDep, StoreDep
 from plugin.worklist.store import Store
 from plugin.worklist.users import Session
@@ -26,7 +29,14 @@ def install(env: Environment, store: Store) -> None:
         modes = {k: m.mode for k, m in sampling.get_modes(store).items()}
         return stats.loop_stats(store, modes)
 
+    def spade_latest() -> dict[str, Any] | None:
+        f = t.spade_runs
+        with store.engine.connect() as conn:
+            row = conn.execute(sa.select(f).order_by(f.c.id.desc()).limit(1)).first()
+        return dict(row._mapping) if row is not None else None
+
     env.globals["review_loop"] = review_loop
+    env.globals["spade_latest"] = spade_latest  # issue 16: `measure spade --store` results
 
 
 def _page(pages: Pages, session: Session, store: Store, message: str = "", kind: str = "info",

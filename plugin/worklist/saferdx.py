@@ -50,6 +50,17 @@ HARM: tuple[tuple[str, str], ...] = (
 HARM_CODES = tuple(code for code, _ in HARM)
 DURATIONS = ("permanent", "temporary", "unknown")
 
+# Safer Dx Process Breakdown dimensions (Singh et al.): where the diagnostic process broke
+# down, as optional contributing factors of a missed opportunity
+PROCESS_BREAKDOWN: tuple[tuple[str, str], ...] = (
+    ("encounter", "Patient-provider encounter (history, examination, ordering tests)"),
+    ("tests", "Diagnostic tests (performance and interpretation)"),
+    ("follow_up", "Follow-up and tracking of diagnostic information"),
+    ("referrals", "Referrals (subspecialty consultation)"),
+    ("patient", "Patient-related factors"),
+)
+FACTOR_CODES = tuple(code for code, _ in PROCESS_BREAKDOWN)
+
 STATUSES = ("new", "in_review", "second_review", "third_review", "closed")
 STATUS_LABELS = {
     "new": "new",
@@ -90,6 +101,15 @@ class ReviewInput(BaseModel):
     miscoded: bool = False
     missed_dx: str = Field(default="", max_length=500)
     notes: str = Field(default="", max_length=20_000)
+    factors: list[str] = Field(default_factory=list, max_length=len(PROCESS_BREAKDOWN))
+
+    @field_validator("factors")
+    @classmethod
+    def _factors(cls, value: list[str]) -> list[str]:
+        unknown = set(value) - set(FACTOR_CODES)
+        if unknown:
+            raise ValueError(f"unknown process breakdown factor(s): {sorted(unknown)}")
+        return sorted(set(value), key=FACTOR_CODES.index)
 
     @field_validator("missed_dx", "notes")
     @classmethod

@@ -126,6 +126,7 @@ for _column in (
     findings.append_column(_column)
 reviews.append_column(sa.Column("snapshot_version", sa.Integer))
 reviews.append_column(sa.Column("started_at", TS))  # first draft save: time spent reviewing
+reviews.append_column(sa.Column("factors", sa.JSON(none_as_null=True)))  # process breakdown
 audit_log.append_column(sa.Column("prev_hash", sa.String(64)))
 audit_log.append_column(sa.Column("hash", sa.String(64)))  # sha256(prev_hash + entry)
 audit_log.append_column(sa.Column("address", sa.String(64)))  # client address, when known
@@ -233,5 +234,15 @@ sampling_modes = sa.Table(
     sa.Column("bands", sa.JSON, nullable=False),
     sa.Column("updated_by", sa.String(80), nullable=False),
     sa.Column("updated_at", TS, nullable=False),
+)
+
+spade_runs = sa.Table(
+    "spade_runs",  # issue 16: population measures saved for the dashboard (no patient data)
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("span", sa.String(40), nullable=False),
+    sa.Column("pairs", sa.JSON, nullable=False),
 )
 users.append_column(sa.Column("oidc_subject", sa.String(400)))  # 0006 (unique index): iss|sub

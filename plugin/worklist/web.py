@@ -111,7 +111,8 @@ async def _keep_lapsed_answers(request: Request, key: str) -> bool:
         sent, session.csrf_token
     ):
         return False
-    answers = {k: v for k, v in form.items() if isinstance(v, str)}
+    answers: dict[str, Any] = {k: v for k, v in form.items() if isinstance(v, str)}
+    answers["multi_factor"] = [v for v in form.getlist("multi_factor") if isinstance(v, str)]
     finding_id = await run_in_threadpool(cases.find_id, worklist.store, key)
     if finding_id is None:
         return False

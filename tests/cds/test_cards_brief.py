@@ -86,9 +86,13 @@ def test_a_case_closed_as_not_missed_gets_no_card_and_is_audited(
         again = call(client, token, PV, _pv())["cards"]
     store = app.state.cds.worklist_store()
     with store.engine.connect() as conn:
-        audited = conn.execute(
-            sa.select(t.audit_log.c.detail).where(t.audit_log.c.action == "cds_card_suppressed")
-        ).scalars().all()
+        audited = (
+            conn.execute(
+                sa.select(t.audit_log.c.detail).where(t.audit_log.c.action == "cds_card_suppressed")
+            )
+            .scalars()
+            .all()
+        )
         issued = conn.execute(sa.select(t.cds_cards.c.card_id, t.cds_cards.c.finding_key)).all()
     if suppress:
         assert again == []
@@ -124,8 +128,8 @@ def test_order_select_speaks_only_when_the_selected_order_closes_a_follow_up(
     def select(selected: str) -> list[dict[str, Any]]:
         ctx = {"userId": "Practitioner/u", "patientId": "p",
                "draftOrders": _drafts(colonoscopy, rx), "selections": [selected]}  # fmt: skip
-        return list(call(client, token, service, hook_request("order-select", ctx,
-                                                              prefetch=prefetch))["cards"])  # fmt: skip
+        body = hook_request("order-select", ctx, prefetch=prefetch)
+        return list(call(client, token, service, body)["cards"])
 
     (card,) = select("ServiceRequest/draft-colonoscopy")
     assert card["indicator"] == "info" and "closes an open follow-up" in card["summary"]

@@ -31,6 +31,8 @@ SERVICE_FOR_HOOK = {
     "encounter-start": "dxsafety-encounter-start",
     "encounter-discharge": "dxsafety-encounter-discharge",
     "order-sign": "dxsafety-order-sign",
+    "order-select": "dxsafety-order-select",
+    "appointment-book": "dxsafety-appointment-book",
 }
 EXTERNAL = (
     "https://ehr.example.org/fhir",
@@ -70,6 +72,8 @@ def _expected(body: dict[str, Any]) -> int:
     needs = {
         "patient-view": ("userId", "patientId"),
         "order-sign": ("userId", "patientId", "draftOrders"),
+        "order-select": ("userId", "patientId", "draftOrders", "selections"),
+        "appointment-book": ("userId", "patientId", "appointments"),
     }
     required = needs.get(hook, ("userId", "patientId", "encounterId"))
     return 200 if all(ctx.get(k) for k in required) else 400

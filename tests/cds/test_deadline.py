@@ -103,5 +103,5 @@ def test_fhir_responses_are_capped_in_size(declare: bool) -> None:
             hook_request("patient-view", CONTEXT, fhir_server=fhir.base_url, token="t")
         )
         resolver = PrefetchResolver(request, issuer=LOOPBACK, budget_s=5, max_bytes=100_000)
-        with pytest.raises(PrefetchUnavailable, match="bytes|size cap"):
+        with pytest.raises(PrefetchUnavailable, match=r"bytes|size cap"):
             resolver.gather(PATIENT_TEMPLATES, "p")

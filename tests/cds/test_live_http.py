@@ -144,7 +144,17 @@ def test_fetched_from_fhir_equals_full_prefetch(
     assert fetched.status_code == 200, fetched.text
     assert prefetched.status_code == 200, prefetched.text
     assert fetched.json()["cards"], "the patient has something to say"
-    assert fetched.json() == prefetched.json()
+    assert _without_uuids(fetched.json()) == _without_uuids(prefetched.json())
+    assert fetched.json()["cards"][0]["uuid"] != prefetched.json()["cards"][0]["uuid"]  # per call
+
+
+def _without_uuids(value: Any) -> Any:
+    """Card and suggestion uuids are fresh per call (issue 14); everything else must match."""
+    if isinstance(value, dict):
+        return {k: _without_uuids(v) for k, v in value.items() if k != "uuid"}
+    if isinstance(value, list):
+        return [_without_uuids(v) for v in value]
+    return value
 
 
 def test_a_refused_fhir_token_is_412(fhir: Any, service: Any, token: Any) -> None:

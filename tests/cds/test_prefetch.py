@@ -16,7 +16,6 @@ from tests.cds import patients as P
 from tests.cds.fhir_standin import FhirStandIn
 from tests.cds.helpers import NOW, hook_request
 
-
 LOOPBACK = Issuer(iss="https://ehr.test", fhir_servers=("http://127.0.0.1",))
 
 

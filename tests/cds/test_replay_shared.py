@@ -13,7 +13,6 @@ import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
@@ -41,8 +40,8 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 def test_first_use_is_decided_by_the_database(db_url: str) -> None:
     store = Store(db_url)
     clock = [1000.0]
-    a = DbReplayCache(lambda: store.engine, clock=lambda: clock[0])
-    b = DbReplayCache(lambda: store.engine, clock=lambda: clock[0])  # another worker
+    a = DbReplayCache(lambda: store, clock=lambda: clock[0])
+    b = DbReplayCache(lambda: store, clock=lambda: clock[0])  # another worker
     try:
         assert a.first_use(ISS, "j1", 1300.0)
         assert not b.first_use(ISS, "j1", 1300.0)

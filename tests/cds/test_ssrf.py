@@ -24,7 +24,9 @@ CONTEXT = {"userId": "Practitioner/u", "patientId": "p"}
 
 def _jku_token(token: Any) -> str:
     # this issuer has keys but no fhir_servers entry
-    return str(token(BASE + url(PV), iss=JKU_ISS, kid="jku-es", tenant=None, headers={"jku": JKU_URL}))
+    return str(
+        token(BASE + url(PV), iss=JKU_ISS, kid="jku-es", tenant=None, headers={"jku": JKU_URL})
+    )
 
 
 def test_an_issuer_without_fhir_servers_never_has_us_call_its_fhir_server(
@@ -95,7 +97,7 @@ def test_a_name_resolving_to_a_non_public_address_is_refused(
     fetcher = FhirFetcher(
         "https://fhir.example.org/r4", "t", Deadline.after(5), policy=issuer.address_policy()
     )
-    with pytest.raises(FatalFhirError, match="non-public|loopback"):
+    with pytest.raises(FatalFhirError, match=r"non-public|loopback"):
         fetcher.query("Patient/p")
     assert connects == []
 

@@ -16,6 +16,10 @@ from fastapi import FastAPI
 from playwright.sync_api import expect, sync_playwright
 
 from plugin.config import Settings
+from plugin.measure import measure_visits
+from plugin.measure.pairs import load_pairs
+from plugin.measure.run import save_summary
+from plugin.synth.spade import plan_cohort, visits_of_plan
 from plugin.worklist.store import Store
 from plugin.worklist.web import mount
 from tests.loop.helpers import review, reviewer, selection_of
@@ -89,7 +93,15 @@ def test_dashboard_shows_sampled_ppv_beside_ranked_triage_yield(server: str, sto
         tri = [f.key for f in top if f.key not in drawn]
         tri_yield = sum(truth[k] for k in tri) / len(tri)
 
+        # a SPADE run saved by `measure spade --store` appears on the same dashboard (issue 16)
+        pair = next(p for p in load_pairs() if p.id == "dizziness_stroke")
+        plans = plan_cohort(3, 4000, window=30, excess_per_10k=50)
+        rep = measure_visits([pair], (visits_of_plan(p, pair) for p in plans), source="synth")
+        save_summary(store.engine, rep)
+
         page.goto(f"{server}/worklist/dashboard")
+        spade = page.locator('#spade tr[data-pair="dizziness_stroke"] td.excess')
+        expect(spade).to_have_text(f"{rep.results[0].total.excess_per_10k:.1f}")
         row = page.locator(f'#sampled-ppv tr[data-rule="{RULE}"]')
         expect(row.locator("td.ppv")).to_have_text(f"{100 * want:.1f} %")
         expect(row.locator("td.ci")).to_have_text(re.compile(r"\d+\.\d–\d+\.\d %"))
@@ -98,4 +110,5 @@ def test_dashboard_shows_sampled_ppv_beside_ranked_triage_yield(server: str, sto
         SHOTS.mkdir(parents=True, exist_ok=True)
         page.locator("#review-loop").screenshot(path=str(SHOTS / "loop-dashboard-sampled-ppv.png"))
         page.screenshot(path=str(SHOTS / "loop-dashboard.png"), full_page=True)
+        page.locator("#spade").screenshot(path=str(SHOTS / "spade-dashboard.png"))
         browser.close()

@@ -43,14 +43,20 @@ def test_fhir_population_recovers_the_planted_excess(measured: Path) -> None:
     assert any(r.startswith("dizziness_stroke,all,all,") for r in rows)
 
 
-def test_bad_pair_files_name_file_and_line(tmp_path: Path) -> None:
+def test_bad_pair_files_name_file_and_line(tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
     src = (ROOT / "rules" / "spade" / "dizziness_stroke.yml").read_text()
-    (tmp_path / "dizziness_stroke.yml").write_text(
-        src.replace("window_days: 30", "window_days: 30\nwindoww: 3")
-        .replace("temporal: [31, 365]", "temporal: [10, 365]"))
+    bad = tmp_path / "dizziness_stroke.yml"
+    bad.write_text(src.replace("window_days: 30", "window_days: 30\nwindoww: 3"))
     with pytest.raises(FatalError) as exc:
         main(["measure", "lint", str(tmp_path)])
     assert exc.value.exit_code == 10
+    line = src.splitlines().index("window_days: 30") + 2
+    assert f"{bad}:{line}:1: error[R101] unknown key 'windoww'" in capsys.readouterr().err
+    bad.write_text(src.replace("temporal: [31, 365]", "temporal: [10, 365]"))
+    with pytest.raises(FatalError):
+        main(["measure", "lint", str(tmp_path)])
+    assert "S111" in capsys.readouterr().err
     assert main(["measure", "lint"]) == 0
 
 
@@ -128,3 +134,13 @@ def test_observed_visits_link_to_their_worklist_cases(measured: Path, tmp_path: 
     links = {c["index_ref"]: c["worklist"] for c in pair["observed_cases"]}
     assert links[case["index_ref"]] == "http://127.0.0.1:9/worklist/cases/k-linked"
     assert sum(v is not None for v in links.values()) == 1
+    import sqlalchemy as sa
+
+    from plugin.worklist import tables as t
+
+    store = Store(db)
+    with store.engine.connect() as conn:
+        saved = conn.execute(sa.select(t.spade_runs.c.pairs)).scalars().all()
+    store.close()
+    assert len(saved) == 1  # shown on the worklist dashboard
+    assert {p["id"]: p["n"] for p in saved[0]}["dizziness_stroke"] == pair["n"]

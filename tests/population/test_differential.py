@@ -27,9 +27,9 @@ from plugin.population.engine import DuckRunner, run
 from plugin.population.flatten import connect, flatten
 from plugin.population.timelines import load_timelines
 from plugin.rules import evaluate, load_rules
-from plugin.rules.engine import evaluate_rule
 from plugin.rules import schema as rule_schema
 from plugin.rules import testing as rule_testing
+from plugin.rules.engine import evaluate_rule
 from plugin.timeline.model import Finding
 from plugin.timeline.spec import timeline_from_spec
 
@@ -89,7 +89,8 @@ def test_compiled_share(ruleset) -> None:  # type: ignore[no-untyped-def]
 
 def _cases(ruleset):  # type: ignore[no-untyped-def]
     for rule in ruleset.rules:
-        spec = rule_schema.TestFile.model_validate(yaml.safe_load(rule_testing.test_file_for(rule).read_text()))
+        path = rule_testing.test_file_for(rule)
+        spec = rule_schema.TestFile.model_validate(yaml.safe_load(path.read_text()))
         for case in spec.cases:
             if case.events is not None:
                 yield rule, case
@@ -137,7 +138,7 @@ def test_shared_data(ruleset, name: str, as_of: datetime) -> None:  # type: igno
 def population(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("pop") / "pop"
     dxs = str(Path(sys.executable).parent / "dxsafety")
-    subprocess.run([dxs, "synth", "--patients", "1500", "--seed", "5", "--out", str(out)],
+    subprocess.run([dxs, "synth", "--patients", "800", "--seed", "5", "--out", str(out)],
                    check=True, capture_output=True)  # fmt: skip
     return out
 
@@ -147,3 +148,32 @@ def test_synthetic_population(ruleset, population: Path) -> None:  # type: ignor
     py = _python([population], rules, AS_OF)
     assert len(py) > 50
     _assert_same(py, _sql([population], plan), "synthetic population")
+
+
+SPARK_TRIGGERS = ("SP-1", "ED-1", "TR-7")  # a sequence, a released/planned one, an absence
+
+
+def test_spark_same_findings(ruleset, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The same compiled plan, transpiled to Spark SQL, over the staged Parquet (local[2]).
+    A few rules only: Spark plans each query in seconds on a shared 2-core machine; the
+    bench runs the catalogue."""
+    pytest.importorskip("pyspark")
+    from plugin.population.scan import spark_runner, spark_session, stage
+
+    rules = [r for t in SPARK_TRIGGERS for r in ruleset.find(t)]
+    plan = compile_rules(rules, ruleset.valuesets, as_of=AS_OF)
+    assert not plan.not_compiled
+    src = [ROOT / "fhir_fixtures", SHARED / "bulk-ndjson-10-patients"]
+    src = [s for s in src if s.exists()]
+    con = connect()
+    counts = flatten(con, src)
+    stage(con, tmp_path / "stage", {"files": [], **counts})
+    duck = run(DuckRunner(con), plan)
+    spark = spark_session("local[2]")
+    try:
+        on_spark = run(spark_runner(spark, tmp_path / "stage"), plan)
+    finally:
+        spark.stop()
+    assert duck, "the sources should give findings for these rules"
+    _assert_same(duck, on_spark, "spark vs duckdb")
+    _assert_same(_python(src, rules, AS_OF), on_spark, "spark vs python")

@@ -243,3 +243,29 @@ def test_promotion_gate(tmp_path: Path, prior: Path, synthetic_rows: Collected,
     better = compare(prior, bad_current, validation)
     assert better.promoted and promote(prior, bad_current, better)
     assert load_model(bad_current).version == load_model(prior).version
+
+
+def test_card_gate_holds_a_head_that_does_not_beat_the_baseline(
+    tmp_path: Path, synthetic_rows: Collected, prior: Path
+) -> None:
+    from dataclasses import replace
+
+    from plugin.rank.training import card_gate
+
+    ranker = load_model(prior)
+    good = card_gate(ranker.heads["realtime"], synthetic_rows.realtime, "test")
+    assert good["status"] == "ship" and good["auroc"] > good["baseline_auroc"]
+    # a real-time head trained on shuffled outcomes carries no signal: held back
+    rt = synthetic_rows.realtime
+    shuffled = list(np.random.default_rng(1).permutation(np.asarray(rt.y, dtype=object)))
+    noise = replace(synthetic_rows, realtime=replace(rt, y=shuffled))
+    heads, metrics = train_heads(noise, TrainConfig(n_estimators=40))
+    gate = card_gate(heads["realtime"], rt, "test")
+    assert gate["status"] == "hold"
+    out = tmp_path / "held"
+    meta = {"fingerprint": "t", "rule_triggers": {}}
+    save_model(out, heads, meta, metrics | {"cards": {"realtime": gate}},
+               model_card(meta, metrics))
+    held = load_model(out)
+    assert not held.ships_in_cards("realtime")  # CDS falls back to the rules
+    assert ranker.ships_in_cards("realtime")

@@ -11,8 +11,17 @@ from plugin.rank.dataset import collect
 from plugin.rank.model import MissedDxRanker
 from plugin.rank.training import TrainConfig, train_heads
 
+# LightGBM's leaf-size rules count rows, not weight: a row of weight 2 is not two rows.
+# Design weights only rescale the loss, which is what inverse-probability weighting needs.
+_WEIGHT_NOT_ROWS = {
+    "check_sample_weight_equivalence_on_dense_data": "leaf sizes count rows, not weight",
+}
 
-@parametrize_with_checks([MissedDxRanker(n_estimators=5, min_child_samples=1)])
+
+@parametrize_with_checks(
+    [MissedDxRanker(n_estimators=5, min_child_samples=1)],
+    expected_failed_checks=lambda est: _WEIGHT_NOT_ROWS,
+)
 def test_sklearn_api(estimator, check) -> None:  # type: ignore[no-untyped-def]
     check(estimator)
 

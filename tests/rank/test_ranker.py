@@ -11,6 +11,7 @@ import pytest
 
 from plugin.errors import ModelError
 from plugin.rank import FEATURE_VERSION, Risk, load_model, save_model
+from plugin.rank import codesets as cs
 from plugin.rank.dataset import collect
 from plugin.rank.explain import describe
 from plugin.rank.features import REVIEW_FEATURES, finding_features
@@ -72,7 +73,11 @@ def test_score_findings_fills_score_dx_and_reasons(model_dir, test_pop, evaluato
     scores = [f.score for f in scored]
     assert all(s is not None and 0 <= s <= 1 for s in scores)
     assert scores == sorted(scores, reverse=True)  # best first
-    assert all(len(f.missed_dx) == min(3, len(ranker.heads["missed_dx"].classes_)) for f in scored)
+    # suggestions only among the rule's targets (SP-1: stroke; SP-3: appendicitis, sepsis)
+    assert all(
+        len(f.missed_dx) == min(3, len(cs.TRIGGER_TARGETS[ranker._trigger(f) or ""]))
+        for f in scored
+    )
     assert {f.missed_dx[0][0] for f in scored} <= {"stroke", "sepsis", "appendicitis"}
     explained = [f for f in scored if f.reasons]
     assert 0 < len(explained) <= 10  # only the rows shown

@@ -10,13 +10,14 @@ from pathlib import Path
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from playwright.sync_api import Browser
 
 from plugin.config import Settings
 from plugin.worklist import tables
 from plugin.worklist.store import Store
 from plugin.worklist.users import User
 from plugin.worklist.web import mount
-from tests.worklist.pg import create_database, empty_tables, postgres_server
+from tests.worklist.pg import create_database, empty_tables, free_port, postgres_server
 
 PASSWORD = "correct horse battery"
 
@@ -125,3 +126,50 @@ def client_for(app: FastAPI, users: dict[str, object]) -> Iterator[object]:
     yield make
     for c in clients:
         c.close()
+
+
+# --- the browser tests (Debian chromium driven by Playwright; a real uvicorn on loopback) ---
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    from playwright.sync_api import sync_playwright
+
+    if not CHROMIUM.exists():
+        pytest.fail("Debian chromium is missing: run scripts/system-deps")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+def serve(app: FastAPI, port: int) -> Iterator[str]:
+    """Run ``app`` under uvicorn on 127.0.0.1:``port`` in a thread for one test."""
+    import threading
+    import time
+
+    import uvicorn
+
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not srv.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture
+def server(app: FastAPI) -> Iterator[str]:
+    from plugin.worklist.routes_cases import dx_suggestions
+
+    # load the rules tree and the ranker's label list now, not inside the first page's timeout
+    app.state.worklist.rules()
+    dx_suggestions([])
+    yield from serve(app, free_port())

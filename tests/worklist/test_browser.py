@@ -8,31 +8,21 @@ Screenshots go to ``test-artifacts/screenshots/``.
 from __future__ import annotations
 
 import re
-import threading
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
-from fastapi import FastAPI
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from plugin.config import Settings
 from plugin.worklist import cases
-from plugin.worklist.routes_cases import dx_suggestions
 from plugin.worklist.rulemeta import load_rule_meta
 from plugin.worklist.saferdx import ReviewInput
 from plugin.worklist.store import Store
 from tests.worklist.conftest import PASSWORD
 from tests.worklist.factories import finding, timeline
-from tests.worklist.pg import free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "test-artifacts" / "screenshots"
 
@@ -47,34 +37,6 @@ def sp1_rule_id() -> tuple[str, float | None]:
     meta = load_rule_meta(ROOT / "rules")
     found = [(rid, m.published_ppv) for rid, m in meta.items() if m.trigger == "SP-1"]
     return found[0] if found else ("rule-sp1", None)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        pytest.fail("Debian chromium is missing: run scripts/system-deps")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def server(app: FastAPI) -> Iterator[str]:
-    # load the rules tree and the ranker's label list now, not inside the first page's timeout
-    app.state.worklist.rules()
-    dx_suggestions([])
-    port = free_port()
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(timeout=10)
 
 
 def shot(page: Page, backend: str, name: str) -> None:

@@ -18,11 +18,9 @@ from plugin.worklist.saferdx import ReviewInput
 from plugin.worklist.store import Store
 from tests.worklist.conftest import add_user
 from tests.worklist.factories import finding, timeline
-from tests.worklist.test_browser import (  # noqa: F401 - fixtures
-    browser,
+from tests.worklist.test_browser import (  # noqa: F401 - settings: the fixture, reused
     fill_review,
     log_in,
-    server,
     settings,
     shot,
 )

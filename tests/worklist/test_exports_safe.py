@@ -34,7 +34,8 @@ def _reviewed(store: Store, users) -> str:
     store.upsert_findings([f, finding("p1", rule="ed-10d")])
     fid = cases.find_id(store, f.key) or 0
     review = ReviewInput(items=[3, 4, 5, 6, 7, 1, 2, 3, 4, 5, 6, 7, 2], harm="none",
-                         missed_dx="@dissection", notes="-2 days late; =HYPERLINK(x)")  # fmt: skip
+                         missed_dx="@dissection", notes="-2 days late; =HYPERLINK(x)",
+                         factors=["referrals"])  # fmt: skip
     cases.save_review(store, fid, review, by=users["rev1"], version=1)
     return f.key
 
@@ -57,6 +58,7 @@ def test_review_csv_has_items_notes_and_episode_rules(store: Store, users) -> No
     assert [row[f"item{i}"] for i in range(1, 14)] == "3 4 5 6 7 1 2 3 4 5 6 7 2".split()
     assert row["notes"] == "'-2 days late; =HYPERLINK(x)" and row["is_mod"] == "0"
     assert row["rules"] == "rule-sp1;ed-10d" and row["final_mod"] == "0"
+    assert row["factor_referrals"] == "1" and row["factor_tests"] == "0"
     dictionary = io.StringIO()
     export.write_review_dictionary(dictionary)
     fields = [r[0] for r in csv.reader(io.StringIO(dictionary.getvalue()))][1:]

@@ -8,29 +8,27 @@ import os
 import re
 import shutil
 import subprocess
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from playwright.sync_api import Browser, expect
 
 from plugin.config import Settings
 from plugin.worklist import users as accounts
 from plugin.worklist.store import Store
+from tests.worklist.conftest import serve
 from tests.worklist.pg import free_port
-from tests.worklist.test_browser import browser, shot  # noqa: F401 - fixture
+from tests.worklist.test_browser import shot
 
 pytestmark = [pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 OIDC_DIR = ROOT / "tests" / "oidc"
 CLIENT_ID = "dxsafety-worklist"
-CLIENT_SECRET = "test-only-client-secret-0123456789abcdef"  # noqa: S105 - test provider
+CLIENT_SECRET = "test-only-client-secret-0123456789abcdef"
 
 
 @pytest.fixture
@@ -55,7 +53,7 @@ def provider(ports: tuple[int, int]) -> Iterator[str]:
         pytest.fail("the test OpenID Provider is not installed: run scripts/node-deps")
     env = os.environ | {"PORT": str(idp), "CLIENT_ID": CLIENT_ID, "CLIENT_SECRET": CLIENT_SECRET,
                         "REDIRECT_URI": f"http://127.0.0.1:{web}/worklist/login/oidc/callback"}
-    proc = subprocess.Popen([node, "provider.mjs"], cwd=OIDC_DIR, env=env,  # noqa: S603
+    proc = subprocess.Popen([node, "provider.mjs"], cwd=OIDC_DIR, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         assert proc.stdout is not None
@@ -71,17 +69,7 @@ def provider(ports: tuple[int, int]) -> Iterator[str]:
 
 @pytest.fixture
 def server(app: FastAPI, ports: tuple[int, int], provider: str) -> Iterator[str]:
-    web, _ = ports
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=web, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{web}"
-    srv.should_exit = True
-    thread.join(timeout=10)
+    yield from serve(app, ports[0])
 
 
 def sign_on(client: httpx.Client, server: str, login: str) -> httpx.Response:

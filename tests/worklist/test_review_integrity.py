@@ -239,3 +239,14 @@ def test_notes_with_nul_are_refused_by_the_form_model() -> None:
     with pytest.raises(ValueError, match="NUL"):
         ReviewInput(items=[2] * 13, harm="none", notes="bad\x00note")
 
+
+
+def test_process_breakdown_factors_are_optional_checked_and_kept(store: Store, users) -> None:
+    with pytest.raises(ValueError, match="unknown process breakdown"):
+        ReviewInput(items=[5] * 13, harm="mild", factors=["astrology"])
+    f = finding("p1")
+    store.upsert_findings([f])
+    fid = cases.find_id(store, f.key) or 0
+    review = ReviewInput(items=[5] * 13, harm="mild", factors=["follow_up", "tests", "tests"])
+    cases.save_review(store, fid, review, by=users["rev1"], version=1)
+    assert _case(store, f.key).reviews[0]["factors"] == ["tests", "follow_up"]

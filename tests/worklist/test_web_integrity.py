@@ -85,6 +85,7 @@ def test_answers_survive_an_idle_log_off(client_for, seeded, store: Store) -> No
         conn.execute(tables.sessions.update().values(last_seen=now() - timedelta(minutes=31)))
     posted = bob.post(f"/worklist/cases/{key}/review",
                       data=REVIEW | {"notes": "my full review", "version": "1",
+                                     "multi_factor": ["tests", "referrals"],
                                      "csrf_token": token}, follow_redirects=False)  # fmt: skip
     assert posted.status_code == 303
     assert posted.headers["location"].startswith("/worklist/login?next=") and "kept=1" in (
@@ -93,6 +94,7 @@ def test_answers_survive_an_idle_log_off(client_for, seeded, store: Store) -> No
     login(bob, "bob")
     again = bob.get(f"/worklist/cases/{key}").text
     assert "my full review" in again and re.search(r'name="item13" value="6"[^>]*checked', again)
+    assert re.search(r'name="multi_factor" value="referrals"[^>]*checked', again)
     # a forged post with the lapsed cookie but another token keeps nothing
     with store.engine.begin() as conn:
         conn.execute(tables.sessions.update().values(last_seen=now() - timedelta(minutes=31)))
@@ -235,3 +237,26 @@ def test_audit_page_is_paged_and_filtered(client_for, store: Store) -> None:
     assert third.count("<td>test.entry</td>") == 50 and 'id="older"' not in third
     logins = alice.get("/worklist/admin/audit?action=login.").text
     assert "<td>login</td>" in logins and "test.entry" not in logins
+
+
+def test_queue_search_sort_and_bulk_assignment_with_due_date(client_for, store: Store, users):
+    store.upsert_findings([finding(f"mrn-{i}", score=i / 10) for i in range(4)])
+    alice = client_for("alice")
+    found = alice.get("/worklist/?q=mrn-2").text
+    assert found.count("data-href=") == 1 and "mrn-2" in found
+    oldest = alice.get("/worklist/?status=all&sort=patient").text
+    assert [m for m in re.findall(r"<td>(mrn-\d)</td>", oldest)] == [f"mrn-{i}" for i in range(4)]
+    token = csrf_of(alice.get("/worklist/").text)
+    keys = [finding(f"mrn-{i}").key for i in (1, 3)]
+    done = alice.post("/worklist/bulk-assign", data={"csrf_token": token, "multi_case": keys,
+                                                     "assignee": str(users["rev2"].id),
+                                                     "due": "2024-06-30", "back": "/worklist/"},
+                      follow_redirects=False)  # fmt: skip
+    assert done.status_code == 303 and done.headers["location"].endswith("assigned=2")
+    mine = cases.queue(store, cases.QueueFilter(assignee=users["rev2"].id, sort="due"))
+    assert {r["key"] for r in mine.rows} == set(keys)
+    assert {r["due_at"].date().isoformat() for r in mine.rows} == {"2024-06-30"}
+    bob = client_for("bob")
+    refused = bob.post("/worklist/bulk-assign",
+                       data={"csrf_token": csrf_of(bob.get("/worklist/").text), "multi_case": keys})
+    assert refused.status_code == 403 and "admin" in refused.text

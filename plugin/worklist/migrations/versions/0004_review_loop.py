@@ -5,7 +5,9 @@
   probability of drawing it; NULL for ranked triage), ``sample_stratum`` (score band of a
   stratified draw), ``sampled_at``, ``model_version`` (the model that scored the case);
 * sampling_modes: one row per rule, the sampling mode an admin set (random | stratified by
-  score band, with a size or a fraction).
+  score band, with a size or a fraction);
+* spade_runs: SPADE population measures saved by ``dxsafety measure spade --store`` (issue 16),
+  shown on the dashboard.
 
 Revision ID: 0004
 Revises: 0003
@@ -43,9 +45,18 @@ def upgrade() -> None:
         sa.Column("updated_by", sa.String(80), nullable=False),
         sa.Column("updated_at", TS, nullable=False),
     )
+    op.create_table(
+        "spade_runs",
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("created_at", TS, nullable=False),
+        sa.Column("source", sa.Text, nullable=False),
+        sa.Column("span", sa.String(40), nullable=False),
+        sa.Column("pairs", sa.JSON, nullable=False),  # one summary per pair, no patient data
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("spade_runs")
     op.drop_table("sampling_modes")
     with op.batch_alter_table("findings") as batch:
         for name in ("model_version", "sampled_at", "sample_stratum", "inclusion_prob",

@@ -64,6 +64,7 @@ def upgrade() -> None:
     # SQLite's batch mode would copy the table, so add the columns in place there too.
     op.add_column("reviews", sa.Column("snapshot_version", sa.Integer))
     op.add_column("reviews", sa.Column("started_at", TS))
+    op.add_column("reviews", sa.Column("factors", sa.JSON))  # Safer Dx process breakdown
     op.create_table(
         "finding_snapshots",
         sa.Column("id", sa.Integer, primary_key=True),
@@ -177,7 +178,7 @@ def downgrade() -> None:
         op.drop_table(table)
     for col in ("address", "hash", "prev_hash"):
         op.drop_column("audit_log", col)
-    for col in ("started_at", "snapshot_version"):
+    for col in ("factors", "started_at", "snapshot_version"):
         op.drop_column("reviews", col)
     op.drop_index("ix_findings_patient", "findings")
     op.drop_index("ix_findings_case", "findings")
