@@ -74,6 +74,13 @@ class DbReplayCache:
                 self._engine_obj = _fast_engine(self._store())
             return self._engine_obj
 
+    def close(self) -> None:
+        """Close the cache's own connection pool (not the store's)."""
+        with self._lock:
+            engine, self._engine_obj = self._engine_obj, None
+        if engine is not None and engine is not self._store().engine:
+            engine.dispose()
+
     def first_use(self, iss: str, jti: str, until: float) -> bool:
         now = self._clock()
         r = t.cds_replay

@@ -13,14 +13,17 @@ placeholder date read as unknown, an end before its start, a date-time without a
 kept and, with ``warnings=[]``, reported there the same way, once per resource and value.
 
 CAUTION — times are normalised to UTC; date-only and partial dates become midnight UTC with
-``date_only=True`` (details in :mod:`plugin.fhir.values`).
+``date_only=True`` (details in :mod:`plugin.fhir.values`). Each event keeps the UTC offset its
+time was written with (``Event.offset_min``; None for date-only values and for values without
+an offset read as UTC), for output in the chart's local time.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
-from datetime import date
+from dataclasses import replace
+from datetime import date, datetime
 from typing import Any
 
 import orjson
@@ -31,7 +34,15 @@ from plugin.fhir.convert import Context, source_of
 from plugin.fhir.encounter import is_icu_encounter
 from plugin.fhir.refs import ReferenceIndex
 from plugin.fhir.validate import Mode, check_full
-from plugin.fhir.values import Malformed, Note, collecting, reference, text, when
+from plugin.fhir.values import (
+    Malformed,
+    Note,
+    collecting,
+    local_offsets,
+    reference,
+    text,
+    when,
+)
 from plugin.timeline.build import build_timeline
 from plugin.timeline.model import Event, PatientInfo, Timeline
 
@@ -87,8 +98,9 @@ def timeline_from_resources(
     events: list[Event] = []
     for r in accepted:
         try:
-            with collecting() as notes:
-                events.extend(resource_events(r, ctx))
+            with collecting() as notes, local_offsets() as offsets:
+                produced = resource_events(r, ctx)
+            events.extend(_with_offsets(produced, offsets) if offsets else produced)
         except Malformed as exc:
             _report(errors, r, str(exc) if "date" in str(exc) else f"malformed: {exc}")
         else:
@@ -164,6 +176,15 @@ def _diagnosis_of(resources: list[JSON], index: ReferenceIndex) -> dict[str, str
             if canonical:
                 found.setdefault(canonical, f"Encounter/{r.get('id')}")
     return found
+
+
+def _with_offsets(events: list[Event], offsets: dict[datetime, int]) -> list[Event]:
+    """Each event with the UTC offset its time was written with in the chart (``offset_min``),
+    so that reviewers see the chart's local time, not UTC."""
+    return [
+        replace(e, offset_min=offsets[e.t]) if e.offset_min is None and e.t in offsets else e
+        for e in events
+    ]
 
 
 def _warn(warnings: list[FhirParseError] | None, r: JSON, notes: list[Note]) -> None:

@@ -64,6 +64,8 @@ NO_OFFSET = "date-time without UTC offset"  # the warning's reason (counted in R
 # pipeline (plugin/cli/scan.py) without threading them through every call.
 _ASSUMED_TZ: ContextVar[tzinfo | None] = ContextVar("assumed_tz", default=None)
 _NOTES: ContextVar[list[Note] | None] = ContextVar("date_notes", default=None)
+# UTC instant -> the source's own UTC offset in minutes, for the values read in the block
+_OFFSETS: ContextVar[dict[datetime, int] | None] = ContextVar("date_offsets", default=None)
 
 
 def zone(name: str) -> tzinfo:
@@ -97,6 +99,29 @@ def collecting() -> Iterator[list[Note]]:
         yield notes
     finally:
         _NOTES.reset(token)
+
+
+@contextmanager
+def local_offsets() -> Iterator[dict[datetime, int]]:
+    """Collect, for each date-time read inside the block, its UTC instant → the offset it was
+    written with (minutes; the ``--assume-tz`` zone's offset when it had none). Date-only
+    values and offset-less values read as UTC have no local offset and are left out."""
+    offsets: dict[datetime, int] = {}
+    token = _OFFSETS.set(offsets)
+    try:
+        yield offsets
+    finally:
+        _OFFSETS.reset(token)
+
+
+def _local(dt: datetime) -> datetime:
+    """``dt`` (aware) in UTC, its offset recorded for :func:`local_offsets`."""
+    utc = dt.astimezone(UTC)
+    offsets = _OFFSETS.get()
+    delta = dt.utcoffset()
+    if offsets is not None and delta is not None:
+        offsets.setdefault(utc, int(delta.total_seconds()) // 60)
+    return utc
 
 
 def warn(reason: str, detail: str, value: str) -> None:
@@ -180,8 +205,8 @@ def parse_datetime(value: str) -> tuple[datetime, bool]:
         if tz is None:
             warn(NO_OFFSET, f"{value!r} read as UTC (set --assume-tz)", value)
             return dt.replace(tzinfo=UTC), False
-        return dt.replace(tzinfo=tz).astimezone(UTC), False
-    return dt.astimezone(UTC), False
+        return _local(dt.replace(tzinfo=tz)), False
+    return _local(dt), False
 
 
 def _check_year(year: int, value: str) -> None:

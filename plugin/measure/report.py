@@ -189,7 +189,6 @@ def _fmt_ci(lo: float, hi: float) -> str:
 def _pair_html(r: PairResult, rep: Report) -> str:
     e = r.total
     lo, hi = e.ci
-    curve, trend, funnel = _plots(r)
     esc = html.escape
     rr = "—" if e.rate_ratio is None else f"{e.rate_ratio:.2f}"
     if e.rr_ci is not None:
@@ -211,6 +210,14 @@ def _pair_html(r: PairResult, rep: Report) -> str:
     more = f"<p class=small>… and {len(r.cases) - 50} more (all in the JSON).</p>" \
         if len(r.cases) > 50 else ""  # fmt: skip
     measure = f" · implements {esc(r.pair.measure)}" if r.pair.measure else ""
+    if not e.n:
+        return f"""
+<h2 id="{esc(r.pair.id)}">{esc(r.pair.title)}</h2>
+<p class=small>pair <code>{esc(r.pair.id)}</code> · status {esc(r.pair.status)}{measure}</p>
+<p class=headline>No treat-and-release visits for {esc(r.pair.symptom.name)} with a complete
+{r.pair.window}-day window in these data ({r.censored:,} too recent): nothing to measure.</p>
+"""
+    curve, trend, funnel = _plots(r)
     return f"""
 <h2 id="{esc(r.pair.id)}">{esc(r.pair.title)}</h2>
 <p class=small>pair <code>{esc(r.pair.id)}</code> · status {esc(r.pair.status)}{measure}</p>

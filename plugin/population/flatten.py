@@ -220,7 +220,11 @@ def connect(
     memory_limit: str | None = None, temp_dir: str | Path | None = None
 ) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection set up for flattening: UTC, bounded memory, spilling to disk."""
-    con = duckdb.connect()
+    # with a temp_dir the tables live in a database file there, so they spill to disk too
+    path = str(Path(temp_dir) / "flat.duckdb") if temp_dir is not None else ":memory:"
+    if temp_dir is not None:
+        Path(temp_dir).mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(path)
     con.execute("SET TimeZone = 'UTC'")
     if memory_limit:
         con.execute(f"SET memory_limit = {lit(memory_limit)}")
@@ -249,14 +253,14 @@ def _read_sql(nd: list[str], js: list[str]) -> str:
     parts = []
     if nd:
         parts.append(
-            f"SELECT json AS j, filename AS f FROM read_json_objects({_vlist_keep(nd)}, "
-            "format = 'newline_delimited', ignore_errors = true, filename = true, "
-            "maximum_object_size = 536870912)"
+            f"SELECT json AS j FROM read_json_objects({_vlist_keep(nd)}, "
+            "format = 'newline_delimited', ignore_errors = true, "
+            "maximum_object_size = 67108864)"
         )
     if js:
         parts.append(
-            f"SELECT json AS j, filename AS f FROM read_json_objects({_vlist_keep(js)}, "
-            "format = 'unstructured', ignore_errors = true, filename = true, "
+            f"SELECT json AS j FROM read_json_objects({_vlist_keep(js)}, "
+            "format = 'unstructured', ignore_errors = true, "
             "maximum_object_size = 536870912)"
         )
     return " UNION ALL ".join(parts)
@@ -276,11 +280,12 @@ def flatten(con: duckdb.DuckDBPyConnection, sources: Sequence[str | Path]) -> di
     schema = json.dumps(SCHEMA)
     keep = in_list(timeline_types())
     shared = in_list(shared_types())
-    con.execute(f"CREATE OR REPLACE TEMP TABLE raw0 AS {_read_sql(nd, js)}")
+    # the JSON is read once, streaming: raw0/raw are views, res the first table
+    con.execute(f"CREATE OR REPLACE TEMP VIEW raw0 AS {_read_sql(nd, js)}")
     # Bundles (in .json files or on an NDJSON line) are expanded to their entries; an entry
     # without an id takes the uuid of its fullUrl (plugin.fhir.read).
     con.execute("""
-        CREATE OR REPLACE TEMP TABLE raw AS
+        CREATE OR REPLACE TEMP VIEW raw AS
         SELECT j FROM raw0 WHERE coalesce(json_extract_string(j, '$.resourceType'), '') <> 'Bundle'
         UNION ALL
         SELECT CASE WHEN json_extract(e, '$.resource.id') IS NULL
@@ -292,21 +297,17 @@ def flatten(con: duckdb.DuckDBPyConnection, sources: Sequence[str | Path]) -> di
               FROM raw0 WHERE json_extract_string(j, '$.resourceType') = 'Bundle')
         WHERE json_extract(e, '$.resource') IS NOT NULL
     """)
-    types = dict(
-        con.execute(
-            "SELECT json_extract_string(j, '$.resourceType') AS t, count(*) FROM raw "
-            "WHERE t IS NOT NULL AND t <> 'OperationOutcome' GROUP BY t"
-        ).fetchall()
-    )
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE res AS
         SELECT r.resourceType AS rt, r.id AS id, r,
                coalesce(r.subject.reference, r.patient.reference, r.beneficiary.reference) AS pref
         FROM (SELECT from_json(j, '{schema}') AS r FROM raw)
-        WHERE r.resourceType IN {keep}
+        WHERE r.resourceType IS NOT NULL AND r.resourceType <> 'OperationOutcome'
     """)
-    con.execute("DROP TABLE raw0")
-    con.execute("DROP TABLE raw")
+    types = dict(con.execute("SELECT rt, count(*) FROM res GROUP BY rt").fetchall())
+    con.execute(f"DELETE FROM res WHERE rt NOT IN {keep}")
+    con.execute("DROP VIEW raw")
+    con.execute("DROP VIEW raw0")
     _patients_of(con, shared)
     _shared(con, shared)
     _events(con)

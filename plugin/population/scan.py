@@ -60,6 +60,14 @@ def stage(con: Any, stage_dir: Path, manifest: dict[str, Any], buckets: int = BU
         "JOIN events e ON e.eid = t.eid",
     }
     for name, sql in queries.items():
+        empty = con.execute(f"SELECT count(*) = 0 FROM {name}").fetchone()
+        if empty and empty[0]:  # no partition files: one empty file keeps the schema
+            (stage_dir / name / "bucket=0").mkdir(parents=True, exist_ok=True)
+            con.execute(
+                f"COPY (SELECT * EXCLUDE (bucket) FROM ({sql})) TO "
+                f"'{stage_dir / name / 'bucket=0' / 'empty.parquet'}' (FORMAT parquet)"
+            )
+            continue
         con.execute(
             f"COPY ({sql}) TO '{stage_dir / name}' "
             "(FORMAT parquet, PARTITION_BY (bucket), OVERWRITE_OR_IGNORE true)"

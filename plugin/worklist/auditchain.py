@@ -107,8 +107,10 @@ def verify(engine: sa.Engine, *, max_problems: int = 20) -> Verdict:
             if len(problems) >= max_problems:
                 break
         head = conn.execute(sa.select(t.audit_head).where(t.audit_head.c.id == 1)).first()
-    if head is not None and len(problems) < max_problems and (
-        head.last_hash != prev or head.last_id != last_id
+    if (
+        head is not None
+        and len(problems) < max_problems
+        and (head.last_hash != prev or head.last_id != last_id)
     ):
         problems.append(f"the newest entry is {last_id} but the chain head records "
                         f"{head.last_id}: entries were removed from the end")  # fmt: skip

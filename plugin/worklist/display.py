@@ -63,8 +63,15 @@ def describe(ev: dict[str, Any]) -> str:
 def evidence_rows(finding: dict[str, Any], tz: str) -> list[dict[str, str]]:
     """The rule's evidence as the reviewer reads it (the FHIR id stays, small, for lookup)."""
     events = by_source(finding.get("snapshot"))
-    refs = list(dict.fromkeys([finding["index_ref"], *(finding.get("evidence") or []),
-                               *([finding["outcome_ref"]] if finding.get("outcome_ref") else [])]))
+    refs = list(
+        dict.fromkeys(
+            [
+                finding["index_ref"],
+                *(finding.get("evidence") or []),
+                *([finding["outcome_ref"]] if finding.get("outcome_ref") else []),
+            ]
+        )
+    )
     rows = []
     for ref in refs:
         ev = events.get(ref)

@@ -146,8 +146,9 @@ class SignOn:
             raise SignOnError(f"the token request was refused ({response.status_code}: "
                               f"{str(tokens.get('error', ''))[:80]})")  # fmt: skip
         claims = self._id_token(str(tokens["id_token"]), saved["n"])
-        info = self._get(meta["userinfo_endpoint"],
-                         headers={"Authorization": f"Bearer {tokens['access_token']}"})
+        info = self._get(
+            meta["userinfo_endpoint"], headers={"Authorization": f"Bearer {tokens['access_token']}"}
+        )
         if not isinstance(info, dict) or info.get("sub") != claims["sub"]:
             raise SignOnError("the UserInfo answer is about someone else")
         merged = {**claims, **info}

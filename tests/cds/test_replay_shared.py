@@ -60,6 +60,8 @@ def test_first_use_is_decided_by_the_database(db_url: str) -> None:
         with ThreadPoolExecutor(8) as pool:
             assert sum(pool.map(race, range(8))) == 1
     finally:
+        a.close()
+        b.close()
         store.close()
 
 

@@ -304,3 +304,19 @@ def test_comparator_kept_through_staging(tmp_path):
     for buckets in (1, 2):
         ((_, resources),) = iter_patients([tmp_path], report=ReadReport(), buckets=buckets)
         assert resources[0]["valueQuantity"]["comparator"] == "<"
+
+
+def test_events_keep_the_offset_the_chart_wrote():
+    """Times are UTC inside; each event keeps its source's UTC offset for local-time output
+    (Event.offset_min): -05:00 as written, the --assume-tz zone's offset, none when unknown."""
+    (timeline,) = iter_timelines(FIXTURES / "sp1_dizziness_stroke_day12", report=ReadReport())
+    ed = next(e for e in timeline.events if e.source == "Encounter/sp1-p1-ed" and e.detail)
+    assert (ed.t, ed.offset_min) == (datetime(2025, 2, 11, 3, 0, tzinfo=UTC), -300)
+    with values.assume_timezone(values.zone("Europe/Berlin")):
+        (timeline,) = iter_timelines(BAD / "no_offset", report=ReadReport())
+    assert {e.offset_min for e in timeline.events} == {120}
+    (timeline,) = iter_timelines(BAD / "no_offset", report=ReadReport())  # read as UTC: unknown
+    assert {e.offset_min for e in timeline.events} == {None}
+    (timeline,) = iter_timelines(FIXTURES / "tr1_fobt_coded_positive", report=ReadReport())
+    fobt = next(e for e in timeline.events if e.source == "Observation/tr1-p2-fobt")
+    assert fobt.date_only and fobt.offset_min is None

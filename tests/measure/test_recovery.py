@@ -57,3 +57,12 @@ def test_a_window_not_yet_observed_is_left_out_not_counted_as_no_harm() -> None:
                      + timedelta(days=400))  # fmt: skip
     assert r.censored > 0
     assert r.total.n + r.censored == len(got.index[pair.id])
+
+
+def test_no_outcome_still_gives_an_interval_that_is_not_zero_wide() -> None:
+    """O = 0 makes the Poisson variance estimate 0; the exact interval keeps the CI honest."""
+    from plugin.measure.spade import Estimate
+
+    est = Estimate(n=300, observed=0, expected=0.0, var=0.0, rr_ci=None)
+    lo, hi = est.ci
+    assert lo == 0.0 and hi == pytest.approx(3.689 / 300 * 10_000, rel=1e-3)

@@ -46,6 +46,7 @@ def case_key(store: Store) -> str:
     return f.key
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # database-agnostic
 def test_timeline_opens_on_the_episode_with_history_folded(store: Store, case_key: str) -> None:
     case = cases.get_case(store, case_key)
     assert case is not None
@@ -63,6 +64,7 @@ def test_local_time_keeps_the_records_offset() -> None:
     assert display.local_time("2024-07-01T12:00:00+00:00", None, "No/Such_Zone").endswith("+00:00")
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # database-agnostic
 def test_case_page_is_readable(store: Store, users, case_key: str, tmp_path: Path) -> None:
     settings = Settings(database_url=str(store.url), rules_dir=tmp_path / "none", env="test",
                         worklist_ehr_link="https://ehr.example/chart?encounter={encounter}&mrn={patient}",

@@ -40,6 +40,7 @@ def _reviewed(store: Store, users) -> str:
     return f.key
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # database-agnostic
 def test_case_csv_is_formula_safe(store: Store, users) -> None:
     _reviewed(store, users)
     buf = io.StringIO()
@@ -49,6 +50,7 @@ def test_case_csv_is_formula_safe(store: Store, users) -> None:
     assert all(not v.startswith(("=", "+", "-", "@")) for v in row.values())
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # database-agnostic
 def test_review_csv_has_items_notes_and_episode_rules(store: Store, users) -> None:
     key = _reviewed(store, users)
     buf = io.StringIO()
@@ -65,6 +67,7 @@ def test_review_csv_has_items_notes_and_episode_rules(store: Store, users) -> No
     assert fields == list(export.REVIEW_FIELDS)  # the dictionary describes every column
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # database-agnostic
 def test_review_export_is_admin_only(client_for, store: Store, users) -> None:
     _reviewed(store, users)
     assert client_for("bob").get("/worklist/admin/export/reviews").status_code == 403

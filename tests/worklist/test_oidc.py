@@ -126,6 +126,7 @@ def test_roles_come_from_the_provider_and_deactivation_wins(server: str, store: 
         assert refused.status_code == 403 and "deactivated" in refused.text
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # database-agnostic
 def test_a_forged_or_replayed_callback_is_refused(server: str, store: Store) -> None:
     with httpx.Client(follow_redirects=False, timeout=20) as client:
         bare = client.get(f"{server}/worklist/login/oidc/callback?code=abc&state=xyz")

@@ -65,6 +65,7 @@ def test_nul_characters_get_a_clear_400_not_a_500(client_for, seeded) -> None:
     assert refused.status_code == 400
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # database-agnostic
 def test_saved_banner_shows_only_known_messages(client_for, seeded) -> None:
     bob = client_for("bob")
     key = seeded[0].key
@@ -133,6 +134,7 @@ def test_lost_conflict_on_a_closed_case_keeps_answers_and_records_dissent(
     ]
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # database-agnostic
 def test_views_refusals_and_user_creation_are_audited_with_the_real_actor(
     client_for, seeded, store: Store
 ) -> None:
@@ -155,6 +157,7 @@ def test_views_refusals_and_user_creation_are_audited_with_the_real_actor(
     assert _audit(store, "audit.view")[-1].username == "alice"
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # database-agnostic
 def test_failed_logins_never_store_what_was_typed(client_for, store: Store) -> None:
     anon = client_for(None)
     token = csrf_of(anon.get("/worklist/login").text)
@@ -171,6 +174,7 @@ def test_failed_logins_never_store_what_was_typed(client_for, store: Store) -> N
     assert "Tr0ub4dor" not in everything
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # database-agnostic
 def test_throttling_is_per_account_and_address(app: FastAPI, users, store: Store) -> None:
     attacker = TestClient(app, client=("203.0.113.9", 4000))
     token = csrf_of(attacker.get("/worklist/login").text)
@@ -192,6 +196,7 @@ def test_throttling_is_per_account_and_address(app: FastAPI, users, store: Store
     desk.close()
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # database-agnostic
 def test_account_lifecycle(client_for, users, store: Store) -> None:
     bob, alice = client_for("bob"), client_for("alice")
     token = csrf_of(alice.get("/worklist/admin/users").text)
@@ -226,6 +231,7 @@ def test_account_lifecycle(client_for, users, store: Store) -> None:
                        "user.activate"]  # fmt: skip
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # database-agnostic
 def test_audit_page_is_paged_and_filtered(client_for, store: Store) -> None:
     with store.engine.begin() as conn:
         for i in range(250):
@@ -239,6 +245,7 @@ def test_audit_page_is_paged_and_filtered(client_for, store: Store) -> None:
     assert "<td>login</td>" in logins and "test.entry" not in logins
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # database-agnostic
 def test_queue_search_sort_and_bulk_assignment_with_due_date(client_for, store: Store, users):
     store.upsert_findings([finding(f"mrn-{i}", score=i / 10) for i in range(4)])
     alice = client_for("alice")
