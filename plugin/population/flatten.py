@@ -420,7 +420,8 @@ def _events(con: duckdb.DuckDBPyConnection) -> None:
     # Condition -> Encounter listing it in Encounter.diagnosis (plugin.fhir.parse._diagnosis_of).
     con.execute("""
         CREATE OR REPLACE TEMP TABLE enc_start AS
-        SELECT pid, src, coalesce(fdt(r.period.start), pend(r.period)) AS st
+        SELECT pid, src, coalesce(fdt(r.period.start), pend(r.period)) AS st,
+               off_of([r.period.start, r.period."end"]) AS soff
         FROM pres WHERE rt = 'Encounter'
     """)
     con.execute("""
@@ -436,7 +437,11 @@ def _events(con: duckdb.DuckDBPyConnection) -> None:
         "own_of(l, b)",
         enc="ek",
         status="first_code(r.clinicalStatus)",
-        off="off_of([r.onsetDateTime, r.onsetPeriod.start, r.recordedDate])",
+        # an event timed by its encounter takes the offset that time was written with
+        # (plugin.fhir.parse._with_offsets)
+        off="coalesce(off_of([r.onsetDateTime, r.onsetPeriod.start, r.recordedDate]), "
+        "CASE WHEN coalesce(fdt(r.onsetDateTime), fdt(r.onsetPeriod.start), "
+        "fdt(r.recordedDate)) IS NULL THEN soff END)",
         label="coalesce(l[b].d, r.code.text)",
     )
     obs_common = (
@@ -457,7 +462,7 @@ def _events(con: duckdb.DuckDBPyConnection) -> None:
               AND NOT (fbad(p.r.onsetDateTime) OR fbad(p.r.onsetPeriod.start)
                        OR fbad(p.r.onsetPeriod."end") OR fbad(p.r.recordedDate))
         ), c1 AS (
-            SELECT c0.*, best_ix(l, {_ordered_prefs("Condition")}) AS b, es.st
+            SELECT c0.*, best_ix(l, {_ordered_prefs("Condition")}) AS b, es.st, es.soff
             FROM c0 LEFT JOIN enc_start es ON es.pid = c0.pid AND es.src = c0.ek
         )
         {cond.replace("es.st", "st")} FROM c1 es
@@ -528,7 +533,7 @@ def _events(con: duckdb.DuckDBPyConnection) -> None:
                   AND NOT (fbad(p.r.performedPeriod.start) OR fbad(p.r.performedPeriod."end")
                            OR fbad(p.r.performedDateTime))
             ), x1 AS (
-                SELECT x0.*, best_ix(l, {_ordered_prefs("Procedure")}) AS b, es.st
+                SELECT x0.*, best_ix(l, {_ordered_prefs("Procedure")}) AS b, es.st, es.soff
                 FROM x0 LEFT JOIN enc_start es ON es.pid = x0.pid AND es.src = x0.ek
             )
             {
@@ -538,7 +543,7 @@ def _events(con: duckdb.DuckDBPyConnection) -> None:
             "own_of(l, b)",
             enc="ek",
             te="pend(r.performedPeriod)",
-            off='off_of([r.performedDateTime, r.performedPeriod.start, r.performedPeriod."end"])',
+            off=_PROC_OFF,
             label="coalesce(l[b].d, r.code.text)",
         )
     } FROM x1
@@ -630,6 +635,11 @@ def _events(con: duckdb.DuckDBPyConnection) -> None:
 
 
 _NO_CODES = "[]::STRUCT(s VARCHAR, c VARCHAR, d VARCHAR)[]"
+_PROC_OFF = (
+    'coalesce(off_of([r.performedDateTime, r.performedPeriod.start, r.performedPeriod."end"]), '
+    "CASE WHEN coalesce(fdt(r.performedDateTime), fdt(r.performedPeriod.start), "
+    "pend(r.performedPeriod)) IS NULL THEN soff END)"
+)
 _PROC_T = (
     "coalesce(fdt(r.performedDateTime), fdt(r.performedPeriod.start), pend(r.performedPeriod), st)"
 )

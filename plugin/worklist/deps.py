@@ -64,7 +64,8 @@ class Pages:
             # reviewers see a second or third review as "in review" (blind review)
             shown=lambda status: saferdx.shown_status(status, admin),
             # the page warns before an idle log-off; the server's clock can lag by TOUCH_EVERY
-            idle_seconds=idle, warn_seconds=max(1, idle - min(300, idle // 4) - touch),
+            idle_seconds=idle,
+            warn_seconds=max(1, idle - min(300, idle // 4) - touch),
             **ctx,
         )
         return HTMLResponse(html, status_code=status, headers=HEADERS)

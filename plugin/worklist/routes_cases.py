@@ -106,8 +106,10 @@ def form_problem(exc: ValidationError) -> str:
     """What is wrong with a submitted review form, in the reviewer's words."""
     nul = sorted({str(e["loc"][0]) for e in exc.errors() if "NUL" in e["msg"]})
     if nul:
-        return (f"{', '.join(nul).replace('missed_dx', 'missed diagnosis').capitalize()}: "
-                "contains a NUL character, which cannot be stored; remove it and save again.")
+        return (
+            f"{', '.join(nul).replace('missed_dx', 'missed diagnosis').capitalize()}: "
+            "contains a NUL character, which cannot be stored; remove it and save again."
+        )
     fields = sorted({str(e["loc"][0]) for e in exc.errors()})
     return "Please complete: " + ", ".join(fields).replace("items", "all 13 items")
 

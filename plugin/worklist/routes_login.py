@@ -92,8 +92,13 @@ def sign_on_start(request: Request, worklist: WorklistDep, pages: PagesDep) -> R
     """Off to the hospital's identity provider."""
     signon = worklist.signon
     if signon is None or not signon.enabled:
-        return pages.render("error.html", session=None, status=404, title="No sign-on",
-                            message="Sign-on with an identity provider is not configured.")
+        return pages.render(
+            "error.html",
+            session=None,
+            status=404,
+            title="No sign-on",
+            message="Sign-on with an identity provider is not configured.",
+        )
     try:
         url, cookie = signon.start(safe_next(request.query_params.get("next")))
     except SignOnError as exc:

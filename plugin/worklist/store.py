@@ -116,8 +116,11 @@ def grant_app_role(owner: sa.Engine, app_role: str) -> None:
     quoted = owner.dialect.identifier_preparer.quote(str(role))
     with owner.begin() as conn:
         conn.execute(sa.text(f"GRANT USAGE ON SCHEMA public TO {quoted}"))
-        conn.execute(sa.text(
-            f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {quoted}"))
+        conn.execute(
+            sa.text(
+                f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {quoted}"
+            )
+        )
         conn.execute(sa.text(f"REVOKE TRUNCATE, REFERENCES, TRIGGER ON ALL TABLES IN SCHEMA "
                              f"public FROM {quoted}"))  # fmt: skip
         conn.execute(sa.text(f"REVOKE UPDATE, DELETE ON {', '.join(APPEND_ONLY)}, "
@@ -300,9 +303,15 @@ class Store:
             )
             for key, why in changed.items():
                 old = known[key]
-                conn.execute(f.update().where(f.c.id == old.id).values(
-                    snapshot_version=old.snapshot_version + 1, changed_since_review=True,
-                    version=f.c.version + 1))  # a review in progress must see the new data
+                conn.execute(
+                    f.update()
+                    .where(f.c.id == old.id)
+                    .values(
+                        snapshot_version=old.snapshot_version + 1,
+                        changed_since_review=True,
+                        version=f.c.version + 1,
+                    )
+                )  # a review in progress must see the new data
                 self.audit(conn, "case.rescan_changed", finding_id=old.id,
                            kept_version=old.snapshot_version,
                            new_version=old.snapshot_version + 1, fields=why)  # fmt: skip
@@ -340,8 +349,11 @@ class Store:
             joined += 1
             conn.execute(f.update().where(f.c.id == r.id).values(case_id=home.id))
             if n_reviews.get(home.id):
-                conn.execute(f.update().where(f.c.id == home.id).values(
-                    changed_since_review=True, version=f.c.version + 1))
+                conn.execute(
+                    f.update()
+                    .where(f.c.id == home.id)
+                    .values(changed_since_review=True, version=f.c.version + 1)
+                )
                 self.audit(conn, "case.rescan_changed", finding_id=home.id,
                            fields=["rules"], rule_added=r.rule_id)  # fmt: skip
         return joined

@@ -317,10 +317,16 @@ def throttled(store: Store, username: str, address: str) -> bool:
     lf = t.login_failures
     since = now() - LOCKOUT_WINDOW
     with store.engine.connect() as conn:
-        pair = conn.execute(sa.select(sa.func.count()).where(
-            lf.c.pair_hash == _pair_hash(username, address), lf.c.at >= since)).scalar_one()
-        spray = conn.execute(sa.select(sa.func.count()).where(
-            lf.c.pair_hash == _address_hash(address), lf.c.at >= since)).scalar_one()
+        pair = conn.execute(
+            sa.select(sa.func.count()).where(
+                lf.c.pair_hash == _pair_hash(username, address), lf.c.at >= since
+            )
+        ).scalar_one()
+        spray = conn.execute(
+            sa.select(sa.func.count()).where(
+                lf.c.pair_hash == _address_hash(address), lf.c.at >= since
+            )
+        ).scalar_one()
     return int(pair) >= LOCKOUT_FAILURES or int(spray) >= ADDRESS_FAILURES
 
 

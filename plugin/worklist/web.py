@@ -107,8 +107,10 @@ async def _keep_lapsed_answers(request: Request, key: str) -> bool:
         return False
     session = await run_in_threadpool(lapsed_session, worklist.store, token)
     sent = form.get("csrf_token")
-    if session is None or not isinstance(sent, str) or not hmac.compare_digest(
-        sent, session.csrf_token
+    if (
+        session is None
+        or not isinstance(sent, str)
+        or not hmac.compare_digest(sent, session.csrf_token)
     ):
         return False
     answers: dict[str, Any] = {k: v for k, v in form.items() if isinstance(v, str)}

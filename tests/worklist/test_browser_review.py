@@ -151,7 +151,8 @@ def test_a_lost_conflict_is_kept_as_dissent(
     page.get_by_role("button", name="Save review").click()
     expect(page.locator("#message")).to_contain_text("Conflict")
     expect(page.get_by_label("Notes")).to_have_value(
-        "Carol: this was a missed vertebral dissection.")
+        "Carol: this was a missed vertebral dissection."
+    )
     expect(page.locator('input[name="item13"][value="6"]')).to_be_checked()
     shot(page, backend, "15-conflict-kept")
     page.get_by_role("button", name="Record as dissent").click()

@@ -60,7 +60,8 @@ def test_timeline_opens_on_the_episode_with_history_folded(store: Store, case_ke
 def test_local_time_keeps_the_records_offset() -> None:
     assert display.local_time("2024-03-05T18:30:00+00:00", -240) == "2024-03-05 14:30 -04:00"
     assert display.local_time("2024-07-01T12:00:00+00:00", None, "Europe/Berlin") == (
-        "2024-07-01 14:00 +02:00")
+        "2024-07-01 14:00 +02:00"
+    )
     assert display.local_time("2024-07-01T12:00:00+00:00", None, "No/Such_Zone").endswith("+00:00")
 
 
@@ -82,7 +83,7 @@ def test_case_page_is_readable(store: Store, users, case_key: str, tmp_path: Pat
     assert "2024-03-05 09:30 -05:00" in html and "2024-03-05 12:30 -04:00" in html
     assert " UTC</dd>" not in html
     assert 'id="notes-search"' in html and "HINTS exam not documented" in html
-    assert ('href="https://ehr.example/chart?encounter=ed-p1&amp;mrn=p1"' in html)
+    assert 'href="https://ehr.example/chart?encounter=ed-p1&amp;mrn=p1"' in html
 
 
 def test_ehr_link_only_for_web_addresses(tmp_path: Path) -> None:
@@ -92,4 +93,5 @@ def test_ehr_link_only_for_web_addresses(tmp_path: Path) -> None:
     assert ehr_link(bad, {"index_ref": "Encounter/x", "patient_id": "p"}) is None
     good = Settings(rules_dir=tmp_path, env="test", worklist_ehr_link="https://e/{encounter}")
     assert ehr_link(good, {"index_ref": "Encounter/a b/c", "patient_id": "p"}) == (
-        "https://e/a%20b%2Fc")
+        "https://e/a%20b%2Fc"
+    )

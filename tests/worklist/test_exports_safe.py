@@ -75,5 +75,6 @@ def test_review_export_is_admin_only(client_for, store: Store, users) -> None:
     got = alice.get("/worklist/admin/export/reviews")
     assert got.status_code == 200 and "'-2 days late" in got.text
     assert alice.get("/worklist/admin/export/reviews-dictionary").text.startswith(
-        "Variable / Field Name")
+        "Variable / Field Name"
+    )
     assert csrf_of(alice.get("/worklist/admin/users").text)

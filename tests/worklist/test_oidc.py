@@ -51,10 +51,20 @@ def provider(ports: tuple[int, int]) -> Iterator[str]:
     node = shutil.which("node")
     if node is None or not (OIDC_DIR / "node_modules" / "oidc-provider").is_dir():
         pytest.fail("the test OpenID Provider is not installed: run scripts/node-deps")
-    env = os.environ | {"PORT": str(idp), "CLIENT_ID": CLIENT_ID, "CLIENT_SECRET": CLIENT_SECRET,
-                        "REDIRECT_URI": f"http://127.0.0.1:{web}/worklist/login/oidc/callback"}
-    proc = subprocess.Popen([node, "provider.mjs"], cwd=OIDC_DIR, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    env = os.environ | {
+        "PORT": str(idp),
+        "CLIENT_ID": CLIENT_ID,
+        "CLIENT_SECRET": CLIENT_SECRET,
+        "REDIRECT_URI": f"http://127.0.0.1:{web}/worklist/login/oidc/callback",
+    }
+    proc = subprocess.Popen(
+        [node, "provider.mjs"],
+        cwd=OIDC_DIR,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
@@ -78,8 +88,9 @@ def sign_on(client: httpx.Client, server: str, login: str) -> httpx.Response:
     assert form.status_code == 200 and "Hospital sign-in" in form.text, form.text
     action = re.search(r'action="([^"]+)"', form.text)
     assert action
-    return client.post(str(form.url.join(action.group(1))),
-                       data={"login": login, "password": "test-password"})
+    return client.post(
+        str(form.url.join(action.group(1))), data={"login": login, "password": "test-password"}
+    )
 
 
 @pytest.mark.browser

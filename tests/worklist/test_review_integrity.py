@@ -208,7 +208,9 @@ def test_findings_on_one_visit_form_one_case_with_every_rule(store: Store, users
     by_key = {r["key"]: r for r in page.rows}
     assert set(by_key) == {ed72.key, later.key, other.key}
     assert by_key[ed72.key]["rules"] == [
-        "ED return within 72 h", "ED return within 10 days", "ED dizziness then stroke admission"
+        "ED return within 72 h",
+        "ED return within 10 days",
+        "ED dizziness then stroke admission",
     ]
     case = _case(store, ed72.key)
     assert [m["rule_id"] for m in case.members] == ["ed-10d", "rule-sp1"]
@@ -238,7 +240,6 @@ def test_scans_are_audited(store: Store) -> None:
 def test_notes_with_nul_are_refused_by_the_form_model() -> None:
     with pytest.raises(ValueError, match="NUL"):
         ReviewInput(items=[2] * 13, harm="none", notes="bad\x00note")
-
 
 
 def test_process_breakdown_factors_are_optional_checked_and_kept(store: Store, users) -> None:

@@ -52,8 +52,10 @@ def test_nul_characters_get_a_clear_400_not_a_500(client_for, seeded) -> None:
     assert posted.status_code == 400 and "NUL" in posted.text
     assert "kept textmore" in posted.text  # the answers are still in the form
     assert re.search(r'name="item13" value="6"[^>]*checked', posted.text)
-    assigned = bob.post(f"/worklist/cases/{key}/assign",
-                        data={"assignee": "me\x00", "version": "1", "csrf_token": token})
+    assigned = bob.post(
+        f"/worklist/cases/{key}/assign",
+        data={"assignee": "me\x00", "version": "1", "csrf_token": token},
+    )
     assert assigned.status_code == 400
     draft = bob.post(f"/worklist/cases/{key}/draft",
                      data={"notes": "x\x00", "csrf_token": token})  # fmt: skip
@@ -79,8 +81,10 @@ def test_answers_survive_an_idle_log_off(client_for, seeded, store: Store) -> No
     key = seeded[0].key
     page = bob.get(f"/worklist/cases/{key}").text
     token = csrf_of(page)
-    saved = bob.post(f"/worklist/cases/{key}/draft",
-                     data={"item1": "3", "notes": "first thoughts", "csrf_token": token})
+    saved = bob.post(
+        f"/worklist/cases/{key}/draft",
+        data={"item1": "3", "notes": "first thoughts", "csrf_token": token},
+    )
     assert saved.status_code == 200 and saved.json() == {"saved": True}
     with store.engine.begin() as conn:  # 31 minutes without a request
         conn.execute(tables.sessions.update().values(last_seen=now() - timedelta(minutes=31)))
@@ -105,8 +109,11 @@ def test_answers_survive_an_idle_log_off(client_for, seeded, store: Store) -> No
     assert forged.status_code == 401
     fid = cases.find_id(store, key) or 0
     with store.engine.connect() as conn:
-        draft = conn.execute(sa.select(tables.review_drafts.c.answers)
-                             .where(tables.review_drafts.c.finding_id == fid)).scalar_one()
+        draft = conn.execute(
+            sa.select(tables.review_drafts.c.answers).where(
+                tables.review_drafts.c.finding_id == fid
+            )
+        ).scalar_one()
     assert draft["notes"] == "my full review"
 
 
@@ -117,8 +124,9 @@ def test_lost_conflict_on_a_closed_case_keeps_answers_and_records_dissent(
     carol = client_for("carol")
     token = csrf_of(carol.get(f"/worklist/cases/{key}").text)
     fid = cases.find_id(store, key) or 0
-    cases.save_review(store, fid, ReviewInput(items=[2] * 13, harm="none"), by=users["rev1"],
-                      version=1)  # bob closes it meanwhile
+    cases.save_review(
+        store, fid, ReviewInput(items=[2] * 13, harm="none"), by=users["rev1"], version=1
+    )  # bob closes it meanwhile
     mine = REVIEW | {"notes": "Carol disagrees: missed dissection", "version": "1",
                      "csrf_token": token}  # fmt: skip
     lost = carol.post(f"/worklist/cases/{key}/review", data=mine)
@@ -143,8 +151,15 @@ def test_views_refusals_and_user_creation_are_audited_with_the_real_actor(
     bob.get("/worklist/dashboard")
     assert bob.get("/worklist/admin/audit").status_code == 403
     token = csrf_of(alice.get("/worklist/admin/users").text)
-    alice.post("/worklist/admin/users", data={"username": "dave", "password": "a fine passphrase",
-                                              "role": "reviewer", "csrf_token": token})
+    alice.post(
+        "/worklist/admin/users",
+        data={
+            "username": "dave",
+            "password": "a fine passphrase",
+            "role": "reviewer",
+            "csrf_token": token,
+        },
+    )
     alice.get("/worklist/admin/audit")
     queue = _audit(store, "queue.view")[-1]
     assert queue.username == "bob" and queue.detail["searched"] is True
@@ -167,7 +182,9 @@ def test_failed_logins_never_store_what_was_typed(client_for, store: Store) -> N
                                        "csrf_token": token})  # fmt: skip
     failed = _audit(store, "login.failed")
     assert [(r.username, r.detail["unknown_account"]) for r in failed] == [
-        (None, True), ("bob", False)]
+        (None, True),
+        ("bob", False),
+    ]
     with store.engine.connect() as conn:
         everything = " ".join(str(tuple(r)) for t in (tables.audit_log, tables.login_failures)
                               for r in conn.execute(sa.select(t)))  # fmt: skip
@@ -181,8 +198,9 @@ def test_throttling_is_per_account_and_address(app: FastAPI, users, store: Store
     for _ in range(5):
         attacker.post("/worklist/login", data={"username": "alice", "password": "guess",
                                                "csrf_token": token})  # fmt: skip
-    blocked = attacker.post("/worklist/login", data={"username": "alice",
-                                                     "password": PASSWORD, "csrf_token": token})
+    blocked = attacker.post(
+        "/worklist/login", data={"username": "alice", "password": PASSWORD, "csrf_token": token}
+    )
     assert blocked.status_code == 429
     # alice at her own desk is not locked out by the attacker
     desk = TestClient(app, client=("10.1.2.3", 5000))
@@ -217,9 +235,14 @@ def test_account_lifecycle(client_for, users, store: Store) -> None:
     assert bob.get("/worklist/", follow_redirects=False).status_code == 303
     anon = client_for(None)
     page = anon.get("/worklist/login")
-    refused = anon.post("/worklist/login", data={"username": "bob",
-                                                 "password": "a brand new passphrase",
-                                                 "csrf_token": csrf_of(page.text)})
+    refused = anon.post(
+        "/worklist/login",
+        data={
+            "username": "bob",
+            "password": "a brand new passphrase",
+            "csrf_token": csrf_of(page.text),
+        },
+    )
     assert refused.status_code == 401
     act("activate")
     login(anon, "bob", "a brand new passphrase")
@@ -264,6 +287,8 @@ def test_queue_search_sort_and_bulk_assignment_with_due_date(client_for, store: 
     assert {r["key"] for r in mine.rows} == set(keys)
     assert {r["due_at"].date().isoformat() for r in mine.rows} == {"2024-06-30"}
     bob = client_for("bob")
-    refused = bob.post("/worklist/bulk-assign",
-                       data={"csrf_token": csrf_of(bob.get("/worklist/").text), "multi_case": keys})
+    refused = bob.post(
+        "/worklist/bulk-assign",
+        data={"csrf_token": csrf_of(bob.get("/worklist/").text), "multi_case": keys},
+    )
     assert refused.status_code == 403 and "admin" in refused.text
