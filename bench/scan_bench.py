@@ -163,8 +163,9 @@ def main() -> None:
         seconds, rss = run_child(argv)
         results[engine] = seconds
         found[engine] = keys(out)
+        peak = "n/a (not above an earlier child's)" if rss != rss else f"{rss:,.0f} MiB"
         print(f"{engine:8s} {seconds:8.1f} s  {n_res / seconds:12,.0f} resources/s  "
-              f"peak RSS {rss:,.0f} MiB  {len(found[engine])} findings")  # fmt: skip
+              f"peak RSS {peak}  {len(found[engine])} findings")  # fmt: skip
     base = "duckdb" if "duckdb" in results else next(iter(results))
     for engine, seconds in results.items():
         same = (

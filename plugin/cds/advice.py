@@ -31,6 +31,7 @@ from typing import Any
 
 from plugin.cds import cards
 from plugin.cds.cards import IssuedCard
+from plugin.cds.fastpath import ReadPlan, read_plan
 from plugin.cds.models import (
     AppointmentBookContext,
     Card,
@@ -116,6 +117,12 @@ class Advice:
     timeline: Timeline
     issued: list[IssuedCard] = field(default_factory=list)  # card uuid -> finding key
     suppressed: list[Finding] = field(default_factory=list)  # closed as not a MOD: no card
+    # The timeline from every resource, when ``timeline`` (what the rules saw) skipped the
+    # Observations no rule reads (plugin.cds.fastpath): the worklist snapshot shows them.
+    rebuild: Callable[[], Timeline] | None = None
+
+    def full_timeline(self) -> Timeline:
+        return self.rebuild() if self.rebuild is not None else self.timeline
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -132,6 +139,7 @@ class Advisor:
     validate: str
     link_type: str = "absolute"
     index: RuleIndex | None = None  # rules by the event kinds/codes that can start them
+    plan: ReadPlan | None = None  # the Observations the rules can read (None: all)
 
     @classmethod
     def build(
@@ -144,8 +152,10 @@ class Advisor:
         risk_threshold: float,
         validate: str,
         link_type: str = "absolute",
+        fast_path: bool = True,
     ) -> Advisor:
-        """``ruleset`` as loaded once by the app."""
+        """``ruleset`` as loaded once by the app. ``fast_path``: skip the Observations no
+        shown rule can read (:mod:`plugin.cds.fastpath`; same findings, ~5x less CPU)."""
         shown = tuple(r for r in ruleset.rules if "hunting" not in Path(r.path).parts)
         ranker = None
         if model_dir is not None:
@@ -165,6 +175,7 @@ class Advisor:
             validate=validate,
             link_type=link_type,
             index=rule_index(shown, ruleset.valuesets),
+            plan=read_plan(shown, ruleset.valuesets) if fast_path else None,
         )
 
     # --- helpers --------------------------------------------------------------------------
@@ -205,10 +216,14 @@ class Advisor:
     ) -> Advice:
         """``closed``: of these finding keys, those the worklist closed as not a missed
         opportunity (their cards are suppressed and listed in ``Advice.suppressed``)."""
-        tl = self.timeline(resources, ctx.patientId)
+        # the real-time model reads every event (vital signs too): no skipping for it
+        realtime = service.hook == "encounter-discharge" and self.ranker is not None
+        plan = None if realtime else self.plan
+        tl = self.timeline(plan.relevant(resources) if plan else resources, ctx.patientId)
+        rebuild = (lambda: self.timeline(resources, ctx.patientId)) if plan else None
         if service.hook == "encounter-discharge":
             found = self.discharge(tl, f"Encounter/{ctx.encounterId}", now)[:MAX_CARDS]
-            return Advice(cards=found, findings=[], timeline=tl)
+            return Advice(cards=found, findings=[], timeline=tl, rebuild=rebuild)
         findings = self.open_findings(tl, now)
         suppressed: list[Finding] = []
         if closed is not None and findings:
@@ -233,6 +248,7 @@ class Advisor:
             timeline=tl,
             issued=[IssuedCard(c.uuid, f.key) for f, c in pairs],
             suppressed=suppressed,
+            rebuild=rebuild,
         )
 
     def _finding_card(self, f: Finding, context: dict[str, Any], now: datetime) -> Card:

@@ -98,6 +98,8 @@ def _refers_to_other_patient(resource: Mapping[str, Any], patient_id: str) -> bo
     for field in ("subject", "patient"):
         ref = resource.get(field)
         if isinstance(ref, dict) and isinstance(ref.get("reference"), str):
+            if ref["reference"] == f"Patient/{patient_id}":  # the usual case, decided at once
+                continue
             tail = ref["reference"].rstrip("/").split("/")[-2:]
             if tail[0] == "Patient" and tail[-1] != patient_id:
                 return True

@@ -87,10 +87,10 @@ class CdsState:
         response; a database problem is logged, never sent to the client."""
         from plugin.cds import issued
 
-        tl = advice.timeline
         try:
             store = self.worklist_store()
             if advice.findings:
+                tl = advice.full_timeline()  # the snapshot shows every event, not the rules'
                 store.upsert_findings(advice.findings, {tl.patient.id: tl})
             issued.record_cards(store, service_id, advice.issued)
             issued.audit_suppressed(store, service_id, advice.suppressed)

@@ -142,7 +142,7 @@ def test_create_user_import_export_roundtrip(
         assert out.exists() and not out.with_suffix(out.suffix + ".tmp").exists()
     with (tmp_path / "out.labels").open(newline="") as fh:
         labels = list(csv.DictReader(fh))
-    assert [(r["patient_id"], r["is_mod"]) for r in labels] == [("pt000000", "0")]
+    assert [(r["patient_id"], r["label"]) for r in labels] == [("pt000000", "0")]  # issue 13
     assert len((tmp_path / "out.detectedissue").read_text().splitlines()) == 1
 
 
