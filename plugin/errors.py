@@ -29,7 +29,10 @@ Hierarchy::
     │   ├── UnknownService           no CDS service with that id (404)
     │   ├── BodyTooLarge             request body over the limit (413, raised and caught inside
     │   │                            the BodyLimit middleware)
-    │   └── PrefetchUnavailable      data needed and not obtainable (412 + OperationOutcome)
+    │   ├── PrefetchUnavailable      data needed and not obtainable (412 + OperationOutcome)
+    │   │   └── PrefetchTimeout      the call's one FHIR deadline passed (card, or 412)
+    │   ├── UnsupportedMediaType     a POST whose Content-Type is not JSON (415)
+    │   └── ReplayStoreUnavailable   the shared jti replay cache cannot be reached (503)
     ├── StoreError                   worklist database problems (incl. ConflictError)
     │   ├── ConflictError            optimistic-locking conflict on a review save
     │   ├── SamplingError            a review-sample request that cannot be honoured (issue 13)

@@ -188,7 +188,7 @@ def _rules_with(tmp_path: Path, event: str) -> RuleSet:
     shutil.copytree(REPO / "rules/valuesets", tmp_path / "valuesets")
     text = src.read_text()
     start = text.index("  require:")
-    (tmp_path / "rule.yaml").write_text(
+    (tmp_path / "fastpath_test_rule.yaml").write_text(
         text[:start] + f"  require:\n    - event: {event}\n      between: [-24h, 0h]\n"
     )
     return load_rules(tmp_path)
