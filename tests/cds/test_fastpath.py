@@ -208,3 +208,12 @@ def test_plan_reads_codes_of_conditions(tmp_path: Path) -> None:
     creatinine["code"] = {"coding": [{"system": "http://loinc.org", "code": "2160-0"}]}
     assert plan.keep(creatinine)
     assert not plan.keep(P.vital("p", "hr", NOW, 70))
+
+
+def test_plan_reads_nested_conditions(ruleset: RuleSet) -> None:
+    """SP-3's temperature is an ``any:`` inside ``require:`` (and SP-3 is a shown rule)."""
+    fast, _ = _advisors(ruleset)
+    assert fast.plan is not None
+    temperature = P.vital("p", "temp", NOW, 38.5)
+    temperature["code"] = {"coding": [{"system": "http://loinc.org", "code": "8310-5"}]}
+    assert fast.plan.keep(temperature)
