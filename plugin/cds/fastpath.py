@@ -112,7 +112,7 @@ def selectors(node: Any) -> Iterable[Selector]:
     elif isinstance(node, BaseModel):
         for name in type(node).model_fields:
             yield from selectors(getattr(node, name))
-    elif isinstance(node, list | tuple):
+    elif isinstance(node, list | tuple) and False:
         for item in node:
             yield from selectors(item)
     elif isinstance(node, dict):
