@@ -117,11 +117,12 @@ class Advice:
     timeline: Timeline
     issued: list[IssuedCard] = field(default_factory=list)  # card uuid -> finding key
     suppressed: list[Finding] = field(default_factory=list)  # closed as not a MOD: no card
-    # The timeline from every resource, when ``timeline`` (what the rules saw) skipped the
-    # Observations no rule reads (plugin.cds.fastpath): the worklist snapshot shows them.
+    # When ``timeline`` (what the rules saw) skipped the Observations no rule reads
+    # (plugin.cds.fastpath): the timeline for the worklist snapshots, which show them.
     rebuild: Callable[[], Timeline] | None = None
 
-    def full_timeline(self) -> Timeline:
+    def snapshot_timeline(self) -> Timeline:
+        """A timeline whose worklist snapshots of ``findings`` are those of every resource."""
         return self.rebuild() if self.rebuild is not None else self.timeline
 
 
@@ -220,10 +221,9 @@ class Advisor:
         realtime = service.hook == "encounter-discharge" and self.ranker is not None
         plan = None if realtime else self.plan
         tl = self.timeline(plan.relevant(resources) if plan else resources, ctx.patientId)
-        rebuild = (lambda: self.timeline(resources, ctx.patientId)) if plan else None
         if service.hook == "encounter-discharge":
             found = self.discharge(tl, f"Encounter/{ctx.encounterId}", now)[:MAX_CARDS]
-            return Advice(cards=found, findings=[], timeline=tl, rebuild=rebuild)
+            return Advice(cards=found, findings=[], timeline=tl)
         findings = self.open_findings(tl, now)
         suppressed: list[Finding] = []
         if closed is not None and findings:
@@ -242,9 +242,17 @@ class Advisor:
         else:
             pairs = [(f, self._finding_card(f, context, now)) for f in findings]
         pairs = pairs[:MAX_CARDS]
+        shown = [f for f, _ in pairs]
+        rebuild = None
+        if plan is not None and shown:
+            around, pid = plan.around, ctx.patientId
+
+            def rebuild() -> Timeline:  # after the reply, for the worklist snapshots
+                return self.timeline(around(resources, shown), pid)
+
         return Advice(
             cards=[c for _, c in pairs],
-            findings=[f for f, _ in pairs],
+            findings=shown,
             timeline=tl,
             issued=[IssuedCard(c.uuid, f.key) for f, c in pairs],
             suppressed=suppressed,

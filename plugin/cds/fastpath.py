@@ -16,30 +16,35 @@ they are ``Event.codes``. An Observation whose code is malformed is kept: the co
 reports it.
 
 The skipped events are missing only from the timeline the rules see. The worklist case
-snapshot, which shows reviewers the events around the index, is built from the full timeline
-(:meth:`plugin.cds.advice.Advisor.full_timeline`), and only when a call has findings.
+snapshot, which shows reviewers every event around the index, is built (after the reply, when
+a call has findings) from a timeline that also has the skipped Observations dated near the
+findings (:meth:`ReadPlan.around`, :meth:`plugin.cds.advice.Advice.snapshot_timeline`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel
 
 from plugin.fhir.resource_types import TYPES
+from plugin.fhir.values import Malformed, period, when
 from plugin.rules import Rule
 from plugin.rules.codesets import CodeSet
 from plugin.rules.schema import Selector
 from plugin.rules.selectors import resolve_codes
 from plugin.timeline.codes import normalise
-from plugin.timeline.model import Kind
+from plugin.timeline.model import Finding, Kind
+from plugin.worklist.snapshot import LOOK_AHEAD, LOOK_BACK
 
 __all__ = ["ReadPlan", "read_plan", "selectors"]
 
 JSON = dict[str, Any]
 _MAX_SEEN = 50_000
+_SLACK = timedelta(days=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +109,38 @@ class ReadPlan:
     def relevant(self, resources: Iterable[JSON]) -> list[JSON]:
         return [r for r in resources if self.keep(r)]
 
+    def around(self, resources: Iterable[JSON], findings: Sequence[Finding]) -> list[JSON]:
+        """What the worklist snapshots of ``findings`` show: the resources the rules read,
+        plus the skipped Observations that may be dated within a snapshot's window
+        (:func:`plugin.worklist.snapshot.snapshot`; a day wider on each side, for offsets
+        read in another zone). Snapshots of the timeline of these equal those of the
+        timeline of every resource, at a fraction of the cost."""
+        windows = [
+            (
+                f.index_start - LOOK_BACK - _SLACK,
+                max(f.window_end, f.index_end or f.index_start) + LOOK_AHEAD + _SLACK,
+            )
+            for f in findings
+        ]
+        return [r for r in resources if self.keep(r) or _maybe_within(r, windows)]
+
+
+def _maybe_within(r: JSON, windows: Sequence[tuple[datetime, datetime]]) -> bool:
+    """Might this Observation's event time lie in one of ``windows``? Every date the
+    converter may take it from is tried; a resource without a readable one is kept."""
+    if not windows:
+        return False
+    try:
+        start, _ = period(r, "effectivePeriod")
+        issued = when(r, "issued")
+        dates = (when(r, "effectiveDateTime"), when(r, "effectiveInstant"), start, issued)
+        times = [t[0] for t in dates if t is not None]
+    except Malformed:
+        return True
+    if not times:
+        return True
+    return any(lo <= t <= hi for t in times for lo, hi in windows)
+
 
 def selectors(node: Any) -> Iterable[Selector]:
     """Every event selector in a rule's spec (index, conditions, logic types' own)."""
@@ -112,7 +149,7 @@ def selectors(node: Any) -> Iterable[Selector]:
     elif isinstance(node, BaseModel):
         for name in type(node).model_fields:
             yield from selectors(getattr(node, name))
-    elif isinstance(node, list | tuple) and False:
+    elif isinstance(node, list | tuple):
         for item in node:
             yield from selectors(item)
     elif isinstance(node, dict):

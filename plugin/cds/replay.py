@@ -86,7 +86,7 @@ class DbReplayCache:
         r = t.cds_replay
         try:
             engine = self._engine()
-            insert = (postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert)
+            insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
             row = insert(r).values(key=replay_key(iss, jti), expires_at=until)
             stmt = row.on_conflict_do_update(
                 index_elements=["key"],

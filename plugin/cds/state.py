@@ -90,7 +90,7 @@ class CdsState:
         try:
             store = self.worklist_store()
             if advice.findings:
-                tl = advice.full_timeline()  # the snapshot shows every event, not the rules'
+                tl = advice.snapshot_timeline()  # every event near the findings, not the rules'
                 store.upsert_findings(advice.findings, {tl.patient.id: tl})
             issued.record_cards(store, service_id, advice.issued)
             issued.audit_suppressed(store, service_id, advice.suppressed)

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import partial
 
+from plugin.synth import plant_imaging as I
 from plugin.synth import plant_results as R
 from plugin.synth import plant_visits as P
 from plugin.synth.scenario import Scenario
@@ -102,10 +103,24 @@ SCENARIOS: tuple[Scenario, ...] = (
 )
 
 
-def cumulative(multiplier: Callable[[str, str], float] | None = None) -> list[float]:
+# Issue 11: report-text cases (TR-3, TR-5; plant_imaging) are planted only under these site
+# profiles, after the others, so `default` stays byte-identical and `metamorphic` keeps the
+# default's patients and labels.
+REPORT_TEXT_PROFILES = frozenset({"academic", "community", "noisy"})
+
+
+def scenarios_for(profile: str) -> tuple[Scenario, ...]:
+    """The scenarios a site profile plants, in draw order."""
+    return SCENARIOS + I.SCENARIOS if profile in REPORT_TEXT_PROFILES else SCENARIOS
+
+
+def cumulative(
+    multiplier: Callable[[str, str], float] | None = None,
+    scenarios: tuple[Scenario, ...] = SCENARIOS,
+) -> list[float]:
     """Cumulative weights; ``multiplier(scenario, trigger)`` scales each (site profiles)."""
     out, acc = [], 0.0
-    for s in SCENARIOS:
+    for s in scenarios:
         acc += s.weight * (multiplier(s.name, s.trigger) if multiplier is not None else 1.0)
         out.append(acc)
     if acc >= 1.0:

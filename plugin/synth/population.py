@@ -14,7 +14,7 @@ from datetime import date, datetime, timedelta
 from plugin.synth import background as B
 from plugin.synth import triggers
 from plugin.synth.chart import ZONES, Chart
-from plugin.synth.mix import SCENARIOS, cumulative
+from plugin.synth.mix import cumulative, scenarios_for
 from plugin.synth.profiles import PROFILES, Profile
 from plugin.synth.scenario import Planted, Scenario
 
@@ -58,9 +58,8 @@ def make_patient(
 ) -> tuple[Chart, list[Label], list[Label]]:
     """One patient: (chart, label rows, excluded-case rows)."""
     pick = bisect.bisect_right(cum, rng.random())
-    return plant_patient(
-        rng, frame, SCENARIOS[pick] if pick < len(SCENARIOS) else None, profile
-    )
+    pool = scenarios_for(profile.name)
+    return plant_patient(rng, frame, pool[pick] if pick < len(pool) else None, profile)
 
 
 def plant_patient(
@@ -148,7 +147,7 @@ def generate_chunk(
 ) -> tuple[list[Chart], list[Label], list[Label]]:
     rng = chunk_rng(seed, chunk)
     frame = Frame.for_as_of(as_of)
-    cum = cumulative(profile.multiplier if profile.weights else None)
+    cum = cumulative(profile.multiplier if profile.weights else None, scenarios_for(profile.name))
     charts, labels, excluded = [], [], []
     for _ in range(count):
         chart, rows, excl = make_patient(rng, frame, cum, profile)

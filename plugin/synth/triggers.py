@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 
+from plugin.synth import plant_imaging
 from plugin.synth.chart import Chart, EncFact
 
 Hit = tuple[str, str, datetime]  # (trigger, index reference, index time)
@@ -74,6 +75,7 @@ def hits(chart: Chart) -> Iterator[Hit]:
             if _first_after(encs, e.end, 14 * D, lambda o: o.setting == "ED"):
                 yield ("PC-4", e.ref, e.start)
     yield from _result_hits(chart)
+    yield from plant_imaging.hits(chart)  # TR-3 / TR-5 report-text cases (issue 11)
 
 
 def _ed_hits(chart: Chart, e: EncFact, admissions: list[EncFact]) -> Iterator[Hit]:
