@@ -19,7 +19,8 @@ Hierarchy::
     │   ├── RuleValidationError      every problem in a rules tree: YAML syntax (R0xx), schema
     │   │                            (R1xx), references (R2xx), value sets (R3xx), file:line:col
     │   │   └── PairValidationError  SPADE pair files (rules/spade/*.yml), S0xx/S1xx, file:line:col
-    │   └── TimelineSpecError        an inline test timeline that cannot be built
+    │   ├── TimelineSpecError        an inline test timeline that cannot be built
+    │   └── NotCompiled              a rule the population engine cannot express in SQL
     ├── NormalizeTableError          a normalisation table (plugin/normalize/tables) malformed
     ├── ModelError                   ranker models (missing file, feature version mismatch)
     ├── SettingsError                bad or unsafe settings (default secrets in production)

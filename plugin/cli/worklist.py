@@ -175,14 +175,6 @@ def export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _triggers() -> dict[str, str]:
-    from plugin.config import Settings
-    from plugin.worklist.rulemeta import load_rule_meta
-
-    meta = load_rule_meta(Settings().rule_roots())
-    return {rule_id: m.trigger for rule_id, m in meta.items() if m.trigger}
-
-
 def _admin(store, name: str):  # type: ignore[no-untyped-def]
     import sqlalchemy as sa
 

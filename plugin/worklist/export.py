@@ -1,6 +1,5 @@
-"""Exports of reviewed cases: CSV for analysts, FHIR R4 ``DetectedIssue`` NDJSON for the
-hospital's systems, and labels in the CSV format ``dxsafety train`` reads
-(``patient_id,index_ref,index_time,trigger,scenario,is_mod,missed_dx``)."""
+"""Exports of reviewed cases: CSV for analysts and FHIR R4 ``DetectedIssue`` NDJSON for the
+hospital's systems. Training labels are :mod:`plugin.worklist.labels_export`."""
 
 from __future__ import annotations
 
@@ -25,8 +24,6 @@ RULE_SYSTEM = "urn:dxsafety:rule"
 FINDING_SYSTEM = "urn:dxsafety:finding"
 SEVERITY = {"death": "high", "severe": "high", "moderate": "moderate", "mild": "low",
             "none": "low"}  # fmt: skip
-LABEL_FIELDS = ("patient_id", "index_ref", "index_time", "trigger", "scenario", "is_mod",
-                "missed_dx")  # fmt: skip
 CSV_FIELDS = ("case_key", "rule_id", "rule_title", "patient_id", "index_ref", "index_time",
               "status", "final_mod", "n_reviews", "judgements", "reviewers", "harm",
               "harm_duration", "miscoded", "missed_dx", "score", "closed_at")  # fmt: skip
@@ -262,22 +259,4 @@ def write_detectedissues(store: Store, out: Path) -> int:
         for case in reviewed_cases(store):
             fh.write(orjson.dumps(detected_issue(case)) + b"\n")
             n += 1
-    return n
-
-
-def write_labels(store: Store, out: TextIO, triggers: Mapping[str, str] | None = None) -> int:
-    """Closed cases as training labels; ``triggers`` maps rule id to catalogue id (SP-1)."""
-    writer = csv.DictWriter(out, fieldnames=LABEL_FIELDS)
-    writer.writeheader()
-    n = 0
-    for case in reviewed_cases(store, closed_only=True):
-        f = case.finding
-        trigger = (triggers or {}).get(f["rule_id"]) or f["extra"].get("trigger") or f["rule_id"]
-        writer.writerow({
-            "patient_id": f["patient_id"], "index_ref": f["index_ref"],
-            "index_time": f["index_start"].isoformat(), "trigger": trigger,
-            "scenario": f["extra"].get("scenario") or "reviewed",
-            "is_mod": int(bool(case.final_mod)), "missed_dx": case.missed_dx,
-        })  # fmt: skip
-        n += 1
     return n

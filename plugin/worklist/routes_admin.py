@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 from plugin.errors import StoreError
-from plugin.worklist import cases, export, stats, users
+from plugin.worklist import cases, export, labels_export, stats, users
 from plugin.worklist.charts import ppv_svg
 from plugin.worklist.deps import (
     HEADERS,
@@ -55,9 +55,8 @@ def export_bytes(store: Store, rules: Mapping[str, RuleMeta], fmt: str) -> bytes
         export.write_reviews(store, buf)
     elif fmt == "reviews-dictionary":
         export.write_review_dictionary(buf)
-    else:
-        triggers = {k: m.trigger for k, m in rules.items() if m.trigger}
-        export.write_labels(store, buf, triggers)
+    else:  # labels: reviewed cases only, with how each was selected (issue 13)
+        labels_export.write_labels(store, buf)
     return buf.getvalue().encode()
 
 

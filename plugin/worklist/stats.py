@@ -136,11 +136,18 @@ def _reason_label(reason: Any) -> str:
 
 
 def card_rules(store: Store, card_id_of: Callable[[str], str]) -> dict[str, str]:
-    """Card id -> rule title, for cards about stored findings (card ids derive from keys)."""
-    f = t.findings
+    """Card id -> rule title, for cards about stored findings: cards sent since issue 14 carry
+    a fresh uuid per call, recorded with its finding in ``cds_cards``; older cards carried an
+    id derived from the finding key (``card_id_of``), kept so their feedback still joins."""
+    f, c = t.findings, t.cds_cards
     with store.engine.connect() as conn:
         rows = conn.execute(sa.select(f.c.key, f.c.rule_title))
-        return {card_id_of(row.key): row.rule_title for row in rows}
+        out = {card_id_of(row.key): row.rule_title for row in rows}
+        issued = conn.execute(
+            sa.select(c.c.card_id, f.c.rule_title).join(f, f.c.key == c.c.finding_key)
+        )
+        out.update({row.card_id: row.rule_title for row in issued})
+        return out
 
 
 def feedback_stats(store: Store, card_rule: Mapping[str, str] | None = None) -> FeedbackStats:

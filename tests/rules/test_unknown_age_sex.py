@@ -69,4 +69,4 @@ def test_unknown_inside_any_is_recorded(tmp_path):
 def test_a_decided_exclusion_records_nothing(tmp_path):
     r = rule(tmp_path, "exclude", "age")
     (f,) = evaluate_rule(r, pair(birth=T0.date() - 40 * 365 * D))
-    assert set(f.extra) == {"trigger", "type", "rule_version", "catalogue_version"}
+    assert set(f.extra) == {"trigger", "type", "rule_version", "catalogue_version", "index_local"}

@@ -65,35 +65,27 @@ def test_detectedissues_validate_as_fhir_r4b(store: Store, users, tmp_path: Path
 
 
 def test_labels_have_the_train_format(store: Store, users) -> None:
+    """Labels hold reviewed cases only (unreviewed is unlabelled, never a negative), in the
+    columns ``dxsafety train`` reads (issue 13)."""
+    from plugin.worklist.labels_export import LABEL_COLUMNS, write_labels
+
     _reviewed_store(store, users)
     buf = io.StringIO()
-    assert export.write_labels(store, buf, {"rule-sp1": "SP-1"}) == 2  # closed cases only
+    assert write_labels(store, buf) == 2  # the third finding was never judged
     reader = csv.DictReader(io.StringIO(buf.getvalue()))
-    assert reader.fieldnames == [
-        "patient_id",
-        "index_ref",
-        "index_time",
-        "trigger",
-        "scenario",
-        "is_mod",
-        "missed_dx",
-    ]
+    assert tuple(reader.fieldnames or ()) == LABEL_COLUMNS
     rows = {r["patient_id"]: r for r in reader}
-    assert rows["p-mod"] == {
-        "patient_id": "p-mod",
-        "index_ref": "Encounter/ed-p-mod",
-        "index_time": "2024-03-05T14:30:00+00:00",
-        "trigger": "SP-1",
-        "scenario": "reviewed",
-        "is_mod": "1",
-        "missed_dx": "posterior circulation stroke",
-    }
-    assert rows["p-no"]["is_mod"] == "0" and rows["p-no"]["missed_dx"] == ""
+    assert set(rows) == {"p-mod", "p-no"}
+    assert rows["p-mod"]["label"] == "1" and rows["p-no"]["label"] == "0"
+    assert rows["p-mod"]["index_ref"] == "Encounter/ed-p-mod"
+    assert rows["p-mod"]["index_start"] == "2024-03-05T14:30:00+00:00"
+    assert rows["p-mod"]["selection"] == "ranked" and rows["p-mod"]["weight"] == ""
 
 
 def test_labels_are_read_by_the_trainer(store: Store, users, tmp_path: Path) -> None:
     """Close the loop: the ranker's own label reader takes the exported file."""
     from plugin.rank.labels import read_labels
+    from plugin.worklist.labels_export import write_labels
 
     fs = [finding("p-mi"), finding("p-no")]
     store.upsert_findings(fs)
@@ -105,9 +97,10 @@ def test_labels_are_read_by_the_trainer(store: Store, users, tmp_path: Path) -> 
             cases.save_review(store, case_id, review, by=users["rev2"], version=2)
     out = tmp_path / "labels.csv"
     with out.open("w", newline="") as fh:
-        export.write_labels(store, fh, {"rule-sp1": "SP-1"})
+        write_labels(store, fh)
     labels = read_labels(out)
+    assert labels.reviewed
     (row,) = labels[("p-mi", "Encounter/ed-p-mi")]
-    assert row.is_mod and row.missed_dx == "mi" and row.trigger == "SP-1"
+    assert row.is_mod
     (row,) = labels[("p-no", "Encounter/ed-p-no")]
-    assert not row.is_mod and row.missed_dx == ""
+    assert not row.is_mod

@@ -268,11 +268,21 @@ def test_dashboard_shows_card_outcomes_and_agreement(client_for, store: Store, u
     store.record_feedback(service_id="dxsafety-missed-dx", card_id=card_uuid(fs[0].key),
                           outcome="accepted", outcome_timestamp="2024-05-09T10:00:00Z",
                           override_reason=None, accepted_suggestions=[])  # fmt: skip
+    # a card sent since issue 14: a fresh uuid per call, joined to its finding via cds_cards
+    from plugin.cds.cards import IssuedCard
+    from plugin.cds.issued import record_cards
+
+    record_cards(store, "dxsafety-missed-dx", [IssuedCard(card_id="fresh-1", finding_key=fs[1].key)])
+    store.record_feedback(service_id="dxsafety-missed-dx", card_id="fresh-1",
+                          outcome="accepted", outcome_timestamp="2024-05-10T10:00:00Z",
+                          override_reason=None, accepted_suggestions=[])  # fmt: skip
     dash = client_for("alice").get("/worklist/dashboard").text
     assert "dxsafety-missed-dx" in dash and "Already evaluated: 2" in dash
     by_rule = re.search(r'id="feedback-by-rule".*?</table>', dash, re.S)
     assert by_rule and "ED dizziness then stroke admission" in by_rule.group(0)
-    assert re.search(r"<td class=\"num\">2</td><td class=\"num\">2</td>", dash)
+    # both accepted cards count for the rule: the legacy id and the fresh one via cds_cards
+    assert '<td class="num">2</td><td class="num">0</td>' in by_rule.group(0)
+    assert re.search(r"<td class=\"num\">3</td><td class=\"num\">2</td>", dash)
     assert "over 2 double-reviewed cases; raw agreement 50" in dash
 
 
