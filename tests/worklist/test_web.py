@@ -272,7 +272,8 @@ def test_dashboard_shows_card_outcomes_and_agreement(client_for, store: Store, u
     from plugin.cds.cards import IssuedCard
     from plugin.cds.issued import record_cards
 
-    record_cards(store, "dxsafety-missed-dx", [IssuedCard(card_id="fresh-1", finding_key=fs[1].key)])
+    fresh = IssuedCard(card_id="fresh-1", finding_key=fs[1].key)
+    record_cards(store, "dxsafety-missed-dx", [fresh])
     store.record_feedback(service_id="dxsafety-missed-dx", card_id="fresh-1",
                           outcome="accepted", outcome_timestamp="2024-05-10T10:00:00Z",
                           override_reason=None, accepted_suggestions=[])  # fmt: skip
