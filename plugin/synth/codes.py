@@ -102,7 +102,7 @@ ED_BENIGN = [
     Dx("S61.411A", "312608009", "Laceration of hand, initial encounter"),
     Dx("J06.9", "54150009", "Acute upper respiratory infection, unspecified"),
     Dx("A09", "25374005", "Infectious gastroenteritis and colitis, unspecified"),
-    Dx("N23", "49650001", "Unspecified renal colic"),
+    Dx("N23", "45816000", "Unspecified renal colic"),  # SNOMED renal colic (49650001 is dysuria)
     Dx("K08.89", "27355003", "Toothache"),
     Dx("L03.115", "128045006", "Cellulitis of right lower limb"),
 ]

@@ -27,8 +27,6 @@ KNOWN = {
     # the ICD-10-CM match beyond what the value set's source lists
     ("stroke_risk_factors", "who", "Z867"),
     ("medication_nonadherence", "who", "Z911"),
-    # plugin/synth/codes.py writes renal colic (N23) with SNOMED 49650001, which is Dysuria
-    ("bladder_exclusions", "snomed", "49650001"),
     # the value set lists the SNOMED TIA concept (prior TIA) but not acute TIA G45.9
     ("stroke_risk_factors", "icd10", "G459"),
     ("stroke_risk_factors", "who", "G459"),
