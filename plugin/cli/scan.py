@@ -213,6 +213,8 @@ def _scan_sql(  # type: ignore[no-untyped-def]
     if model is not None:
         fatal("--model needs --engine python for now (ranker features are built from "
               "Python timelines)", ExitCode.USAGE)  # fmt: skip
+    if getattr(args, "assume_tz", None) is not None:  # the SQL path reads such times as UTC
+        fatal("--assume-tz needs --engine python for now", ExitCode.USAGE)
     result = scan_sql(
         source, ruleset, as_of=parse_as_of(args.as_of), engine=args.engine,
         stage_dir=args.stage, spark_master=args.spark_master, memory_limit=args.memory_limit,
