@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from plugin.errors import FatalError, RuleValidationError
+from plugin.errors import EmptySource, ExitCode, FatalError, RuleValidationError
 
 # subcommand name -> module under plugin.cli that registers it
 COMMANDS: dict[str, str] = {
@@ -98,6 +98,9 @@ def main_cli() -> None:
     except FatalError as exc:
         print(f"dxsafety: error: {exc.message}", file=sys.stderr)
         raise SystemExit(int(exc.exit_code)) from None
+    except EmptySource as exc:  # any command given a source with no FHIR in it (issue 11)
+        print(f"dxsafety: error: {exc}", file=sys.stderr)
+        raise SystemExit(int(ExitCode.INPUT_NOT_FOUND)) from None
     except KeyboardInterrupt:
         print("dxsafety: interrupted", file=sys.stderr)
         raise SystemExit(130) from None

@@ -320,3 +320,22 @@ def test_events_keep_the_offset_the_chart_wrote():
     (timeline,) = iter_timelines(FIXTURES / "tr1_fobt_coded_positive", report=ReadReport())
     fobt = next(e for e in timeline.events if e.source == "Observation/tr1-p2-fobt")
     assert fobt.date_only and fobt.offset_min is None
+
+
+def test_train_reports_an_empty_source_with_its_exit_code(tmp_path):
+    """Not only scan: any command given a source with no FHIR exits 12 with one line, no
+    traceback (main_cli maps EmptySource; train had no handler of its own)."""
+    import subprocess
+    import sys
+
+    data = tmp_path / "data"
+    data.mkdir()
+    labels = tmp_path / "labels.csv"
+    labels.write_text("patient_id,index_ref,trigger,scenario,is_mod,missed_dx\n")
+    run = subprocess.run(
+        [sys.executable, "-m", "plugin.cli", "train", "--data", str(data), "--labels",
+         str(labels), "--out", str(tmp_path / "model")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == ExitCode.INPUT_NOT_FOUND, run.stderr
+    assert "no FHIR resources read" in run.stderr and "Traceback" not in run.stderr
