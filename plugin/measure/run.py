@@ -10,7 +10,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from plugin.fhir.read import ReadReport
-from plugin.measure.cohorts import collect
+from plugin.measure.cohorts import Collected, collect
 from plugin.measure.pairs import Pair
 from plugin.measure.report import Report, case_link_key, observed_keys
 from plugin.measure.spade import look_back, look_forward
@@ -27,6 +27,20 @@ def measure_visits(
     end: datetime | None = None,
 ) -> Report:
     got = collect(pairs, patients, start=start, end=end)
+    return report_of(pairs, got, source=source, by=by, start=start, end=end)
+
+
+def report_of(
+    pairs: Sequence[Pair],
+    got: Collected,
+    *,
+    source: str,
+    by: Sequence[str],
+    start: datetime | None,
+    end: datetime | None,
+) -> Report:
+    """Look-forward per pair and look-back over the collected visits, whichever engine
+    collected them (per-patient here, DuckDB in :mod:`plugin.measure.sql`)."""
     data_end = min(end, got.last) if end is not None and got.last is not None else got.last
     results = [look_forward(p, got, by=by, data_end=data_end) for p in pairs]
     symptoms = list(dict.fromkeys([p.symptom.name for p in pairs] +

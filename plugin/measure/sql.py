@@ -25,7 +25,7 @@ from typing import Any
 from plugin.measure.cohorts import collect
 from plugin.measure.pairs import Cohort, Pair
 from plugin.measure.report import Report
-from plugin.measure.spade import look_back, look_forward
+from plugin.measure.run import report_of
 from plugin.measure.visits import Visit
 from plugin.timeline.model import Code, Setting
 
@@ -138,11 +138,4 @@ def measure_duckdb(
     got.first = _EPOCH + timedelta(microseconds=int(lo)) if lo is not None else None
     got.last = _EPOCH + timedelta(microseconds=int(hi)) if hi is not None else None
     got.patients = int(n)
-    data_end = min(end, got.last) if end is not None and got.last is not None else got.last
-    results = [look_forward(p, got, by=by, data_end=data_end) for p in pairs]
-    symptoms = list(dict.fromkeys([p.symptom.name for p in pairs] +
-                                  [p.comparator.name for p in pairs if p.comparator]))  # fmt: skip
-    return Report(source=source, generated=datetime.now(UTC), patients=got.patients,
-                  span=(start or got.first, data_end), results=results,
-                  lookback=look_back(got, symptoms),
-                  principal_unknown=got.principal_unknown)  # fmt: skip
+    return report_of(pairs, got, source=source, by=by, start=start, end=end)

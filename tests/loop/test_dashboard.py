@@ -5,13 +5,10 @@ ranked-triage yield (screenshot in test-artifacts/screenshots/)."""
 from __future__ import annotations
 
 import re
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from playwright.sync_api import expect, sync_playwright
 
@@ -24,7 +21,7 @@ from plugin.worklist.store import Store
 from plugin.worklist.web import mount
 from tests.loop.helpers import review, reviewer, selection_of
 from tests.loop.test_sampling import RULE, population
-from tests.worklist.conftest import PASSWORD, add_user
+from tests.worklist.conftest import PASSWORD, add_user, serve
 from tests.worklist.factories import finding
 from tests.worklist.pg import free_port
 
@@ -45,17 +42,7 @@ def server(store: Store, tmp_path: Path) -> Iterator[str]:
     app = FastAPI()
     mount(app, Settings(database_url=store.url, rules_dir=tmp_path / "none", env="test"),
           store=store)  # fmt: skip
-    port = free_port()
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(timeout=10)
+    yield from serve(app, free_port())
 
 
 def test_dashboard_shows_sampled_ppv_beside_ranked_triage_yield(server: str, store: Store) -> None:
