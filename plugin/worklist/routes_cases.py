@@ -143,8 +143,12 @@ class CasePage:
                 return self.pages.render("error.html", session=session, status=404,
                                          title="No such version",
                                          message="This case has no such version.")  # fmt: skip
+            # a kept version does not record which model scored it: show none rather
+            # than the current one (issue 13: the version shown is the one that scored)
+            extra = {k: v for k, v in (f["extra"] or {}).items() if k != "model_version"}
             f = f | {"snapshot": kept["snapshot"], "score": kept["score"],
-                     "summary": kept["summary"], "evidence": kept["evidence"]}  # fmt: skip
+                     "summary": kept["summary"], "evidence": kept["evidence"],
+                     "model_version": None, "extra": extra}  # fmt: skip
             shown_version = version
         mine = any(r["reviewer_id"] == session.user.id for r in case.reviews)
         blinded = not (mine or session.user.is_admin or f["status"] == "closed")

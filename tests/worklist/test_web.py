@@ -363,3 +363,16 @@ def test_login_never_redirects_off_site(client_for) -> None:
                                                        "csrf_token": token, "next": target},
                              follow_redirects=False)  # fmt: skip
         assert response.headers["location"] == "/worklist/", target
+
+
+def test_case_page_shows_which_model_scored_it(client_for, store: Store) -> None:
+    """Issue 13: the worklist shows which model version scored each case."""
+    from dataclasses import replace
+
+    scored = replace(finding("p-model", score=0.42), extra={"model_version": "abc123def456"})
+    unversioned = finding("p-old", score=0.3)
+    store.upsert_findings([scored, unversioned])
+    bob = client_for("bob")
+    page = bob.get(f"/worklist/cases/{scored.key}").text
+    assert 'id="model-version">model abc123def456<' in page
+    assert "model version not recorded" in bob.get(f"/worklist/cases/{unversioned.key}").text
