@@ -170,6 +170,23 @@ def _same_episode(case: Any, new: Any) -> bool:
     return bool(a0 and a1 and b0 and b1 and a0 <= b1 and b0 <= a1)
 
 
+def _keep_other_models_score(old: Any, row: dict[str, Any]) -> None:
+    """A re-scan never brings a different model's score into a case that one model already
+    scored: re-scoring with a new model is its own audited action (``dxsafety worklist
+    rescore``; issue 13). ``row`` is changed in place to keep the stored score, its likely
+    missed diagnoses and reasons (a null score keeps them) and the version that made them."""
+    if old.score is None or row.get("score") is None:
+        return
+    stored = old.model_version or (old.extra or {}).get("model_version")
+    incoming = (row.get("extra") or {}).get("model_version")
+    if stored == incoming:
+        return  # the same model on newer data: its score is the current one
+    row["score"] = None
+    row["extra"] = {**(row.get("extra") or {}), "model_version": stored}
+    if stored is None:
+        row["extra"].pop("model_version")
+
+
 def finding_row(finding: Finding, timeline: Timeline | None, seen: datetime) -> dict[str, Any]:
     return {
         "key": finding.key,
@@ -272,11 +289,13 @@ class Store:
         query = (
             sa.select(f.c.id, f.c.key, f.c.snapshot, f.c.score, f.c.summary, f.c.evidence,
                       f.c.index_ref, f.c.outcome_ref, f.c.window_end, f.c.snapshot_version,
-                      reviewed.label("n_reviews"))
+                      f.c.model_version, f.c.extra, reviewed.label("n_reviews"))
             .where(f.c.key.in_(rows))
         )  # fmt: skip
         with self.engine.begin() as conn:
             known = {r.key: r for r in conn.execute(query)}
+            for key, old in known.items():
+                _keep_other_models_score(old, rows[key])
             changed = {key: why for key, old in known.items() if old.n_reviews
                        and (why := _scan_changes(old, rows[key]))}  # fmt: skip
             for key in changed:  # keep what the reviewers saw before it is overwritten

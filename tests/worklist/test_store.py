@@ -67,6 +67,23 @@ def test_rescan_refreshes_scan_fields_and_keeps_workflow(store: Store, users) ->
     assert case.finding["missed_dx"] == [["stroke", 0.61], ["TIA", 0.2]]
 
 
+def test_a_rescan_with_another_model_keeps_the_stored_score(store: Store) -> None:
+    """Issue 13: re-scoring with a new model is the audited ``worklist rescore``, not a side
+    effect of a re-scan; the same model on newer data still refreshes the score."""
+    first = replace(finding("p1", score=0.3), extra={"model_version": "v0"})
+    store.upsert_findings([first])
+    other = replace(first, score=0.9, missed_dx=(("TIA", 0.9),), extra={"model_version": "v1"})
+    store.upsert_findings([other])
+    case = cases.get_case(store, first.key)
+    assert case is not None
+    assert case.finding["score"] == pytest.approx(0.3)
+    assert case.finding["extra"]["model_version"] == "v0"
+    assert case.finding["missed_dx"] == [["stroke", 0.61], ["TIA", 0.2]]
+    store.upsert_findings([replace(first, score=0.5)])  # v0 again, newer data
+    case = cases.get_case(store, first.key)
+    assert case is not None and case.finding["score"] == pytest.approx(0.5)
+
+
 def test_snapshot_marks_abnormal_labs_and_drops_birth_date(store: Store) -> None:
     f = finding("p1")
     store.upsert_findings([f], {"p1": timeline("p1")})
