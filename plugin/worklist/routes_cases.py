@@ -26,6 +26,7 @@ from plugin.worklist.deps import (
     SettingsDep,
     StoreDep,
 )
+from plugin.worklist.routes_login import safe_next
 from plugin.worklist.rulemeta import RuleMeta
 from plugin.worklist.store import LEVEL_RANK, Store
 from plugin.worklist.users import Session, list_users
@@ -292,8 +293,7 @@ def bulk_assign(session: AdminDep, form: FormDep, store: StoreDep) -> Response:
     keys = [str(k) for k in form.get("multi_case") or []][:500]
     done = cases.assign_many(store, keys, target, by=session.user,
                              due=_date(str(form.get("due") or "")))  # fmt: skip
-    back = str(form.get("back") or "/worklist/")
-    back = back if back.startswith("/worklist/") and not back.startswith("//") else "/worklist/"
+    back = safe_next(str(form.get("back") or ""))
     sep = "&" if "?" in back else "?"
     return RedirectResponse(f"{back}{sep}assigned={done}", status_code=303)
 
