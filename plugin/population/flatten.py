@@ -273,13 +273,25 @@ def _vlist_keep(values: list[str]) -> str:
 def flatten(con: duckdb.DuckDBPyConnection, sources: Sequence[str | Path]) -> dict[str, Any]:
     """Read ``sources`` (files or folders) into the ``events``, ``codes`` and ``patients``
     tables of ``con``. Returns counts (``resources`` read, ``events``, ``patients``)."""
-    nd, js = _files(sources)
-    if not nd and not js:
+    types = read_resources(con, sources)
+    if types is None:
         _empty_tables(con)
         return {"resources": 0, "types": {}, "events": 0, "patients": 0}
+    counts = flatten_resources(con)
+    return {"resources": sum(types.values()), "types": types, **counts}
+
+
+def read_resources(
+    con: duckdb.DuckDBPyConnection, sources: Sequence[str | Path]
+) -> dict[str, int] | None:
+    """Read ``sources`` into the temp table ``res(rt, id, r, pref)``: one row per resource
+    (Bundles expanded), ``r`` typed by :data:`SCHEMA`, ``pref`` its patient reference as
+    written. Returns the count per resource type read, or None when there are no files."""
+    nd, js = _files(sources)
+    if not nd and not js:
+        return None
     schema = json.dumps(SCHEMA)
     keep = in_list(timeline_types())
-    shared = in_list(shared_types())
     # the JSON is read once, streaming: raw0/raw are views, res the first table
     con.execute(f"CREATE OR REPLACE TEMP VIEW raw0 AS {_read_sql(nd, js)}")
     # Bundles (in .json files or on an NDJSON line) are expanded to their entries; an entry
@@ -308,6 +320,13 @@ def flatten(con: duckdb.DuckDBPyConnection, sources: Sequence[str | Path]) -> di
     con.execute(f"DELETE FROM res WHERE rt NOT IN {keep}")
     con.execute("DROP VIEW raw")
     con.execute("DROP VIEW raw0")
+    return {str(k): int(v) for k, v in types.items()}
+
+
+def flatten_resources(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """The temp table ``res`` (see :func:`read_resources`; consumed) → ``events``, ``codes``,
+    ``patients``, ``text_concepts``. Returns the ``events`` and ``patients`` counts."""
+    shared = in_list(shared_types())
     _patients_of(con, shared)
     _shared(con, shared)
     _events(con)
@@ -317,12 +336,7 @@ def flatten(con: duckdb.DuckDBPyConnection, sources: Sequence[str | Path]) -> di
         "SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM patients)"
     ).fetchone()
     counts = counts or (0, 0)
-    return {
-        "resources": sum(types.values()),
-        "types": types,
-        "events": int(counts[0]),
-        "patients": int(counts[1]),
-    }
+    return {"events": int(counts[0]), "patients": int(counts[1])}
 
 
 def _patients_of(con: duckdb.DuckDBPyConnection, shared: str) -> None:
