@@ -66,6 +66,18 @@ def _map(expr: str, pairs: Iterable[tuple[str, str]], default: str = "NULL") -> 
     return f"coalesce(MAP([{keys}], [{values}])[{expr}], {default})"
 
 
+def _spellings(systems: dict[str, str]) -> list[tuple[str, str]]:
+    """Raw URI spellings whose ``canon`` (lower-cased, trimmed, no scheme, no trailing
+    slash) is a table key, with that key's system."""
+    out = []
+    for key, system in systems.items():
+        if key != key.lower() or key != key.strip() or key.endswith("/"):
+            continue
+        out += [(f"{pre}{key}{post}", system)
+                for pre in ("", "http://", "https://") for post in ("", "/")]  # fmt: skip
+    return out
+
+
 def macros() -> list[str]:
     """``CREATE MACRO`` statements the flattening SQL uses."""
     systems = {r["uri"]: r["system"] for r in read_table("code_systems")}
@@ -87,8 +99,10 @@ def macros() -> list[str]:
         # a period end before its start is dropped
         'CREATE OR REPLACE MACRO pend(p) AS CASE WHEN fdt(p."end") < fdt(p.start) THEN NULL '
         'ELSE fdt(p."end") END',
+        # the URI exactly as a table row spells it (the common case) is one probe before
+        # the regex canonicalisation: only spellings whose canonical form is the row's key
         f"CREATE OR REPLACE MACRO sysname(u) AS CASE WHEN u IS NULL OR u = '' THEN 'local:' "
-        f"ELSE coalesce({_map(canon, systems.items())}, "
+        f"ELSE coalesce({_map('u', _spellings(systems))}, {_map(canon, systems.items())}, "
         f"CASE WHEN u IN {in_list(systems.values())} THEN u END, 'local:' || trim(u)) END",
         f"CREATE OR REPLACE MACRO ncode(s, c) AS CASE WHEN s IN {in_list(ICD_SYSTEMS)} "
         f"THEN upper(replace(replace(trim(c), '.', ''), ' ', '')) ELSE trim(c) END",
