@@ -38,9 +38,11 @@ from typing import Any
 
 import duckdb
 
+from plugin.errors import EmptySource, FhirParseError
 from plugin.fhir.convert import _INTERPRETATION_SYSTEMS, _PREFER, _UCUM
-from plugin.fhir.read import list_input_files
-from plugin.fhir.resource_types import shared_types, timeline_types
+from plugin.fhir.read import ReadReport, list_input_files
+from plugin.fhir.resource_types import R4_TYPES, shared_types, timeline_types
+from plugin.fhir.values import NO_OFFSET
 from plugin.population import vocab
 from plugin.population.vocab import in_list, lit, vlist
 
@@ -202,6 +204,8 @@ def _macros() -> list[str]:
         "CREATE OR REPLACE MACRO ts_m(s) AS coalesce(regexp_matches(trim(s), "
         "'T\\d\\d:\\d\\d(:\\d\\d(\\.\\d+)?)?(Z|[+-]\\d\\d:\\d\\d)?$'), FALSE)",
         # the offset of a value ts_m accepts (so its suffix is Z, +hh:mm, -hh:mm or none)
+        # a time the reader rejects (unparseable) or reads as unknown (placeholder year)
+        "CREATE OR REPLACE MACRO tbad(s) AS (s IS NOT NULL AND s <> '' AND fdt(s) IS NULL)",
         "CREATE OR REPLACE MACRO ts_off_m(s) AS CASE WHEN s IS NULL THEN NULL "
         "WHEN right(s, 1) = 'Z' THEN 0 WHEN substr(s, -6, 1) IN ('+', '-') THEN "
         "(CASE WHEN substr(s, -6, 1) = '-' THEN -1 ELSE 1 END) * "
@@ -274,15 +278,15 @@ def _read_sql(nd: list[str], js: list[str]) -> str:
     parts = []
     if nd:
         parts.append(
-            f"SELECT json AS j FROM read_json_objects({_vlist_keep(nd)}, "
+            f"SELECT filename AS fname, json AS j FROM read_json_objects({_vlist_keep(nd)}, "
             "format = 'newline_delimited', ignore_errors = true, "
-            "maximum_object_size = 67108864)"
+            "maximum_object_size = 67108864, filename = true)"
         )
     if js:
         parts.append(
-            f"SELECT json AS j FROM read_json_objects({_vlist_keep(js)}, "
+            f"SELECT filename AS fname, json AS j FROM read_json_objects({_vlist_keep(js)}, "
             "format = 'unstructured', ignore_errors = true, "
-            "maximum_object_size = 536870912)"
+            "maximum_object_size = 536870912, filename = true)"
         )
     return " UNION ALL ".join(parts)
 
@@ -291,15 +295,64 @@ def _vlist_keep(values: list[str]) -> str:
     return "[" + ", ".join(lit(v) for v in values) + "]"
 
 
-def flatten(con: duckdb.DuckDBPyConnection, sources: Sequence[str | Path]) -> dict[str, Any]:
+def flatten(
+    con: duckdb.DuckDBPyConnection,
+    sources: Sequence[str | Path],
+    report: ReadReport | None = None,
+) -> dict[str, Any]:
     """Read ``sources`` (files or folders) into the ``events``, ``codes`` and ``patients``
-    tables of ``con``. Returns counts (``resources`` read, ``events``, ``patients``)."""
+    tables of ``con``. Returns counts (``resources`` read, ``events``, ``patients``) and the
+    ``damaged`` files. ``report`` receives the problems the Python reader finds in those
+    files (see :func:`check_damaged`)."""
     types = read_resources(con, sources)
     if types is None:
         _empty_tables(con)
-        return {"resources": 0, "types": {}, "events": 0, "patients": 0}
+        return {"resources": 0, "types": {}, "damaged": [], "events": 0, "patients": 0}
+    damaged = damaged_files(con)
+    skipped = check_damaged(con, damaged, report)
+    if report is not None:
+        no_offset_warnings(con, damaged, report)
     counts = flatten_resources(con)
-    return {"resources": sum(types.values()), "types": types, **counts}
+    return {"resources": sum(types.values()), "types": types, "damaged": damaged,
+            "dropped": skipped, **counts}  # fmt: skip
+
+
+def check_damaged(
+    con: duckdb.DuckDBPyConnection, damaged: list[str], report: ReadReport | None
+) -> int:
+    """Read the damaged files with the Python engine's own reader and validator: its
+    file:line errors and warnings go to ``report``, and the resources it skips (a wrong JSON
+    type, an unparseable date) are dropped from ``res`` too, so both engines read the same
+    resources. Only damaged files pay for it. Returns how many were dropped."""
+    if not damaged:
+        return 0
+    from plugin.fhir.stage import iter_timelines
+
+    sub = ReadReport(max_errors=1_000_000)
+    try:
+        for _ in iter_timelines(damaged, report=sub):
+            pass
+    except EmptySource:  # nothing readable in them: the read errors are the report
+        pass
+    dropped = sorted({(e.resource_type, e.resource_id) for e in sub.errors
+                      if e.resource_type and e.resource_id})  # fmt: skip
+    if dropped:
+        con.execute("CREATE OR REPLACE TEMP TABLE res_drop (rt VARCHAR, id VARCHAR)")
+        con.executemany("INSERT INTO res_drop VALUES (?, ?)", dropped)
+        con.execute(
+            f"DELETE FROM res WHERE fname IN {in_list(damaged)} AND (rt, id) IN "
+            "(SELECT (rt, id) FROM res_drop)"
+        )
+    if report is not None:
+        report.skipped += sub.skipped
+        report.duplicates += sub.duplicates
+        report.skipped_by_reason.update(sub.skipped_by_reason)
+        report.errors += sub.errors[: max(0, report.max_errors - len(report.errors))]
+        for reason, n in sub.warned_by_reason.items():
+            report.warned += n
+            report.warned_by_reason[reason] += n
+        report.warnings += sub.warnings[: max(0, report.max_errors - len(report.warnings))]
+    return sum(1 for e in sub.errors if e.resource_type in R4_TYPES)
 
 
 def read_resources(
@@ -316,32 +369,107 @@ def read_resources(
     # (a view read twice would read the files twice). ``entry`` is typed only to expand
     # Bundles, in place, afterwards.
     bundle_schema = json.dumps({**SCHEMA, "entry": "JSON[]"})
+    # A value the reader cannot use (invalid JSON, not an object, no or an unknown
+    # resourceType) stays a row until it is counted per file (res_files), so the files to
+    # re-read for a file:line report are known without a second pass (damaged_files).
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE res AS
-        SELECT r.resourceType AS rt, r.id AS id, r,
+        SELECT fname, r.resourceType AS rt, r.id AS id, r,
                coalesce(r.subject.reference, r.patient.reference, r.beneficiary.reference) AS pref
-        FROM (SELECT from_json(j, '{bundle_schema}') AS r FROM ({_read_sql(nd, js)}))
-        WHERE r.resourceType IS NOT NULL AND r.resourceType <> 'OperationOutcome'
+        FROM (SELECT fname, from_json(j, '{bundle_schema}') AS r FROM ({_read_sql(nd, js)}))
     """)
+    # a .json file holding several values is NDJSON under the wrong name (reported)
+    con.execute("CREATE OR REPLACE TEMP TABLE res_top AS SELECT fname AS f, count(*) AS n "
+                f"FROM res WHERE fname IN {in_list(js) if js else '(NULL)'} GROUP BY fname "
+                "HAVING count(*) > 1")  # fmt: skip
     # Bundles (in .json files or on an NDJSON line) are expanded to their entries; an entry
     # without an id takes the uuid of its fullUrl (plugin.fhir.read).
     con.execute(f"""
         INSERT INTO res
-        SELECT r.resourceType AS rt, r.id AS id, r,
+        SELECT fname, r.resourceType AS rt, r.id AS id, r,
                coalesce(r.subject.reference, r.patient.reference, r.beneficiary.reference) AS pref
-        FROM (SELECT from_json(CASE WHEN json_extract(e, '$.resource.id') IS NULL
+        FROM (SELECT fname, from_json(CASE WHEN json_extract(e, '$.resource.id') IS NULL
                          AND starts_with(json_extract_string(e, '$.fullUrl'), 'urn:uuid:')
                     THEN json_merge_patch(json_extract(e, '$.resource'), json_object(
                          'id', substr(json_extract_string(e, '$.fullUrl'), 10)))
                     ELSE json_extract(e, '$.resource') END, '{bundle_schema}') AS r
-              FROM (SELECT unnest(r.entry) AS e FROM res WHERE rt = 'Bundle')
+              FROM (SELECT fname, unnest(r.entry) AS e FROM res WHERE rt = 'Bundle')
               WHERE json_extract(e, '$.resource') IS NOT NULL)
-        WHERE r.resourceType IS NOT NULL AND r.resourceType <> 'OperationOutcome'
     """)
     con.execute("DELETE FROM res WHERE rt = 'Bundle'")
-    types = dict(con.execute("SELECT rt, count(*) FROM res GROUP BY rt").fetchall())
-    con.execute(f"DELETE FROM res WHERE rt NOT IN {keep}")
-    return {str(k): int(v) for k, v in types.items()}
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE res_files AS SELECT fname AS f, rt, count(*) AS n "
+        "FROM res GROUP BY ALL"
+    )
+    con.execute(f"DELETE FROM res WHERE rt IS NULL OR rt NOT IN {keep}")
+    types: dict[str, int] = {}
+    for _f, rt, n in con.execute("SELECT * FROM res_files").fetchall():
+        if rt in R4_TYPES and rt not in ("Bundle", "OperationOutcome"):
+            types[rt] = types.get(rt, 0) + int(n)
+    return types
+
+
+def no_offset_warnings(
+    con: duckdb.DuckDBPyConnection, damaged: list[str], report: ReadReport
+) -> None:
+    """One warning per distinct date-time without a UTC offset in each resource (read as
+    UTC), as the Python reader gives (:data:`plugin.fhir.values.NO_OFFSET`), counted in SQL
+    rather than by re-reading: a whole export written without offsets is common. Damaged
+    files were counted by :func:`check_damaged`. The examples name the file, not the line."""
+    fields = ("list_concat([" + ", ".join(_TIME_FIELDS) + "], list_transform(coalesce("
+              "r.location, []), lambda e: e.period.start), list_transform(coalesce("
+              'r.location, []), lambda e: e.period."end"))')  # fmt: skip
+    skip = f"AND fname NOT IN {in_list(damaged)}" if damaged else ""
+    rows = con.execute(f"""
+        WITH v AS (
+            SELECT DISTINCT fname, rt, id, s FROM (
+                SELECT fname, rt, id, unnest({fields}) AS s FROM res WHERE true {skip})
+            WHERE length(s) BETWEEN 16 AND 32 AND NOT ends_with(s, 'Z') AND strpos(s, '+') = 0
+              AND substr(s, -6, 1) <> '-'
+              AND regexp_full_match(s, '\\d{{4}}-\\d\\d-\\d\\dT\\d\\d:\\d\\d(:\\d\\d(\\.\\d+)?)?')
+              AND fdt(s) IS NOT NULL)
+        SELECT (SELECT count(*) FROM v), * FROM (SELECT * FROM v LIMIT {report.max_errors})
+    """).fetchall()
+    if not rows:
+        return
+    report.warned += int(rows[0][0])
+    report.warned_by_reason[NO_OFFSET] += int(rows[0][0])
+    room = max(0, report.max_errors - len(report.warnings))
+    report.warnings += [FhirParseError(str(f), f"{NO_OFFSET}: {s!r} read as UTC (set "
+                                       "--assume-tz)", rt, rid)
+                        for _n, f, rt, rid, s in rows[:room]]  # fmt: skip
+
+
+def damaged_files(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The files :func:`read_resources` found holding a value the reader skips (invalid
+    JSON, not an object, no or an unknown resourceType), for the caller to re-read with the
+    Python reader for the file:line report: a clean export pays nothing for it."""
+    rows = con.execute("SELECT f, rt FROM res_files").fetchall()
+    bad = {str(f) for f, rt in rows if rt is None or rt not in R4_TYPES}
+    bad |= {str(f) for (f,) in con.execute("SELECT f FROM res_top").fetchall()}
+    # the same Type/id more than once: the Python reader says which copy it kept and why
+    bad |= {str(f) for (f,) in con.execute(
+        "SELECT DISTINCT fname FROM res WHERE (rt, id) IN (SELECT (rt, id) FROM res "
+        "WHERE id IS NOT NULL GROUP BY rt, id HAVING count(*) > 1)").fetchall()}
+    # times the reader rejects or warns about: unparseable, a placeholder year, an end
+    # before its start (the flattening drops or reads them as unknown, as the Python
+    # reader does; its report names them)
+    times = " OR ".join(f"tbad({f})" for f in _TIME_FIELDS)
+    periods = " OR ".join(f'fdt({p}."end") < fdt({p}.start)' for p in _PERIODS)
+    bad |= {str(f) for (f,) in con.execute(
+        f"SELECT DISTINCT fname FROM res WHERE {times} OR {periods} OR list_bool_or("
+        "list_transform(coalesce(r.location, []), lambda e: tbad(e.period.start) OR "
+        'tbad(e.period."end") OR fdt(e.period."end") < fdt(e.period.start)))').fetchall()}
+    return sorted(bad)
+
+
+_PERIODS = ("r.onsetPeriod", "r.effectivePeriod", "r.performedPeriod", "r.occurrencePeriod",
+            "r.period")  # fmt: skip
+_TIME_FIELDS = (
+    "r.onsetDateTime", "r.recordedDate", "r.effectiveDateTime", "r.effectiveInstant",
+    "r.issued", "r.performedDateTime", "r.authoredOn", "r.occurrenceDateTime", "r.birthDate",
+    "r.deceasedDateTime", *(f"{p}.start" for p in _PERIODS), *(f'{p}."end"' for p in _PERIODS),
+)  # fmt: skip
 
 
 def flatten_resources(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
@@ -844,14 +972,20 @@ def _derive(con: duckdb.DuckDBPyConnection) -> None:
         SELECT *, own[1].s AS system0, own[1].c AS code0 FROM ev0 WHERE t IS NOT NULL
     """)
     con.execute("DROP TABLE ev0")
+    # the timeline order is ranked on the narrow sort keys alone, then joined back: a
+    # window over the wide rows sorts every column with them (4x the cost)
+    con.execute("CREATE OR REPLACE TEMP TABLE ev1e AS SELECT *, row_number() OVER () AS eid "
+                "FROM ev1")
+    con.execute("DROP TABLE ev1")
     con.execute("""
         CREATE OR REPLACE TABLE ev2 AS
-        SELECT *, row_number() OVER () AS eid,
-               row_number() OVER (PARTITION BY pid ORDER BY t, kind, source,
-                                  coalesce(system0, ''), coalesce(code0, '')) AS seq
-        FROM ev1
+        WITH o AS (
+            SELECT eid, row_number() OVER (PARTITION BY pid ORDER BY t, kind, source,
+                                           coalesce(system0, ''), coalesce(code0, '')) AS seq
+            FROM ev1e)
+        SELECT e.*, o.seq FROM ev1e e JOIN o ON o.eid = e.eid
     """)
-    con.execute("DROP TABLE ev1")
+    con.execute("DROP TABLE ev1e")
     con.execute("""
         CREATE OR REPLACE TABLE codes AS
         SELECT eid, 'own' AS role, x.s AS system, x.c AS code
@@ -859,13 +993,17 @@ def _derive(con: duckdb.DuckDBPyConnection) -> None:
         UNION ALL
         SELECT eid, 'interp', 'interp', unnest(interp) FROM ev2
         UNION ALL
-        SELECT e.eid, d.role, d.x.s, d.x.c FROM enc_dx d
-        JOIN ev2 e ON e.pid = d.pid AND e.source = d.src AND e.kind = 'encounter'
-        UNION ALL
-        -- Conditions naming an encounter give it their codes (plugin.timeline.build)
-        SELECT e.eid, 'dx', x.s, x.c FROM (
-            SELECT pid, enc, unnest(own) AS x FROM ev2 WHERE kind = 'condition' AND enc IS NOT NULL
-        ) c JOIN ev2 e ON e.pid = c.pid AND e.source = c.enc AND e.kind = 'encounter'
+        -- an encounter's diagnoses are a set: a Condition both listed in Encounter.diagnosis
+        -- and naming the encounter counts once (as in plugin.timeline.build)
+        SELECT DISTINCT * FROM (
+            SELECT e.eid, d.role, d.x.s, d.x.c FROM enc_dx d
+            JOIN ev2 e ON e.pid = d.pid AND e.source = d.src AND e.kind = 'encounter'
+            UNION ALL
+            -- Conditions naming an encounter give it their codes (plugin.timeline.build)
+            SELECT e.eid, 'dx', x.s, x.c FROM (
+                SELECT pid, enc, unnest(own) AS x FROM ev2
+                WHERE kind = 'condition' AND enc IS NOT NULL
+            ) c JOIN ev2 e ON e.pid = c.pid AND e.source = c.enc AND e.kind = 'encounter')
     """)
     con.execute("DROP TABLE enc_dx")
     # released: an ED/AMB visit with no admission (IP/OBS/ICU) overlapping [start, stop+24h],
