@@ -500,30 +500,35 @@ def _patients_of(con: duckdb.DuckDBPyConnection, shared: str) -> None:
             WHERE i.value IS NOT NULL)
         GROUP BY k
     """)
+    # Each resource's patient, resolved in place: a copy of the wide rows costs as much as
+    # reading them. p0 may already be there (an incremental scan stages it).
+    if "p0" not in {c[0] for c in con.execute("DESCRIBE res").fetchall()}:
+        con.execute("ALTER TABLE res ADD COLUMN p0 VARCHAR")
+        con.execute(f"UPDATE res SET p0 = CASE WHEN rt IN {shared} THEN NULL WHEN rt = "
+                    "'Patient' THEN id ELSE patient_of(pref) END")  # fmt: skip
+    con.execute("""
+        UPDATE res SET p0 = pident.pid FROM pident
+        WHERE starts_with(res.p0, '?') AND pident.k = qkey(res.p0)
+    """)
+    con.execute("UPDATE res SET p0 = NULL WHERE starts_with(p0, '?')")  # no such Patient
+    valid = ("p0 IS NOT NULL AND p0 <> '' AND strpos(p0, chr(9)) = 0 AND strpos(p0, chr(10)) = 0"
+             f" AND rt NOT IN {shared}")  # fmt: skip
     # one copy per Type/id: the latest meta.lastUpdated, then a content hash (only the
-    # duplicated keys pay for the ordering); one statement, so the wide rows are copied once
+    # duplicated keys pay for the ordering)
     con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE pres AS
-        WITH p1 AS (
-            SELECT rt, id, r, CASE WHEN rt = 'Patient' THEN id ELSE patient_of(pref) END AS p0
-            FROM res WHERE rt NOT IN {shared}
-        ), p2 AS (
-            SELECT CASE WHEN starts_with(p0, '?') THEN pident.pid ELSE p0 END AS pid, rt, id, r
-            FROM p1 LEFT JOIN pident ON starts_with(p1.p0, '?') AND pident.k = qkey(p1.p0)
-        ), p3 AS MATERIALIZED (
-            SELECT pid, rt, id, rt || '/' || coalesce(id, '?') AS src, r FROM p2
-            WHERE pid IS NOT NULL AND pid <> '' AND strpos(pid, chr(9)) = 0
-              AND strpos(pid, chr(10)) = 0
-        ), dup AS (SELECT pid, rt, id FROM p3 WHERE id IS NOT NULL
-                   GROUP BY pid, rt, id HAVING count(*) > 1)
-        SELECT p.* FROM p3 p ANTI JOIN dup d ON d.pid = p.pid AND d.rt = p.rt AND d.id = p.id
-        UNION ALL
-        SELECT * FROM (
-            SELECT p.* FROM p3 p SEMI JOIN dup d ON d.pid = p.pid AND d.rt = p.rt AND d.id = p.id
-            QUALIFY row_number() OVER (
-                PARTITION BY p.pid, p.rt, p.id
-                ORDER BY fdt_raw(p.r.meta.lastUpdated) DESC NULLS LAST,
-                md5(CAST(p.r AS VARCHAR)) DESC) = 1)
+        DELETE FROM res WHERE rowid IN (
+            SELECT rowid FROM (
+                SELECT rowid, row_number() OVER (
+                    PARTITION BY p0, rt, id ORDER BY fdt_raw(r.meta.lastUpdated) DESC NULLS LAST,
+                    md5(CAST(r AS VARCHAR)) DESC) AS n
+                FROM res WHERE {valid} AND id IS NOT NULL AND (p0, rt, id) IN (
+                    SELECT (p0, rt, id) FROM res WHERE {valid} AND id IS NOT NULL
+                    GROUP BY p0, rt, id HAVING count(*) > 1))
+            WHERE n > 1)
+    """)
+    con.execute(f"""
+        CREATE OR REPLACE TEMP VIEW pres AS
+        SELECT p0 AS pid, rt, id, rt || '/' || coalesce(id, '?') AS src, r FROM res WHERE {valid}
     """)
 
 
@@ -554,7 +559,6 @@ def _shared(con: duckdb.DuckDBPyConnection, shared: str) -> None:
         WHERE rt = 'Medication' AND id IS NOT NULL
         QUALIFY row_number() OVER (PARTITION BY id) = 1
     """)
-    con.execute("DROP TABLE res")
 
 
 def _ev(kind: str, t: str, codes_list: str, **cols: str) -> str:
@@ -1084,7 +1088,8 @@ def _text_concepts(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("CREATE OR REPLACE TABLE text_concepts (eid BIGINT, concept VARCHAR)")
     if hits:
         con.executemany("INSERT INTO text_concepts VALUES (?, ?)", hits)
-    con.execute("DROP TABLE pres")
+    con.execute("DROP VIEW pres")
+    con.execute("DROP TABLE res")
 
 
 def _drop_nulls(value: Any) -> Any:
