@@ -24,6 +24,7 @@ Hierarchy::
     ├── NormalizeTableError          a normalisation table (plugin/normalize/tables) malformed
     ├── ModelError                   ranker models (missing file, feature version mismatch)
     ├── SettingsError                bad or unsafe settings (default secrets in production)
+    ├── StageMismatch                a --stage directory this (incremental) scan cannot use
     ├── CdsError                     CDS Hooks service (plugin/cds), each mapped to an HTTP status
     │   ├── CdsAuthError             client JWT missing or invalid (401, no detail)
     │   ├── CdsRequestError          malformed hook or feedback request (400)
@@ -335,3 +336,9 @@ class SignOnError(AccessError):
 class NotCompiled(RuleError):
     """A rule uses something the SQL engines cannot evaluate; the population scan runs it
     through the Python engine instead (plugin/population/compile.py)."""
+
+
+# --- issue 12 item 5 (engineer I): incremental population scans ----------------------------
+class StageMismatch(DxSafetyError):
+    """A ``--stage`` directory cannot take this scan (staged without ``--incremental``, by
+    another version, or restaged since); the message says which and what to run."""
