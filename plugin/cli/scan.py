@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from plugin.cli.ruleargs import add_rules_arguments, load_ruleset
-from plugin.errors import EmptySource, ExitCode, FhirError, ModelError, fatal
+from plugin.errors import EmptySource, ExitCode, FhirError, ModelError, StageMismatch, fatal
 from plugin.scan import ScanResult
 from plugin.timeline.model import Finding
 
@@ -77,15 +77,29 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--engine",
         choices=("python", "duckdb", "spark"),
-        default="python",
-        help="python: per-patient engine; duckdb: rules compiled to SQL over flat tables; "
-        "spark: the same plan on Spark over staged Parquet",
+        default=None,
+        help="duckdb (default): rules compiled to SQL over flat tables; python: the "
+        "per-patient engine (the default when --assume-tz or --validate full is given, "
+        "which only it reads); spark: the same plan on Spark over staged Parquet",
     )
     p.add_argument("--spark-master", default="local[2]", help="Spark master URL (--engine spark)")
     p.add_argument(
         "--stage", type=Path, metavar="DIR", help="stage flat tables as Parquet here (reused)"
     )
     p.add_argument("--memory-limit", help="DuckDB memory_limit, e.g. 1GB (spills beyond)")
+    p.add_argument(
+        "--workers", type=int, metavar="N",
+        help="processes building the flagged patients' timelines for --model with a SQL "
+        "engine (default: the number of CPUs)",
+    )  # fmt: skip
+    p.add_argument(
+        "--incremental",
+        action="store_true",
+        help="(--engine duckdb --stage DIR) apply SOURCE, e.g. a Bulk _since export, to the "
+        "stage of earlier --incremental scans: only patients with new resources are "
+        "re-flattened and re-evaluated, --store gets the new or changed findings and marks "
+        "those no longer produced; into an empty DIR it builds the stage",
+    )
     p.set_defaults(handler=run)
 
 
@@ -183,12 +197,15 @@ def run(args: argparse.Namespace) -> int:
             assume_timezone(getattr(args, "assume_tz", None)),
         ):
             source = _source_paths(args, Path(tmp))
-            if getattr(args, "engine", "python") != "python":
+            args.engine = choose_engine(args)
+            if args.engine != "python":
                 result = _scan_sql(source, ruleset, args, model, store)
             else:
                 result = _scan_with_progress(source, ruleset, args, model, store)
     except EmptySource as exc:  # nothing to scan is an error, never "0 patients, 0 findings"
         fatal(str(exc), ExitCode.INPUT_NOT_FOUND)
+    except StageMismatch as exc:  # a --stage DIR this scan cannot use (issue 12 item 5)
+        fatal(str(exc), ExitCode.USAGE)
     finally:
         if store is not None:
             store.close()  # its pooled connections, not left for the garbage collector
@@ -204,29 +221,83 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def choose_engine(args: argparse.Namespace) -> str:
+    """The engine asked for, else DuckDB, unless an option only the Python engine reads is
+    given (--assume-tz, --validate full): then the Python engine, not an error."""
+    engine: str | None = getattr(args, "engine", None)
+    if engine is not None:
+        return engine
+    if getattr(args, "assume_tz", None) is not None or getattr(args, "validate", "") == "full":
+        return "python"
+    return "duckdb"
+
+
 def _scan_sql(  # type: ignore[no-untyped-def]
     source, ruleset, args, model, store
 ) -> ScanResult:
     """--engine duckdb|spark (issue 12)."""
+    if getattr(args, "incremental", False):
+        return _scan_incremental(source, ruleset, args, model, store)
     from plugin.population.scan import scan_sql
 
-    if model is not None:
-        fatal("--model needs --engine python for now (ranker features are built from "
-              "Python timelines)", ExitCode.USAGE)  # fmt: skip
     if getattr(args, "assume_tz", None) is not None:  # the SQL path reads such times as UTC
         fatal("--assume-tz needs --engine python for now", ExitCode.USAGE)
     result = scan_sql(
         source, ruleset, as_of=parse_as_of(args.as_of), engine=args.engine,
         stage_dir=args.stage, spark_master=args.spark_master, memory_limit=args.memory_limit,
     )  # fmt: skip
+    if model is not None:  # features of the flagged patients only (issue 12 item 6)
+        import time
+
+        from plugin.population.rank import score_flagged
+        from plugin.scan import rank_key
+
+        started = time.perf_counter()
+        result.findings = score_flagged(
+            result.findings, source, model, validate=args.validate,
+            workers=getattr(args, "workers", None), rule_order=[r.id for r in ruleset.rules],
+            memory_limit=args.memory_limit,
+        )  # fmt: skip
+        result.findings.sort(key=rank_key)
+        result.summary.seconds += time.perf_counter() - started
     if store is not None and result.findings:
-        store.upsert_findings(result.findings, None)
+        # each case keeps its patient's timeline as its snapshot, as with the Python engine
+        from plugin.population.rank import flagged_timelines
+
+        for batch, timelines in flagged_timelines(
+            result.findings, source, validate=args.validate, memory_limit=args.memory_limit
+        ):
+            store.upsert_findings(batch, timelines)
     return result
+
+
+def _scan_incremental(  # type: ignore[no-untyped-def]
+    source, ruleset, args, model, store
+) -> ScanResult:
+    """--incremental (issue 12 item 5; plugin/population/incremental.py)."""
+    from plugin.population.incremental import scan_incremental
+
+    if args.engine != "duckdb" or args.stage is None:
+        fatal("--incremental needs --engine duckdb and --stage DIR", ExitCode.USAGE)
+    if model is not None or getattr(args, "assume_tz", None) is not None:
+        fatal("--incremental does not take --model or --assume-tz yet", ExitCode.USAGE)
+    done = scan_incremental(
+        source, ruleset, as_of=parse_as_of(args.as_of), stage_dir=args.stage,
+        memory_limit=args.memory_limit, sink=store,
+    )  # fmt: skip
+    what = "built the stage" if done.built else f"{done.files} new file(s)"
+    print(f"incremental: {what}, {done.resources} resources; re-flattened "
+          f"{done.reflattened} patients, re-evaluated {done.reevaluated}; "
+          f"{len(done.changed)} new or changed findings, {len(done.gone)} no longer produced"
+          + (" (store updated)" if store is not None else ""), file=sys.stderr)  # fmt: skip
+    return done.result
 
 
 def _scan_with_progress(  # type: ignore[no-untyped-def]
     source, ruleset, args, model, store
 ) -> ScanResult:
+    if getattr(args, "incremental", False):  # never silently a full scan (issue 12 item 5)
+        fatal("--incremental needs --engine duckdb and --stage DIR", ExitCode.USAGE)
     from plugin.scan import scan_population
 
     kwargs = dict(as_of=parse_as_of(args.as_of), model=model, validate=args.validate, sink=store)

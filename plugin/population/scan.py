@@ -26,6 +26,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from plugin.errors import EmptySource, FhirParseError, StageMismatch
 from plugin.fhir.read import ReadReport, list_input_files
 from plugin.population.compile import compile_rules
 from plugin.population.engine import DuckRunner, Runner, SparkRunner, run
@@ -92,27 +93,49 @@ def _staged_is_current(stage_dir: Path | None, fingerprint: list[list[Any]]) -> 
     return bool(manifest.get("files") == fingerprint)
 
 
-def spark_session(master: str = "local[2]") -> Any:
-    """A Spark session for the compiled plan (UTC, small shuffles for one machine)."""
+def spark_session(master: str = "local[2]", driver_memory: str = "4g") -> Any:
+    """A Spark session for the compiled plan: UTC; in local mode sized for one small machine.
+
+    ``spark.driver.memory`` only takes effect when it is set before the JVM starts, i.e. on
+    the first session of the process (a builder option then, as here, in local mode where
+    the driver is the executor); under ``spark-submit`` the JVM is already running and
+    ``--driver-memory`` / ``--executor-memory`` size it instead. A session that already
+    exists is returned as it is."""
     from pyspark.sql import SparkSession
 
-    return (
+    local = master.startswith("local")
+    builder = (
         SparkSession.builder.master(master)
         .appName("dxsafety-scan")
         .config("spark.sql.session.timeZone", "UTC")
-        # one machine: few shuffle partitions (a cluster's spark-submit sets its own)
-        .config("spark.sql.shuffle.partitions", "2" if master.startswith("local") else "200")
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.adaptive.enabled", "true")
-        .getOrCreate()
     )
+    if local:
+        builder = (
+            builder.config("spark.driver.memory", driver_memory)
+            # two cores: few shuffle partitions (AQE coalesces further); a cluster's
+            # spark-submit keeps the default 200 or sets its own
+            .config("spark.sql.shuffle.partitions", "2")
+            .config("spark.default.parallelism", "2")
+            # the compiled plan is many small queries: no speculative or retried tasks, and
+            # the cached tables stay in memory (spilling to disk only past it)
+            .config("spark.task.maxFailures", "1")
+            .config("spark.sql.inMemoryColumnarStorage.compressed", "true")
+        )
+    return builder.getOrCreate()
 
 
 def spark_runner(spark: Any, stage_dir: Path) -> SparkRunner:
+    """Register the staged tables as views. ``events`` is read twice per scan (``picked``,
+    ``ev_conv``) and by eid for the findings, so it stays on disk (Parquet is columnar);
+    the smaller tables every rule reads are cached once."""
     for name in TABLES:
         df = spark.read.parquet(str(stage_dir / name)).drop("bucket")
-        df.cache().createOrReplaceTempView(name)  # every rule reads them: read once
+        if name != "events":
+            df = df.cache()
+        df.createOrReplaceTempView(name)
     return SparkRunner(spark)
 
 
@@ -134,18 +157,22 @@ def scan_sql(
     with tempfile.TemporaryDirectory(prefix="dxsafety-pop-") as tmp:
         con = connect(memory_limit=memory_limit, temp_dir=Path(tmp) / "spill")
         sdir = Path(stage_dir) if stage_dir is not None else None
+        report = ReadReport()
         if sdir is not None and _staged_is_current(sdir, fingerprint):
             manifest = load_staged(con, sdir)
+            report_from_json(report, manifest.get("report", {}))
         else:
-            counts = flatten(con, paths)
-            manifest = {"files": fingerprint, **counts}
+            if sdir is not None and (sdir / "incremental.json").exists():
+                # issue 12 item 5: restaging would leave the incremental state behind
+                raise StageMismatch(f"{sdir}: kept by --incremental scans; scan with "
+                                    "--incremental, or stage into another directory")  # fmt: skip
+            counts = flatten(con, paths, report)
+            manifest = {"files": fingerprint, **counts, "report": report_json(report)}
             if sdir is None and engine == "spark":
                 sdir = Path(tmp) / "stage"
             if sdir is not None:
                 stage(con, sdir, manifest)
-        report = ReadReport()
-        report.files = len(fingerprint)
-        report.resources.update(Counter(manifest.get("types", {})))
+        read_counts(report, paths, fingerprint, manifest)
         gaps = data_gaps(ruleset, kinds_present(report.resources))
         rules = [r for r in ruleset.rules if r.id not in gaps or gaps[r.id].evaluated]
         plan = compile_rules(rules, ruleset.valuesets, as_of=as_of)
@@ -170,6 +197,44 @@ def scan_sql(
     summary.seconds = time.perf_counter() - started
     findings.sort(key=rank_key)
     return ScanResult(findings=findings, summary=summary, report=report, gaps=gaps)
+
+
+def read_counts(
+    report: ReadReport,
+    paths: Sequence[str | Path],
+    fingerprint: list[list[Any]],
+    manifest: dict[str, Any],
+) -> None:
+    """Complete ``report`` (which holds the damaged files' problems, see
+    :func:`plugin.population.flatten.check_damaged`) with the counts of the flattening, as
+    the Python engine reports a read. Nothing read at all is
+    :class:`~plugin.errors.EmptySource`, never "0 patients, 0 findings"."""
+    report.files = len(fingerprint)
+    report.resources.update(Counter(manifest.get("types", {})))
+    if report.read == 0:
+        detail = (f"{report.files} files, {report.skipped} unreadable items"
+                  if report.files else "no FHIR files (.ndjson, .json, .gz)")  # fmt: skip
+        names = ", ".join(str(p) for p in paths)
+        raise EmptySource(f"{names}: no FHIR resources read ({detail})")
+
+
+def report_json(report: ReadReport) -> dict[str, Any]:
+    """The problems of a read, for the stage manifest (a re-scan reports them again)."""
+    def items(xs: list[FhirParseError]) -> list[list[str | None]]:
+        return [[e.where, e.what, e.resource_type, e.resource_id] for e in xs]
+
+    return {"skipped_by_reason": dict(report.skipped_by_reason), "errors": items(report.errors),
+            "warned_by_reason": dict(report.warned_by_reason),
+            "warnings": items(report.warnings)}  # fmt: skip
+
+
+def report_from_json(report: ReadReport, data: dict[str, Any]) -> None:
+    report.skipped_by_reason.update(data.get("skipped_by_reason", {}))
+    report.skipped = sum(report.skipped_by_reason.values())
+    report.errors = [FhirParseError(*e) for e in data.get("errors", [])]
+    report.warned_by_reason.update(data.get("warned_by_reason", {}))
+    report.warned = sum(report.warned_by_reason.values())
+    report.warnings = [FhirParseError(*e) for e in data.get("warnings", [])]
 
 
 def _python_rules(

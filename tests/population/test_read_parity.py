@@ -114,3 +114,26 @@ def test_nothing_to_read_is_an_error(ruleset, tmp_path: Path) -> None:  # type: 
     with pytest.raises(FatalError) as exc:
         main(["scan", str(tmp_path / "empty"), "--engine", "duckdb"])
     assert exc.value.exit_code == ExitCode.INPUT_NOT_FOUND
+
+
+def test_worklist_snapshots_equal_the_python_engines(tmp_path: Path) -> None:
+    """``scan --store`` with the SQL engine gives each case its patient's timeline as the
+    Python engine does (before: the cases had no snapshot)."""
+    import sqlalchemy as sa
+
+    from plugin.worklist import tables
+    from plugin.worklist.store import Store
+
+    src = FIXTURES / "bad"  # odd files: a byte order mark, NDJSON in .json, duplicates
+    snaps = {}
+    for engine in ("python", "duckdb"):
+        url = f"sqlite:///{tmp_path}/{engine}.db"
+        assert main(["scan", str(src), "--engine", engine, "--as-of", "2026-11-01",
+                     "--store", url, "--out", str(tmp_path / f"{engine}.csv")]) == 0  # fmt: skip
+        store = Store(url)
+        with store.engine.connect() as conn:
+            rows = conn.execute(sa.select(tables.findings.c.key, tables.findings.c.snapshot))
+            snaps[engine] = {k: s for k, s in rows}
+        store.close()
+    assert snaps["python"] and all(s and s["events"] for s in snaps["python"].values())
+    assert snaps["duckdb"] == snaps["python"]
