@@ -361,7 +361,9 @@ def copies_agree(path: Path, manifest: dict[str, Any]) -> str:
     with path.open(newline="", encoding="utf-8") as fh:
         for row in csv.DictReader(fh):
             m = re.match(r"c(\d+)-", row["patient_id"])
-            k = int(m.group(1)) if m else 0
+            # an original id may itself start "c<digits>-" (a UUID: c + 7 digits, far more
+            # than the copies): only a copy number below the count is a copy prefix
+            k = int(m.group(1)) if m and 0 < int(m.group(1)) < copies else 0
             pre = make_population.prefix(k)
             ref = row["index_ref"]
             off = make_population.ref_id_offset(ref.encode())
