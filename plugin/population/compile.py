@@ -3,9 +3,13 @@
 The same loaded :class:`~plugin.rules.engine.RuleSet` the Python engine runs is compiled
 here, from each rule's spec (``rules/README.md`` semantics, ``plugin/rules/engine.py``):
 
-* a selector is a predicate over ``events`` (codes and diagnoses are semi-joins on
-  ``ev_set``, the event→code-set matches computed once per scan from ``codes`` and
-  ``cs_entries``: exact codes, ICD prefixes and ranges, CPT/HCPCS ranges);
+* a selector is a relation of its own (a CTE): the events of its kinds passing its column
+  predicates (read from ``picked``, the events any selector of the plan may accept, made in
+  one pass over ``events`` per scan: :meth:`CodeSets.picked_sql`), then semi-/anti-joins on
+  the event id for what lives in other tables (codes and diagnoses on ``ev_set``, the
+  event→code-set matches computed once per scan from ``codes`` and ``cs_entries``: exact
+  codes, ICD prefixes and ranges, CPT/HCPCS ranges; thresholds on ``ev_conv``;
+  interpretations on ``codes``; report concepts on ``text_concepts``);
 * ``index`` candidates are the events any index selector accepts, with their anchor;
 * an ``event`` condition is a join to the events of the same patient inside its ``between``
   window (both ends inclusive, relative to the anchor or the outcome), optionally in the index
@@ -19,8 +23,16 @@ here, from each rule's spec (``rules/README.md`` semantics, ``plugin/rules/engin
 
 Queries are written once (DuckDB dialect text assembled from the rule), parsed into a SQLGlot
 expression and generated for each engine (``duckdb``, ``spark``): one representation, no SQL
-per engine. Only portable constructs are used (joins, GROUP BY, CASE, IN-subqueries, integer
-arithmetic on epoch microseconds), so the transpilation is mechanical.
+per engine. Only portable constructs are used (inner, left, semi and anti joins, GROUP BY,
+``arg_min`` (Spark ``min_by``), CASE, integer arithmetic on epoch microseconds), so the
+transpilation is mechanical.
+
+Every join between two event-sized relations has an equality key (``pid`` between events,
+``eid`` into ``ev_set``/``ev_conv``/``codes``, ``system`` into ``cs_entries``) and the window
+as a residual condition. No ``IN (subquery)`` or correlated subquery appears: Spark plans an
+``IN`` subquery under ``OR``/``NOT`` or inside a join condition as a broadcast nested-loop
+join, which ran the whole catalogue out of Java heap; written as joins, both engines hash- or
+sort-merge-join on the key.
 
 ``positive``/``abnormal`` read the result-semantics columns; ``text`` reads
 ``text_concepts`` (ConText over report narratives, :mod:`plugin.population.flatten`). A
@@ -33,6 +45,7 @@ through the Python engine, so a new key never silently drops findings.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -55,6 +68,14 @@ _HANDLED = frozenset(
         "value", "interpretation", "status", "not_status", "principal", "within", "positive",
         "abnormal", "text",
     }
+)  # fmt: skip
+# The event columns a selection carries on (what idx, conditions and outcomes read): a
+# selection CTE an engine materialises stays narrow.
+_SELECTED = ("pid", "eid", "seq", "kind", "t", "te", "source", "enc", "ty", "tmd")
+# ... and the columns selector predicates and ``ev_conv`` read besides
+_PICKED = (
+    *_SELECTED, "status", "setting", "disposition", "admit_source", "planned", "released",
+    "icu", "has_pr", "positive", "abnormal", "system", "code", "value", "unit", "comparator",
 )  # fmt: skip
 _BIG = 4_000_000_000_000_000_000  # beyond any epoch-microsecond time: the clamp of ``ever``
 
@@ -80,11 +101,27 @@ def _in(values: Sequence[str]) -> str:
 
 @dataclass(slots=True)
 class CodeSets:
-    """Every code set the compiled rules name, as rows of ``cs_entries``."""
+    """What the compiled rules share, prepared once per scan: every code set they name, as
+    rows of ``cs_entries``; the threshold units; and for each selector a predicate over
+    ``events x`` true of (at least) every event it accepts, whose disjunction is
+    ``picked``."""
 
     rows: list[tuple[str, str, str, str, str]] = field(default_factory=list)
     targets: set[str] = field(default_factory=set)  # threshold units ("" = none)
+    picks: dict[str, None] = field(default_factory=dict)  # ordered set of predicates
     _ids: dict[str, str] = field(default_factory=dict)
+
+    def picked_sql(self) -> str:
+        """``picked``: the events any selector of the plan may accept, with the columns the
+        selectors read. Made in one pass over ``events``; every rule query then selects
+        from it, so a scan of the catalogue reads the (large) events table once, not once
+        per selector. A selector that needs a code-set member only looks at events with a
+        row in ``ev_set`` (``m``, a join on ``eid``)."""
+        cond = " OR ".join(f"({p})" for p in self.picks) or "FALSE"
+        return (
+            f"SELECT {', '.join(f'x.{c}' for c in _PICKED)} FROM events x "
+            f"LEFT JOIN (SELECT DISTINCT eid FROM ev_set) m ON m.eid = x.eid WHERE {cond}"
+        )
 
     def add(self, cs: CodeSet) -> str:
         key = repr((sorted((s, sorted(c)) for s, c in cs.exact.items()),
@@ -104,15 +141,19 @@ class CodeSets:
         return sid
 
 
-# ev_conv: every valued event's value in each threshold unit it converts to
+# ev_conv: every valued event a selector may accept (``picked``) with its value in each
+# threshold unit it converts to (``unit_conv``, an equality join), plus its raw value once:
+# under ``*`` when it has no unit (it is then compared as it stands against any threshold, as
+# ``Threshold.test`` does), under ``''`` when it has one (compared against thresholds without
+# a unit). No cross join with the target list.
 EV_CONV_SQL = """
 SELECT e.eid, u.target, e.value * u.a + u.b AS v, e.comparator
-FROM events e JOIN unit_conv u ON e.unit = u.unit AND e.system = u.system AND e.code = u.code
+FROM picked e JOIN unit_conv u ON e.unit = u.unit AND e.system = u.system AND e.code = u.code
 WHERE e.value IS NOT NULL
 UNION ALL
-SELECT e.eid, t.target, e.value AS v, e.comparator
-FROM events e JOIN (SELECT DISTINCT target FROM unit_conv_targets) t
-  ON e.unit IS NULL OR t.target = ''
+SELECT e.eid, CASE WHEN e.unit IS NULL THEN '*' ELSE '' END AS target, e.value AS v,
+       e.comparator
+FROM picked e
 WHERE e.value IS NOT NULL
 """
 
@@ -144,6 +185,23 @@ class CompiledRule:
     def to_sql(self, dialect: str) -> str:
         return self.sql.sql(dialect=dialect)
 
+    def steps(self, dialect: str) -> list[tuple[str, str, bool]]:
+        """The same query as named steps: (CTE name, its SELECT, read more than once), then
+        ("", the outer SELECT, False). For an engine that inlines every CTE where it is read
+        (Spark), which would copy a shared CTE (``idx``, ``ist``, ``pairs``) into each
+        condition reading it and multiply the plan (thousands of exchanges and broadcasts
+        for TR-1, which ran the driver out of heap); the runner materialises the shared
+        steps instead."""
+        with_ = self.sql.find(exp.With)
+        ctes = list(with_.expressions) if with_ is not None else []
+        names = {c.alias for c in ctes}
+        reads = Counter(t.name for t in self.sql.find_all(exp.Table) if t.name in names)
+        outer = self.sql.copy()
+        outer.set("with_", None)
+        return [(c.alias, c.this.sql(dialect=dialect), reads[c.alias] > 1) for c in ctes] + [
+            ("", outer.sql(dialect=dialect), False)
+        ]
+
 
 @dataclass(slots=True)
 class _Ctx:
@@ -151,41 +209,66 @@ class _Ctx:
     sets: CodeSets
     valuesets: Mapping[str, CodeSet]
     ctes: list[str] = field(default_factory=list)
+    selections: dict[str, str] = field(default_factory=dict)  # selector key -> CTE name
     n: int = 0
+    patients: bool = False  # a condition of the stage being built reads ``patients p``
 
     def name(self, stem: str) -> str:
         self.n += 1
         return f"{stem}{self.n}"
 
+    def select(self, sels: Sequence[Selector]) -> str:
+        """The CTE of the events any of ``sels`` accepts, made once per rule for each
+        distinct selector list."""
+        key = repr([s.model_dump(exclude={"within"}, exclude_none=True) for s in sels])
+        if key in self.selections:
+            return self.selections[key]
+        parts = [self.select([s]) for s in sels] if len(sels) > 1 else []
+        name = self.name("sel")
+        if parts:  # one row per event: an event several selectors accept is still one event
+            body = " UNION ".join(f"SELECT * FROM {p}" for p in parts)
+        else:
+            body = selector_sql(sels[0], self)
+        self.ctes.append(f"{name} AS ({body})")
+        self.selections[key] = name
+        return name
 
-def selector_sql(sel: Selector, x: str, ctx: _Ctx) -> str:
-    """The predicate a selector is, over events alias ``x``."""
+
+def selector_sql(sel: Selector, ctx: _Ctx) -> str:
+    """The events a selector accepts (columns ``_SELECTED``): a filter on the event columns
+    of ``picked``, then a semi- or anti-join on ``eid`` per test that reads another table.
+    Registers the selector's ``picked`` predicate."""
     given = {k for k, v in sel if v is not None}
     unknown = given - _HANDLED
     if unknown:
         raise NotCompiled(f"selector key(s) {', '.join(sorted(unknown))}")
     kinds = sel.kind if isinstance(sel.kind, list) else [sel.kind]
+    x = "x"
     parts = [f"{x}.kind IN {_in(kinds)}"]
+    joins: list[str] = []
 
-    def in_set(refs: list[str], role: str) -> str:
+    def member(how: str, table: str, on: str) -> None:
+        j = f"j{len(joins)}"
+        joins.append(f" {how} JOIN {table} {j} ON {j}.eid = {x}.eid AND {on.replace('{j}', j)}")
+
+    def in_set(refs: list[str], role: str, how: str) -> None:
         sid = ctx.sets.add(resolve_codes(refs, ctx.valuesets))
-        return f"{x}.eid IN (SELECT eid FROM ev_set WHERE set_id = {_q(sid)} AND role = {_q(role)})"
+        member(how, "ev_set", f"{{j}}.set_id = {_q(sid)} AND {{j}}.role = {role}")
 
     if sel.codes:
-        parts.append(in_set(sel.codes, "own"))
+        in_set(sel.codes, "'own'", "SEMI")
     if sel.not_codes:
-        parts.append(f"NOT {in_set(sel.not_codes, 'own')}")
-    for refs, negate in ((sel.diagnosis, False), (sel.not_diagnosis, True)):
-        if not refs:
-            continue
-        if sel.principal:  # principal_or_all: the principal when known, else every diagnosis
-            hit = (
-                f"(({x}.has_pr AND {in_set(refs, 'pr')}) "
-                f"OR (NOT coalesce({x}.has_pr, FALSE) AND {in_set(refs, 'dx')}))"
-            )
-        else:
-            hit = in_set(refs, "dx")
-        parts.append(f"NOT {hit}" if negate else hit)
+        in_set(sel.not_codes, "'own'", "ANTI")
+    # principal_or_all: the principal diagnosis when the encounter has one, else every one
+    dx_role = (
+        f"CASE WHEN coalesce({x}.has_pr, FALSE) THEN 'pr' ELSE 'dx' END"
+        if sel.principal
+        else "'dx'"
+    )
+    if sel.diagnosis:
+        in_set(sel.diagnosis, dx_role, "SEMI")
+    if sel.not_diagnosis:
+        in_set(sel.not_diagnosis, dx_role, "ANTI")
     if sel.setting:
         parts.append(f"coalesce({x}.setting IN {_in(sel.setting)}, FALSE)")
     for attr in ("released", "planned"):
@@ -204,46 +287,52 @@ def selector_sql(sel: Selector, x: str, ctx: _Ctx) -> str:
             inside = f"coalesce(lower({x}.{attr}) IN {_in([v.lower() for v in values])}, FALSE)"
             parts.append(f"NOT {inside}" if negate else inside)
     if sel.value is not None:
-        parts.append(_threshold_sql(Threshold.parse(sel.value), x, ctx))
+        member("SEMI", "ev_conv", _threshold_sql(Threshold.parse(sel.value), ctx))
     if sel.interpretation:
         wanted = _in([i.upper() for i in sel.interpretation])
-        parts.append(
-            f"{x}.eid IN (SELECT eid FROM codes WHERE role = 'interp' AND code IN {wanted})"
-        )
+        member("SEMI", "codes", f"{{j}}.role = 'interp' AND {{j}}.code IN {wanted}")
     if sel.positive is not None:  # unknown (NULL) is neither positive nor negative
         parts.append(f"coalesce({x}.positive = {'TRUE' if sel.positive else 'FALSE'}, FALSE)")
     if sel.abnormal is not None:
         flags = ["high", "low", "abnormal"] if sel.abnormal == "any" else [sel.abnormal]
         parts.append(f"coalesce({x}.abnormal IN {_in(flags)}, FALSE)")
     if sel.text:
-        parts.append(f"{x}.eid IN (SELECT eid FROM text_concepts WHERE concept IN {_in(sel.text)})")
+        member("SEMI", "text_concepts", f"{{j}}.concept IN {_in(sel.text)}")
     if sel.status:
         parts.append(f"coalesce({x}.status IN {_in(sel.status)}, FALSE)")
     if sel.not_status:
         parts.append(f"({x}.status IS NULL OR {x}.status NOT IN {_in(sel.not_status)})")
-    return "(" + " AND ".join(parts) + ")"
+    # the column filter first, so the joins see only the selector's kinds
+    where = " AND ".join(parts)
+    ctx.sets.picks[f"{where} AND m.eid IS NOT NULL" if sel.codes or sel.diagnosis else where] = None
+    inner = _SELECTED + (("has_pr",) if sel.principal else ())  # the role join reads has_pr
+    return (
+        f"SELECT {', '.join(f'{x}.{c}' for c in _SELECTED)} FROM (SELECT {', '.join(inner)} "
+        f"FROM picked {x} WHERE {where}) {x}" + "".join(joins)
+    )
 
 
-def _threshold_sql(th: Threshold, x: str, ctx: _Ctx) -> str:
-    """``Threshold.test`` as SQL: the value in the threshold's unit (``ev_conv``, converted
-    by the Python engine's own ``to_unit`` for each distinct unit of the scan), compared as
-    :func:`plugin.normalize.results.compare` does (a value with a comparator is an
-    interval: every value it allows must pass)."""
+def _threshold_sql(th: Threshold, ctx: _Ctx) -> str:
+    """``Threshold.test`` as the join condition on ``ev_conv`` alias ``{j}``: the value in
+    the threshold's unit (converted by the Python engine's own ``to_unit`` for each distinct
+    unit of the scan, or a unitless value as it stands), compared as
+    :func:`plugin.normalize.results.compare` does (a value with a comparator is an interval:
+    every value it allows must pass)."""
     target = th.unit or ""
     ctx.sets.targets.add(target)
     n, op = repr(float(th.number)), th.op
     if op == "=":
-        test = f"v.comparator IS NULL AND v.v = {n}"
+        test = f"{{j}}.comparator IS NULL AND {{j}}.v = {n}"
     else:
         strict = "TRUE" if op in ("<", ">") else "FALSE"
         side = ("'<'", "'<='") if op in ("<", "<=") else ("'>'", "'>='")
         loose, tight = ("<=", "<") if op in ("<", "<=") else (">=", ">")
         test = (
-            f"(v.comparator IS NULL AND v.v {op} {n}) OR (v.comparator IN ({side[0]}, "
-            f"{side[1]}) AND CASE WHEN {strict} AND v.comparator NOT IN ('<', '>') "
-            f"THEN v.v {tight} {n} ELSE v.v {loose} {n} END)"
+            f"({{j}}.comparator IS NULL AND {{j}}.v {op} {n}) OR ({{j}}.comparator IN "
+            f"({side[0]}, {side[1]}) AND CASE WHEN {strict} AND {{j}}.comparator NOT IN "
+            f"('<', '>') THEN {{j}}.v {tight} {n} ELSE {{j}}.v {loose} {n} END)"
         )
-    return f"{x}.eid IN (SELECT v.eid FROM ev_conv v WHERE v.target = {_q(target)} AND ({test}))"
+    return f"{{j}}.target IN ({_q(target)}, '*') AND ({test})"
 
 
 def _condition_parts(
@@ -269,6 +358,7 @@ def _condition_parts(
         return value, evidence, joins
     if cond.event is not None:
         return _event_condition(cond, ctx, stage=stage, src=src)
+    ctx.patients = True
     if cond.age is not None:
         b = cond.age
         checks = [f"{op} {float(v)!r}" for op, v in (("<", b.lt), ("<=", b.le), (">", b.gt),
@@ -299,26 +389,27 @@ def _event_condition(
 ) -> tuple[str, str | None, str]:
     if cond.event is None:
         raise NotCompiled("an event condition without an event")
+    events = ctx.select([cond.event])
     name = ctx.name("c")
-    pred = selector_sql(cond.event, "x", ctx)
     keys = "s.pid, s.eid" + (", s.oeid" if stage == "outcome" else "")
-    where = ["x.pid = s.pid", pred, not_same("x", "s")]
+    on = ["x.pid = s.pid", not_same("x", "s")]
     if cond.between is not None:
         base = "s.ot" if cond.relative_to == "outcome" else "s.anchor"
         lo, hi = us(cond.between[0]), us(cond.between[1])
-        where += [f"x.t >= {base} + {lo}", f"x.t <= {base} + {hi}"]
+        on += [f"x.t >= {base} + {lo}", f"x.t <= {base} + {hi}"]
     if cond.same_encounter:
-        where.append("(x.enc = s.isource OR (x.source = s.isource AND x.kind <> s.ikind))")
+        on.append("(x.enc = s.isource OR (x.source = s.isource AND x.kind <> s.ikind))")
     if cond.before_outcome:
-        where.append("x.t < s.ot")
+        on.append("x.t < s.ot")
+    # the first match in timeline order: seq is unique within a patient, so arg_min picks
+    # that one event's source and id
     ctx.ctes.append(
-        f"{name}m AS (SELECT {keys}, min(x.seq) AS fseq FROM {src} s JOIN events x "
-        f"ON {' AND '.join(where)} GROUP BY {keys}), "
-        f"{name} AS (SELECT m.*, f.source AS fsrc, f.eid AS feid FROM {name}m m "
-        f"JOIN events f ON f.pid = m.pid AND f.seq = m.fseq)"
+        f"{name} AS (SELECT {keys}, arg_min(x.source, x.seq) AS fsrc, "
+        f"arg_min(x.eid, x.seq) AS feid FROM {src} s JOIN {events} x "
+        f"ON {' AND '.join(on)} GROUP BY {keys})"
     )
-    on = f"{name}.eid = s.eid" + (f" AND {name}.oeid = s.oeid" if stage == "outcome" else "")
-    join = f" LEFT JOIN {name} ON {on}"
+    on_key = f"{name}.eid = s.eid" + (f" AND {name}.oeid = s.oeid" if stage == "outcome" else "")
+    join = f" LEFT JOIN {name} ON {on_key}"
     if stage == "outcome":  # the first match being the outcome itself does not count
         value = f"CASE WHEN {name}.fsrc IS NOT NULL AND {name}.feid <> s.oeid THEN 1 ELSE 0 END"
     else:
@@ -358,6 +449,7 @@ def _stage(
     ev_cols: list[str] = []
     unk_cols: list[str] = []
     facts: list[frozenset[str]] = []
+    ctx.patients = False
     for i, cond in enumerate(rule.spec.logic.require):
         if cond.mentions_outcome() is not on_outcome:
             continue
@@ -380,9 +472,9 @@ def _stage(
         facts.append(_facts(cond))
     ok = " AND ".join(oks) or "TRUE"
     extra = "".join(", " + s for s in selects)
+    people = " LEFT JOIN patients p ON p.pid = s.pid" if ctx.patients else ""
     ctx.ctes.append(
-        f"{out} AS (SELECT s.*, {ok} AS {out}_ok{extra} FROM {src} s "
-        f"LEFT JOIN patients p ON p.pid = s.pid{''.join(joins)})"
+        f"{out} AS (SELECT s.*, {ok} AS {out}_ok{extra} FROM {src} s{people}{''.join(joins)})"
     )
     return ev_cols, facts, unk_cols
 
@@ -392,73 +484,65 @@ def compile_rule(rule: Rule, sets: CodeSets, valuesets: Mapping[str, CodeSet], *
     """One rule → its query (raises :class:`NotCompiled`)."""
     ctx = _Ctx(rule=rule, sets=sets, valuesets=valuesets)
     logic = rule.spec.logic
-    index = "(" + " OR ".join(selector_sql(s, "e", ctx) for s in logic.index_selectors()) + ")"
+    index = ctx.select(logic.index_selectors())
     anchor = "e.t" if rule.anchor == "start" else "coalesce(e.te, e.t)"
     ctx.ctes.append(
         f"idx AS (SELECT e.pid, e.eid, e.seq AS iseq, e.source AS isource, e.kind AS ikind, "
-        f"e.enc AS ienc, "
-        f"e.t AS it, e.ty AS ity, e.tmd AS itmd, {anchor} AS anchor FROM events e "
-        f"WHERE {index})"
+        f"e.enc AS ienc, e.t AS it, e.ty AS ity, e.tmd AS itmd, {anchor} AS anchor "
+        f"FROM {index} e)"
     )
     i_ev, i_facts, i_unk = _stage(rule, ctx, stage="index", src="idx", out="ist")
     within = us(rule.within)
     if rule.type == "sequence":
-        outcome = (
-            "("
-            + " OR ".join(
-                selector_sql(s, "o", ctx)
-                for s in _as_list(logic.outcome)  # type: ignore[attr-defined]
-            )
-            + ")"
-        )
+        outcome = ctx.select(_as_list(logic.outcome))  # type: ignore[attr-defined]
         ctx.ctes.append(
             f"pairs AS (SELECT i.*, o.eid AS oeid, o.seq AS oseq, o.t AS ot, "
-            f"o.source AS osrc FROM ist i JOIN events o ON o.pid = i.pid "
+            f"o.source AS osrc FROM ist i JOIN {outcome} o ON o.pid = i.pid "
             f"AND o.t > i.anchor AND o.t <= i.anchor + {within} "
-            f"AND {not_same('o', 'i')} AND {outcome} WHERE i.ist_ok)"
+            f"AND {not_same('o', 'i')} WHERE i.ist_ok)"
         )
         o_ev, o_facts, o_unk = _stage(rule, ctx, stage="outcome", src="pairs", out="ost")
+        # the first passing outcome of each index, by timeline order
         ctx.ctes.append(
-            "firsto AS (SELECT eid, min(oseq) AS oseq FROM ost WHERE ost_ok GROUP BY eid)"
-        )
-        final = (
-            "SELECT s.pid, s.eid AS ieid, s.oeid, s.isource AS ev_0"
-            + "".join(f", s.{c}" for c in i_ev)
-            + ", s.osrc AS ev_o"
-            + "".join(f", s.{c}" for c in o_ev)
-            + "".join(f", s.{c}" for c in i_unk + o_unk)
-            + ", p.by IS NULL AS bu, p.sex IS NULL AS su "
-            "FROM ost s JOIN firsto f ON f.eid = s.eid AND f.oseq = s.oseq "
-            "LEFT JOIN patients p ON p.pid = s.pid"
+            "firsto AS (SELECT *, row_number() OVER (PARTITION BY eid ORDER BY oseq) AS rn "
+            "FROM ost WHERE ost_ok)"
         )
         evidence = ["ev_0", *i_ev, "ev_o", *o_ev]
         unk = i_unk + o_unk
         facts = i_facts + o_facts
+        cols = ", s.oeid, s.isource AS ev_0" + "".join(f", s.{c}" for c in i_ev)
+        cols += ", s.osrc AS ev_o" + "".join(f", s.{c}" for c in o_ev)
+        source, where = "firsto s", "s.rn = 1"
     elif rule.type == "absence":
         closed = []
         for sel in logic.expect_any:  # type: ignore[attr-defined]
             w = us(sel.within) if sel.within is not None else within
-            pred = selector_sql(sel, "x", ctx)
+            expected = ctx.select([sel])
             closed.append(
-                f"SELECT i.eid FROM ist i JOIN events x ON x.pid = i.pid AND x.t >= i.anchor "
-                f"AND x.t <= i.anchor + {w} AND {not_same('x', 'i')} "
-                f"AND {pred} WHERE i.ist_ok"
+                f"SELECT i.eid FROM ist i JOIN {expected} x ON x.pid = i.pid "
+                f"AND x.t >= i.anchor AND x.t <= i.anchor + {w} AND {not_same('x', 'i')} "
+                f"WHERE i.ist_ok"
             )
         ctx.ctes.append("closed AS (" + " UNION ".join(closed) + ")")
-        final = (
-            "SELECT s.pid, s.eid AS ieid, CAST(NULL AS BIGINT) AS oeid, s.isource AS ev_0"
-            + "".join(f", s.{c}" for c in i_ev)
-            + "".join(f", s.{c}" for c in i_unk)
-            + ", p.by IS NULL AS bu, p.sex IS NULL AS su "
-            f"FROM ist s LEFT JOIN patients p ON p.pid = s.pid WHERE s.ist_ok "
-            f"AND s.anchor + {within} <= {epoch_us(as_of)} "
-            "AND s.eid NOT IN (SELECT eid FROM closed)"
-        )
         evidence = ["ev_0", *i_ev]
         unk = i_unk
         facts = i_facts
+        cols = ", CAST(NULL AS BIGINT) AS oeid, s.isource AS ev_0"
+        cols += "".join(f", s.{c}" for c in i_ev)
+        source = "ist s ANTI JOIN closed c ON c.eid = s.eid"
+        where = f"s.ist_ok AND s.anchor + {within} <= {epoch_us(as_of)}"
     else:
         raise NotCompiled(f"logic type {rule.type!r}")
+    # whether age or sex was unknown matters only to an undecided exclusion
+    if any(facts):
+        source += " LEFT JOIN patients p ON p.pid = s.pid"
+        known = ", p.by IS NULL AS bu, p.sex IS NULL AS su"
+    else:
+        known = ", FALSE AS bu, FALSE AS su"
+    final = (
+        f"SELECT s.pid, s.eid AS ieid{cols}" + "".join(f", s.{c}" for c in unk)
+        + f"{known} FROM {source} WHERE {where}"
+    )  # fmt: skip
     # rename the evidence/unknown columns to positional names the engine reads
     outer = (
         "SELECT pid, ieid, oeid, "

@@ -40,6 +40,8 @@ class Runner(Protocol):
 
     def query(self, sql: str) -> list[tuple[Any, ...]]: ...
 
+    def rows(self, rule: CompiledRule) -> list[tuple[Any, ...]]: ...
+
 
 class DuckRunner:
     dialect = "duckdb"
@@ -56,6 +58,7 @@ class DuckRunner:
         if plan.sets.rows:
             c.executemany("INSERT INTO cs_entries VALUES (?, ?, ?, ?, ?)", plan.sets.rows)
         c.execute(f"CREATE OR REPLACE TEMP TABLE ev_set AS {EV_SET_SQL}")
+        c.execute(f"CREATE OR REPLACE TEMP TABLE picked AS {plan.sets.picked_sql()}")
         units = self.query(UNITS_SQL)
         c.execute(
             "CREATE OR REPLACE TEMP TABLE unit_conv (unit VARCHAR, system VARCHAR, "
@@ -64,14 +67,14 @@ class DuckRunner:
         conv = conversions(units, plan.sets.targets)
         if conv:
             c.executemany("INSERT INTO unit_conv VALUES (?, ?, ?, ?, ?, ?)", conv)
-        c.execute("CREATE OR REPLACE TEMP TABLE unit_conv_targets (target VARCHAR)")
-        if plan.sets.targets:
-            c.executemany("INSERT INTO unit_conv_targets VALUES (?)",
-                          [(t,) for t in sorted(plan.sets.targets)])  # fmt: skip
         c.execute(f"CREATE OR REPLACE TEMP TABLE ev_conv AS {EV_CONV_SQL}")
 
     def query(self, sql: str) -> list[tuple[Any, ...]]:
         return [tuple(r) for r in self.con.execute(sql).fetchall()]
+
+    def rows(self, rule: CompiledRule) -> list[tuple[Any, ...]]:
+        # one statement: DuckDB materialises a CTE read more than once by itself
+        return self.query(rule.to_sql(self.dialect))
 
 
 class SparkRunner:
@@ -84,21 +87,42 @@ class SparkRunner:
         import sqlglot
 
         sp = self.spark
+
+        def cached(name: str, sql: str) -> None:  # the DuckDB text, transpiled like the rules
+            df = sp.sql(sqlglot.transpile(sql, read="duckdb", write="spark")[0])
+            df.cache().createOrReplaceTempView(name)
+
         schema = ", ".join(f"{c} STRING" for c in CS_COLUMNS)
         sp.createDataFrame(plan.sets.rows or [], schema).createOrReplaceTempView("cs_entries")
+        cached("ev_set", EV_SET_SQL)
+        cached("picked", plan.sets.picked_sql())
         conv = conversions(self.query(UNITS_SQL), plan.sets.targets)
         sp.createDataFrame(
             conv, "unit STRING, system STRING, code STRING, target STRING, a DOUBLE, b DOUBLE"
         ).createOrReplaceTempView("unit_conv")
-        sp.createDataFrame(
-            [(t,) for t in sorted(plan.sets.targets)], "target STRING"
-        ).createOrReplaceTempView("unit_conv_targets")
-        for name, sql in (("ev_set", EV_SET_SQL), ("ev_conv", EV_CONV_SQL)):
-            df = sp.sql(sqlglot.transpile(sql, read="duckdb", write="spark")[0])
-            df.cache().createOrReplaceTempView(name)
+        cached("ev_conv", EV_CONV_SQL)
 
     def query(self, sql: str) -> list[tuple[Any, ...]]:
         return [tuple(r) for r in self.spark.sql(sql).collect()]
+
+    def rows(self, rule: CompiledRule) -> list[tuple[Any, ...]]:
+        """The rule's steps as temporary views; a step read more than once is computed once
+        (``localCheckpoint``: its rows, without the plan that made them), so no plan holds a
+        shared step twice."""
+        out: list[tuple[Any, ...]] = []
+        views = []
+        for name, sql, shared in rule.steps(self.dialect):
+            df = self.spark.sql(sql)
+            if not name:
+                out = [tuple(r) for r in df.collect()]
+                break
+            if shared:
+                df = df.localCheckpoint()
+            df.createOrReplaceTempView(name)
+            views.append(name)
+        for name in views:
+            self.spark.catalog.dropTempView(name)
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +136,7 @@ class Row:
 
 
 UNITS_SQL = (
-    "SELECT DISTINCT unit, system, code FROM events WHERE value IS NOT NULL AND unit IS NOT NULL"
+    "SELECT DISTINCT unit, system, code FROM picked WHERE value IS NOT NULL AND unit IS NOT NULL"
 )
 
 
@@ -136,11 +160,14 @@ def conversions(
     return out
 
 
-def run_plan(runner: Runner, plan: Plan) -> list[Row]:
-    runner.prepare(plan)
+def run_plan(runner: Runner, plan: Plan, *, prepared: bool = False) -> list[Row]:
+    """The rows of every compiled rule; ``prepared``: the runner's per-scan tables were made
+    for ``plan.sets`` already (a subset of a prepared plan's rules, sharing its sets)."""
+    if not prepared:
+        runner.prepare(plan)
     out: list[Row] = []
     for compiled in plan.compiled:
-        for rec in runner.query(compiled.to_sql(runner.dialect)):
+        for rec in runner.rows(compiled):
             pid, ieid, oeid = rec[0], rec[1], rec[2]
             evs = rec[3 : 3 + compiled.n_evidence]
             first_unk = 3 + compiled.n_evidence
@@ -244,9 +271,9 @@ def to_findings(runner: Runner, rows: Sequence[Row]) -> list[Finding]:
     return out
 
 
-def run(runner: Runner, plan: Plan) -> list[Finding]:
+def run(runner: Runner, plan: Plan, *, prepared: bool = False) -> list[Finding]:
     """Every compiled rule's findings over the tables the runner sees."""
-    return to_findings(runner, run_plan(runner, plan))
+    return to_findings(runner, run_plan(runner, plan, prepared=prepared))
 
 
 def finding_map(findings: Iterable[Finding]) -> Mapping[str, Finding]:

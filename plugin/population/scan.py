@@ -128,9 +128,9 @@ def spark_session(master: str = "local[2]", driver_memory: str = "4g") -> Any:
 
 
 def spark_runner(spark: Any, stage_dir: Path) -> SparkRunner:
-    """Register the staged tables as views. ``events`` is read twice per scan (``picked``,
-    ``ev_conv``) and by eid for the findings, so it stays on disk (Parquet is columnar);
-    the smaller tables every rule reads are cached once."""
+    """Register the staged tables as views. ``events`` is read once per scan (for
+    ``picked``) and then by eid for the findings, so it stays on disk (Parquet is
+    columnar); the smaller tables every rule reads are cached once."""
     for name in TABLES:
         df = spark.read.parquet(str(stage_dir / name)).drop("bucket")
         if name != "events":

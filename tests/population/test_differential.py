@@ -148,31 +148,3 @@ def test_synthetic_population(ruleset, population: Path) -> None:  # type: ignor
     py = _python([population], rules, AS_OF)
     assert len(py) > 50
     _assert_same(py, _sql([population], plan), "synthetic population")
-
-
-SPARK_TRIGGERS = ("SP-1", "TR-7")  # a sequence and an absence with a threshold
-
-
-def test_spark_same_findings(ruleset, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    """The same compiled plan, transpiled to Spark SQL, over the staged Parquet (local[2]).
-    Two rules on the fixtures only: Spark starts in 15-80 s and plans each query in seconds
-    on a shared 2-core machine; the bench runs the catalogue on a population."""
-    pytest.importorskip("pyspark")
-    from plugin.population.scan import spark_runner, spark_session, stage
-
-    rules = [r for t in SPARK_TRIGGERS for r in ruleset.find(t)]
-    plan = compile_rules(rules, ruleset.valuesets, as_of=AS_OF)
-    assert not plan.not_compiled
-    src = [ROOT / "fhir_fixtures"]
-    con = connect()
-    counts = flatten(con, src)
-    stage(con, tmp_path / "stage", {"files": [], **counts})
-    duck = run(DuckRunner(con), plan)
-    spark = spark_session("local[2]")
-    try:
-        on_spark = run(spark_runner(spark, tmp_path / "stage"), plan)
-    finally:
-        spark.stop()
-    assert duck, "the sources should give findings for these rules"
-    _assert_same(duck, on_spark, "spark vs duckdb")
-    _assert_same(_python(src, rules, AS_OF), on_spark, "spark vs python")
