@@ -110,7 +110,12 @@ def generate(
     summary = Summary(patients=patients)
     try:
         if workers > 1 and len(jobs) > 1:
-            ctx = multiprocessing.get_context("fork")
+            # Not fork: the caller may hold DuckDB's (or LightGBM's OpenMP) threads, and a
+            # child forked from a threaded process can crash on a lock a thread held (seen:
+            # segfaults in these workers after an in-process DuckDB scan). The fork server
+            # forks workers from a process that never ran either.
+            ctx = multiprocessing.get_context("forkserver")
+            ctx.set_forkserver_preload([__name__])
             with ctx.Pool(workers) as pool:
                 results = list(pool.imap(_run_chunk, jobs))
         else:
