@@ -202,11 +202,12 @@ def events_by_id(runner: Runner, eids: Iterable[int]) -> dict[int, Event]:
     for start in range(0, len(ids), 5000):
         chunk = ",".join(str(i) for i in ids[start : start + 5000])
         dx: dict[int, list[Code]] = {}
-        for eid, system, code in runner.query(
-            f"SELECT eid, system, code FROM codes WHERE role = 'dx' AND eid IN ({chunk}) "
-            "ORDER BY eid, system, code"
+        pr: dict[int, list[Code]] = {}
+        for eid, role, system, code in runner.query(
+            f"SELECT DISTINCT eid, role, system, code FROM codes WHERE role IN ('dx', 'pr') "
+            f"AND eid IN ({chunk}) ORDER BY eid, role, system, code"
         ):
-            dx.setdefault(int(eid), []).append(Code(system, code))
+            (dx if role == "dx" else pr).setdefault(int(eid), []).append(Code(system, code))
         for r in runner.query(f"SELECT {_EVENT_FIELDS} FROM events WHERE eid IN ({chunk})"):
             eid = int(r[0])
             kind = Kind(r[2])
@@ -216,6 +217,7 @@ def events_by_id(runner: Runner, eids: Iterable[int]) -> dict[int, Event]:
                     setting=Setting(r[10] or "OTHER"),
                     class_code="",
                     diagnoses=tuple(dx.get(eid, ())),
+                    principal=tuple(pr.get(eid, ())),
                 )
             out[eid] = Event(
                 patient=r[1], kind=kind, t=from_us(r[3]),

@@ -420,7 +420,12 @@ def describe(e: Event) -> str:
     """One line about an event for a finding's summary."""
     when = e.t.date().isoformat()
     if e.detail is not None:
-        dx = ", ".join(c.code for c in e.detail.diagnoses[:3])
+        # the principal diagnosis first (what a reviewer reads first), then by code: an order
+        # every engine reproduces (a SQL engine does not keep the order Conditions were read)
+        principal = set(e.detail.principal)
+        shown = sorted(set(e.detail.diagnoses),
+                       key=lambda c: (c not in principal, c.system, c.code))[:3]  # fmt: skip
+        dx = ", ".join(c.code for c in shown)
         return f"{e.detail.setting.value} encounter on {when}" + (f" ({dx})" if dx else "")
     label = e.text or e.code
     value = f" {e.value:g}{' ' + e.unit if e.unit else ''}" if e.value is not None else ""

@@ -3,7 +3,7 @@
 Every rule test case, every fixture folder, the shared real data and a synthetic population
 go through the per-patient Python engine and the compiled SQL plan (DuckDB; Spark on a
 small population). Findings must be identical by key, and for each key the outcome,
-evidence, window end and ``extra`` must agree. Rules the compiler cannot translate (they
+evidence, window end, summary and ``extra`` must agree. Rules the compiler cannot translate (they
 run through Python in the SQL scan too) are skipped here: comparing Python with itself
 proves nothing, and ``test_compiled_share`` keeps that set from growing unnoticed.
 """
@@ -46,7 +46,8 @@ def ruleset():  # type: ignore[no-untyped-def]
 
 def _signature(f: Finding) -> tuple[object, ...]:
     extra = {k: v for k, v in f.extra.items() if k != "data_gap"}
-    return (f.key, f.outcome_ref, f.evidence, f.window_end, f.index_end, sorted(extra.items()))
+    return (f.key, f.outcome_ref, f.evidence, f.window_end, f.index_end, f.summary,
+            sorted(extra.items()))  # fmt: skip
 
 
 def _assert_same(py: list[Finding], sql: list[Finding], where: str) -> None:
