@@ -334,6 +334,7 @@ RAW_PARSE = """
 import json, sys, duckdb
 files, memory_limit = json.load(sys.stdin)
 con = duckdb.connect()
+con.execute("SET enable_progress_bar = false")  # a long count draws one on stdout
 if memory_limit:
     con.execute(f"SET memory_limit = '{memory_limit}'")
 n = con.execute("SELECT count(*) FROM read_json_objects(?, format = 'newline_delimited', "

@@ -251,6 +251,9 @@ def connect(
         Path(temp_dir).mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(path)
     con.execute("SET TimeZone = 'UTC'")
+    # library code never prints: DuckDB draws a progress bar on stdout for a long query,
+    # into the findings table or CSV a scan writes there
+    con.execute("SET enable_progress_bar = false")
     if memory_limit:
         con.execute(f"SET memory_limit = {lit(memory_limit)}")
     if temp_dir is not None:
