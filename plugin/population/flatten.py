@@ -974,25 +974,21 @@ def _encounters(con: duckdb.DuckDBPyConnection) -> None:
 
 def _derive(con: duckdb.DuckDBPyConnection) -> None:
     """Event ids and timeline order, codes, linked diagnoses, ``released``, patients."""
+    # One copy of the event rows (ids and primary code added), the timeline order ranked on
+    # the narrow sort keys alone and joined in when ``events`` is written: each copy of the
+    # wide rows, and a window over them (it sorts every column), costs as much as the rest
     con.execute("""
-        CREATE OR REPLACE TEMP TABLE ev1 AS
-        SELECT *, own[1].s AS system0, own[1].c AS code0 FROM ev0 WHERE t IS NOT NULL
+        CREATE OR REPLACE TEMP TABLE ev2 AS
+        SELECT *, own[1].s AS system0, own[1].c AS code0, row_number() OVER () AS eid
+        FROM ev0 WHERE t IS NOT NULL
     """)
     con.execute("DROP TABLE ev0")
-    # the timeline order is ranked on the narrow sort keys alone, then joined back: a
-    # window over the wide rows sorts every column with them (4x the cost)
-    con.execute("CREATE OR REPLACE TEMP TABLE ev1e AS SELECT *, row_number() OVER () AS eid "
-                "FROM ev1")
-    con.execute("DROP TABLE ev1")
     con.execute("""
-        CREATE OR REPLACE TABLE ev2 AS
-        WITH o AS (
-            SELECT eid, row_number() OVER (PARTITION BY pid ORDER BY t, kind, source,
-                                           coalesce(system0, ''), coalesce(code0, '')) AS seq
-            FROM ev1e)
-        SELECT e.*, o.seq FROM ev1e e JOIN o ON o.eid = e.eid
+        CREATE OR REPLACE TEMP TABLE ev_seq AS
+        SELECT eid, row_number() OVER (PARTITION BY pid ORDER BY t, kind, source,
+                                       coalesce(system0, ''), coalesce(code0, '')) AS seq
+        FROM ev2
     """)
-    con.execute("DROP TABLE ev1e")
     con.execute("""
         CREATE OR REPLACE TABLE codes AS
         SELECT eid, 'own' AS role, x.s AS system, x.c AS code
@@ -1026,7 +1022,7 @@ def _derive(con: duckdb.DuckDBPyConnection) -> None:
               AND ((a.source <> e.source AND a.t <= coalesce(e.te, e.t) + 86400000000
                     AND a.stop >= e.t) OR a.part_of = e.source)
         )
-        SELECT e.pid, e.eid, e.seq, e.kind, e.t, e.te, e.source,
+        SELECT e.pid, e.eid, o.seq, e.kind, e.t, e.te, e.source,
                coalesce(e.system0, '') AS system, coalesce(e.code0, '') AS code, e.enc, e.status,
                e.value, e.unit, e.comparator, e.positive, e.abnormal, e.off, e.setting,
                e.disposition, e.admit_source, e.planned,
@@ -1041,9 +1037,10 @@ def _derive(con: duckdb.DuckDBPyConnection) -> None:
                e.label,
                year(make_timestamp(e.t)) AS ty,
                month(make_timestamp(e.t)) * 100 + day(make_timestamp(e.t)) AS tmd
-        FROM ev2 e LEFT JOIN blocked b ON b.eid = e.eid
+        FROM ev2 e JOIN ev_seq o ON o.eid = e.eid LEFT JOIN blocked b ON b.eid = e.eid
     """)
     con.execute("DROP TABLE ev2")
+    con.execute("DROP TABLE ev_seq")
     con.execute("""
         CREATE OR REPLACE TABLE patients AS
         WITH p AS (
