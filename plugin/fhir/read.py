@@ -33,14 +33,14 @@ import gzip
 import os
 import re
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 import orjson
 
-from plugin.errors import FhirParseError
+from plugin.errors import EmptySource, FhirParseError
 from plugin.fhir.resource_types import R4_TYPES
 
 __all__ = ["ReadItem", "ReadReport", "display", "iter_resources", "list_input_files"]
@@ -141,6 +141,18 @@ class ReadReport:
             first, more = self.ignored_files[0], " ..." if len(self.ignored_files) > 1 else ""
             lines.append(f"{len(self.ignored_files)} files not FHIR, not read: {first}{more}")
         return lines
+
+
+def nothing_read(roots: Sequence[str | Path], report: ReadReport) -> EmptySource:
+    """The error for a source that gave no resource at all (every engine raises it): a scan
+    of nothing is not "0 patients, 0 findings"."""
+    names = ", ".join(str(r) for r in roots)
+    detail = (
+        f"{report.files} files, {report.skipped} unreadable items"
+        if (report.files or report.skipped)
+        else "no FHIR files (.ndjson, .json, .gz)"
+    )
+    return EmptySource(f"{names}: no FHIR resources read ({detail})")
 
 
 def list_input_files(path: Path, problems: list[FhirParseError] | None = None) -> list[Path]:

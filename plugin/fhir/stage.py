@@ -68,9 +68,9 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from plugin.errors import EmptySource, FhirParseError
+from plugin.errors import FhirParseError
 from plugin.fhir.parse import TIMELINE_TYPES, timeline_from_resources
-from plugin.fhir.read import ReadReport, iter_resources, list_input_files
+from plugin.fhir.read import ReadReport, iter_resources, list_input_files, nothing_read
 from plugin.fhir.refs import ReferenceIndex
 from plugin.fhir.resource_types import shared_types
 from plugin.fhir.validate import Mode, check_full
@@ -273,13 +273,7 @@ def _staged(
         store = _Buckets(n, Path(tmp))
         shared = _partition(roots, store, report, types)
         if report.read == 0:
-            names = ", ".join(str(r) for r in roots)
-            detail = (
-                f"{report.files} files, {report.skipped} unreadable items"
-                if (report.files or report.skipped)
-                else "no FHIR files (.ndjson, .json, .gz)"
-            )
-            raise EmptySource(f"{names}: no FHIR resources read ({detail})")
+            raise nothing_read(roots, report)
         for grouped in store.groups():
             for pid in sorted(grouped):
                 yield _validated(grouped[pid], pid, validate, report, shared)

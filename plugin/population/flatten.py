@@ -491,24 +491,37 @@ def flatten_resources(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     return {"events": int(counts[0]), "patients": int(counts[1])}
 
 
-def _patients_of(con: duckdb.DuckDBPyConnection, shared: str) -> None:
-    """``pres``: each patient's resources, one copy per Type/id (plugin.fhir.stage)."""
-    # conditional Patient?identifier= references: resolved against the Patients' identifiers
-    con.execute("""
-        CREATE OR REPLACE TEMP TABLE pident AS
+def p0_sql(shared: str) -> str:
+    """A resource's patient as written (a conditional reference stays ``?query``; NULL for
+    the shared types), from the columns of ``res``."""
+    return (f"CASE WHEN rt IN {shared} THEN NULL WHEN rt = 'Patient' THEN id "
+            "ELSE patient_of(pref) END")  # fmt: skip
+
+
+def pident_sql(name: str, src: str) -> str:
+    """Table ``name(k, pid)``: each identifier key (``system|value`` and ``|value``) of the
+    Patients in ``src(id, ident)``, to the first Patient id holding it."""
+    return f"""
+        CREATE OR REPLACE TEMP TABLE {name} AS
         SELECT k, min(pid) AS pid FROM (
             SELECT id AS pid,
                    unnest([coalesce(i.system, '') || '|' || i.value, '|' || i.value]) AS k
-            FROM (SELECT id, unnest(r.identifier) AS i FROM res WHERE rt = 'Patient')
+            FROM (SELECT id, unnest(ident) AS i FROM ({src}))
             WHERE i.value IS NOT NULL)
         GROUP BY k
-    """)
+    """
+
+
+def _patients_of(con: duckdb.DuckDBPyConnection, shared: str) -> None:
+    """``pres``: each patient's resources, one copy per Type/id (plugin.fhir.stage)."""
+    # conditional Patient?identifier= references: resolved against the Patients' identifiers
+    con.execute(pident_sql("pident", "SELECT id, r.identifier AS ident FROM res "
+                                     "WHERE rt = 'Patient'"))  # fmt: skip
     # Each resource's patient, resolved in place: a copy of the wide rows costs as much as
     # reading them. p0 may already be there (an incremental scan stages it).
     if "p0" not in {c[0] for c in con.execute("DESCRIBE res").fetchall()}:
         con.execute("ALTER TABLE res ADD COLUMN p0 VARCHAR")
-        con.execute(f"UPDATE res SET p0 = CASE WHEN rt IN {shared} THEN NULL WHEN rt = "
-                    "'Patient' THEN id ELSE patient_of(pref) END")  # fmt: skip
+        con.execute(f"UPDATE res SET p0 = {p0_sql(shared)}")
     con.execute("""
         UPDATE res SET p0 = pident.pid FROM pident
         WHERE starts_with(res.p0, '?') AND pident.k = qkey(res.p0)

@@ -59,6 +59,8 @@ from plugin.population.flatten import (
     damaged_files,
     flatten_resources,
     no_offset_warnings,
+    p0_sql,
+    pident_sql,
     read_resources,
 )
 from plugin.population.scan import TABLES, _fingerprint, stage
@@ -214,8 +216,7 @@ class _Delta:
             check_damaged(c, damaged, self.report)
             no_offset_warnings(c, damaged, self.report)
         c.execute(f"""
-            UPDATE res SET p0 = CASE WHEN rt IN {self.shared} THEN NULL
-                                     WHEN rt = 'Patient' THEN id ELSE patient_of(pref) END
+            UPDATE res SET p0 = {p0_sql(self.shared)}
         """)
         c.execute("ALTER TABLE res RENAME TO dres")
         staged = self.sdir / "res"
@@ -229,9 +230,9 @@ class _Delta:
         # (filtered on rt, a column of its own: the wide r is read for the Patients only)
         c.execute("CREATE OR REPLACE TEMP TABLE spat AS SELECT id, r.identifier AS ident "
                   "FROM sres WHERE rt = 'Patient'")  # fmt: skip
-        c.execute(_PIDENT.format(name="pident_old", src="SELECT id, ident FROM spat"))
-        c.execute(_PIDENT.format(name="pident", src="SELECT id, ident FROM spat UNION ALL SELECT "
-                                 "id, r.identifier FROM dres WHERE rt = 'Patient'"))  # fmt: skip
+        c.execute(pident_sql("pident_old", "SELECT id, ident FROM spat"))
+        c.execute(pident_sql("pident", "SELECT id, ident FROM spat UNION ALL SELECT "
+                             "id, r.identifier FROM dres WHERE rt = 'Patient'"))  # fmt: skip
         return types
 
     def affected(self) -> set[str]:
@@ -369,16 +370,6 @@ def _pid(alias: str, pident: str) -> str:
         f"(CASE WHEN {alias}.p0 IS NULL OR {alias}.p0 = '' THEN NULL "
         f"WHEN starts_with({alias}.p0, '?') THEN {pident}.pid ELSE {alias}.p0 END)"
     )
-
-
-_PIDENT = """
-    CREATE OR REPLACE TEMP TABLE {name} AS
-    SELECT k, min(pid) AS pid FROM (
-        SELECT id AS pid, unnest([coalesce(i.system, '') || '|' || i.value, '|' || i.value]) AS k
-        FROM (SELECT id, unnest(ident) AS i FROM ({src}))
-        WHERE i.value IS NOT NULL)
-    GROUP BY k
-"""
 
 
 def _rules_id(plan: Plan, gaps: dict[str, Any]) -> str:

@@ -26,8 +26,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from plugin.errors import EmptySource, FhirParseError, StageMismatch
-from plugin.fhir.read import ReadReport, list_input_files
+from plugin.errors import FhirParseError, StageMismatch
+from plugin.fhir.read import ReadReport, list_input_files, nothing_read
 from plugin.population.compile import compile_rules
 from plugin.population.engine import DuckRunner, Runner, SparkRunner, run
 from plugin.population.flatten import connect, flatten
@@ -212,10 +212,7 @@ def read_counts(
     report.files = len(fingerprint)
     report.resources.update(Counter(manifest.get("types", {})))
     if report.read == 0:
-        detail = (f"{report.files} files, {report.skipped} unreadable items"
-                  if report.files else "no FHIR files (.ndjson, .json, .gz)")  # fmt: skip
-        names = ", ".join(str(p) for p in paths)
-        raise EmptySource(f"{names}: no FHIR resources read ({detail})")
+        raise nothing_read(paths, report)
 
 
 def report_json(report: ReadReport) -> dict[str, Any]:
@@ -225,7 +222,7 @@ def report_json(report: ReadReport) -> dict[str, Any]:
 
     return {"skipped_by_reason": dict(report.skipped_by_reason), "errors": items(report.errors),
             "warned_by_reason": dict(report.warned_by_reason),
-            "warnings": items(report.warnings)}  # fmt: skip
+            "warnings": items(report.warnings), "duplicates": report.duplicates}  # fmt: skip
 
 
 def report_from_json(report: ReadReport, data: dict[str, Any]) -> None:
@@ -235,6 +232,7 @@ def report_from_json(report: ReadReport, data: dict[str, Any]) -> None:
     report.warned_by_reason.update(data.get("warned_by_reason", {}))
     report.warned = sum(report.warned_by_reason.values())
     report.warnings = [FhirParseError(*e) for e in data.get("warnings", [])]
+    report.duplicates = int(data.get("duplicates", 0))
 
 
 def _python_rules(

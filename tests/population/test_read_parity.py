@@ -101,6 +101,7 @@ def test_a_staged_rescan_reports_the_problems_again(ruleset, tmp_path: Path) -> 
     assert first.report.skipped > 0
     assert _items(again.report.errors) == _items(first.report.errors)
     assert again.report.warned_by_reason == first.report.warned_by_reason
+    assert again.report.duplicates == first.report.duplicates > 0
 
 
 def test_nothing_to_read_is_an_error(ruleset, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
