@@ -31,6 +31,7 @@ Patient and to Locations are kept as written.
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -122,6 +123,43 @@ SCHEMA: dict[str, object] = {
     "name": "VARCHAR",
     "physicalType": _CC,
 }
+
+
+_PATIENT_REF = ("resourceType", "id", "subject", "patient", "beneficiary", "meta", "status")
+# the fields the flattening reads of each type (a fast file is read with these alone: a
+# struct of every field, carried through the reader, costs more than the rest of the step)
+FIELDS: dict[str, tuple[str, ...]] = {
+    "Patient": (*_PATIENT_REF, "identifier", "birthDate", "deceasedDateTime", "gender"),
+    "Condition": (*_PATIENT_REF, "clinicalStatus", "verificationStatus", "code",
+                  "onsetDateTime", "onsetPeriod", "recordedDate", "encounter", "context"),
+    "Observation": (*_PATIENT_REF, "code", "valueQuantity", "valueInteger",
+                    "valueCodeableConcept", "valueString", "interpretation", "referenceRange",
+                    "component", "effectiveDateTime", "effectiveInstant", "effectivePeriod",
+                    "issued", "encounter"),
+    "Procedure": (*_PATIENT_REF, "code", "performedDateTime", "performedPeriod", "encounter",
+                  "context"),
+    "DiagnosticReport": (*_PATIENT_REF, "code", "conclusionCode", "conclusion",
+                         "presentedForm", "effectiveDateTime", "effectivePeriod", "issued",
+                         "encounter"),
+    "ServiceRequest": (*_PATIENT_REF, "code", "authoredOn", "occurrenceDateTime",
+                       "occurrencePeriod", "encounter"),
+    "MedicationRequest": (*_PATIENT_REF, "medicationCodeableConcept", "medicationReference",
+                          "contained", "authoredOn", "encounter"),
+    "Encounter": (*_PATIENT_REF, "identifier", "period", "class", "classHistory", "type",
+                  "serviceType", "priority", "hospitalization", "location", "diagnosis",
+                  "reasonCode", "reasonReference", "partOf"),
+    "Location": (*_PATIENT_REF, "identifier", "name", "type", "physicalType"),
+    "Medication": (*_PATIENT_REF, "code"),
+}  # fmt: skip
+# the type of res.r: Bundles keep their entries until they are expanded (read_resources)
+_RES_SCHEMA: dict[str, object] = {**SCHEMA, "entry": "JSON[]"}
+# what the survey of every resource reads (read_resources): its type, id and patient, and
+# the times the damaged-file checks and the no-offset warnings read
+SURVEY: dict[str, object] = {k: SCHEMA[k] for k in (
+    "resourceType", "id", "subject", "patient", "beneficiary", "onsetDateTime", "onsetPeriod",
+    "recordedDate", "effectiveDateTime", "effectiveInstant", "effectivePeriod", "issued",
+    "performedDateTime", "performedPeriod", "authoredOn", "occurrenceDateTime",
+    "occurrencePeriod", "birthDate", "deceasedDateTime", "period", "location")}  # fmt: skip
 
 
 def _macros() -> list[str]:
@@ -245,11 +283,11 @@ def connect(
     memory_limit: str | None = None, temp_dir: str | Path | None = None
 ) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection set up for flattening: UTC, bounded memory, spilling to disk."""
-    # with a temp_dir the tables live in a database file there, so they spill to disk too
-    path = str(Path(temp_dir) / "flat.duckdb") if temp_dir is not None else ":memory:"
+    # An in-memory database spills its tables to temp_dir past the memory limit; a database
+    # file would write every table to disk, needed or not (1 s of a 20,000-patient scan)
     if temp_dir is not None:
         Path(temp_dir).mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(path)
+    con = duckdb.connect(":memory:")
     con.execute("SET TimeZone = 'UTC'")
     # library code never prints: DuckDB draws a progress bar on stdout for a long query,
     # into the findings table or CSV a scan writes there
@@ -312,6 +350,7 @@ def flatten(
         _empty_tables(con)
         return {"resources": 0, "types": {}, "damaged": [], "events": 0, "patients": 0}
     damaged = damaged_files(con)
+    read_in_full(con, damaged)
     skipped = check_damaged(con, damaged, report)
     if report is not None:
         no_offset_warnings(con, damaged, report)
@@ -359,27 +398,123 @@ def check_damaged(
 
 
 def read_resources(
-    con: duckdb.DuckDBPyConnection, sources: Sequence[str | Path]
+    con: duckdb.DuckDBPyConnection, sources: Sequence[str | Path], *, stream: bool = True
 ) -> dict[str, int] | None:
-    """Read ``sources`` into the temp table ``res(rt, id, r, pref)``: one row per resource
-    (Bundles expanded), ``r`` typed by :data:`SCHEMA`, ``pref`` its patient reference as
-    written. Returns the count per resource type read, or None when there are no files."""
+    """Read ``sources`` (files or folders). Returns the count per resource type read, or
+    None when there are no files.
+
+    NDJSON files of one resource type (a Bulk export's files; the type is taken from the
+    first line and checked on every line) are read by DuckDB's typed JSON reader into one
+    table per type, ``res_<Type>(fname, rt, id, pref, p0, r)``, ``r`` holding only the
+    fields the flattening reads of that type (:data:`FIELDS`): half the memory, and the
+    time, of one struct of every field. They are listed in ``fast(f, rt)``. Every other file
+    (Bundles, ``.json``, mixed types, a first value the reader cannot use), and every file
+    with ``stream=False``, is read into ``res(fname, rt, id, r, pref)`` typed by
+    :data:`SCHEMA`. The view ``rs`` shows both with the fields the checks read
+    (:data:`SURVEY`)."""
     nd, js = _files(sources)
     if not nd and not js:
         return None
-    keep = in_list(timeline_types())
+    by_type: dict[str, list[str]] = {}
+    slow: list[str] = []
+    for f in nd:
+        rt = _first_type(f) if stream else None
+        if rt in R4_TYPES and rt not in ("Bundle", "OperationOutcome"):
+            by_type.setdefault(str(rt), []).append(f)
+        else:
+            slow.append(f)
+    con.execute("CREATE OR REPLACE TEMP TABLE fast (f VARCHAR, rt VARCHAR)")
+    for rt, files in sorted(by_type.items()):
+        schema = {k: SCHEMA[k] for k in FIELDS.get(rt, _PATIENT_REF)}
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE res_{rt} AS
+            SELECT filename AS fname, r.resourceType AS rt, r.id AS id, {_PREF} AS pref,
+                   {_p0_of(rt)} AS p0, r
+            FROM {typed_files(files, schema)}
+        """)
+        # a file holding another type, or a value the reader cannot use, is read in full
+        # (it is damaged: damaged_files)
+        mixed = [str(f) for (f,) in con.execute(
+            f"SELECT DISTINCT fname FROM res_{rt} WHERE rt IS DISTINCT FROM {lit(rt)}"
+        ).fetchall()]  # fmt: skip
+        if mixed:
+            con.execute(f"DELETE FROM res_{rt} WHERE fname IN {in_list(mixed)}")
+            slow += mixed
+        kept = [(f, rt) for f in files if f not in set(mixed)]
+        if kept:
+            con.executemany("INSERT INTO fast VALUES (?, ?)", kept)
+    _read_full(con, slow, js)
+    _survey_view(con, sorted(by_type))
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE res_files AS SELECT fname AS f, rt, count(*) AS n "
+        "FROM rs GROUP BY ALL"
+    )
+    keep = timeline_types()
+    con.execute(f"DELETE FROM res WHERE rt IS NULL OR rt NOT IN {in_list(keep)}")
+    for rt in by_type:
+        if rt not in keep:
+            con.execute(f"DROP TABLE res_{rt}")
+    con.execute(f"DELETE FROM fast WHERE rt NOT IN {in_list(keep)}")
+    _survey_view(con, sorted(set(by_type) & keep))
+    types: dict[str, int] = {}
+    for _f, rt, n in con.execute("SELECT * FROM res_files").fetchall():
+        if rt in R4_TYPES and rt not in ("Bundle", "OperationOutcome"):
+            types[rt] = types.get(rt, 0) + int(n)
+    return types
+
+
+def _p0_of(rt: str) -> str:
+    """:func:`p0_sql` for the resources of a fast file of type ``rt``, from its ``r``."""
+    if rt in shared_types():
+        return "NULL::VARCHAR"
+    return "r.id" if rt == "Patient" else f"patient_of({_PREF})"
+
+
+def _first_type(path: str) -> str | None:
+    """The resourceType of the first value of an NDJSON file (None: unreadable)."""
+    opener: Any = gzip.open if path.endswith(".gz") else open
+    try:
+        with opener(path, "rt", encoding="utf-8") as fh:
+            for line in fh:
+                if line.strip():
+                    value = json.loads(line)
+                    rt = value.get("resourceType") if isinstance(value, dict) else None
+                    return rt if isinstance(rt, str) else None
+    except (OSError, ValueError, EOFError):
+        return None
+    return None
+
+
+def _survey_view(con: duckdb.DuckDBPyConnection, types: list[str]) -> None:
+    """``rs(fname, rt, id, pref, p0, r)``: every resource read, ``r`` the :data:`SURVEY`
+    fields (NULL where a type's table does not hold the field)."""
+    parts = [f"SELECT fname, rt, id, pref, NULL::VARCHAR AS p0, {_pick('r', tuple(SURVEY))} "
+             "AS r FROM res"]  # fmt: skip
+    for rt in types:
+        have = set(FIELDS.get(rt, _PATIENT_REF))
+        fields = ", ".join(f"'{k}': r.{k}" if k in have else f"'{k}': NULL::{ddl(v)}"
+                           for k, v in SURVEY.items())  # fmt: skip
+        parts.append(f"SELECT fname, rt, id, pref, p0, {{{fields}}} AS r FROM res_{rt}")
+    con.execute(f"CREATE OR REPLACE TEMP VIEW rs AS {' UNION ALL '.join(parts)}")
+
+
+_PREF = "coalesce(r.subject.reference, r.patient.reference, r.beneficiary.reference)"
+
+
+def _read_full(con: duckdb.DuckDBPyConnection, nd: list[str], js: list[str]) -> None:
+    """``nd`` and ``js`` → ``res``, typed by :data:`SCHEMA`, Bundles expanded to entries."""
+    bundle_schema = json.dumps(_RES_SCHEMA)
+    read = _read_sql(nd, js) if nd or js else "SELECT NULL::VARCHAR AS fname, '{}' AS j LIMIT 0"
     # Each JSON value is parsed once: typed by ``from_json`` straight from the file reader
     # (a view read twice would read the files twice). ``entry`` is typed only to expand
-    # Bundles, in place, afterwards.
-    bundle_schema = json.dumps({**SCHEMA, "entry": "JSON[]"})
-    # A value the reader cannot use (invalid JSON, not an object, no or an unknown
-    # resourceType) stays a row until it is counted per file (res_files), so the files to
-    # re-read for a file:line report are known without a second pass (damaged_files).
+    # Bundles, in place, afterwards. A value the reader cannot use (invalid JSON, not an
+    # object, no or an unknown resourceType) stays a row until it is counted per file
+    # (res_files), so the files to re-read for a file:line report are known without a
+    # second pass (damaged_files).
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE res AS
-        SELECT fname, r.resourceType AS rt, r.id AS id, r,
-               coalesce(r.subject.reference, r.patient.reference, r.beneficiary.reference) AS pref
-        FROM (SELECT fname, from_json(j, '{bundle_schema}') AS r FROM ({_read_sql(nd, js)}))
+        SELECT fname, r.resourceType AS rt, r.id AS id, r, {_PREF} AS pref
+        FROM (SELECT fname, from_json(j, '{bundle_schema}') AS r FROM ({read}))
     """)
     # a .json file holding several values is NDJSON under the wrong name (reported)
     con.execute("CREATE OR REPLACE TEMP TABLE res_top AS SELECT fname AS f, count(*) AS n "
@@ -389,8 +524,7 @@ def read_resources(
     # without an id takes the uuid of its fullUrl (plugin.fhir.read).
     con.execute(f"""
         INSERT INTO res
-        SELECT fname, r.resourceType AS rt, r.id AS id, r,
-               coalesce(r.subject.reference, r.patient.reference, r.beneficiary.reference) AS pref
+        SELECT fname, r.resourceType AS rt, r.id AS id, r, {_PREF} AS pref
         FROM (SELECT fname, from_json(CASE WHEN json_extract(e, '$.resource.id') IS NULL
                          AND starts_with(json_extract_string(e, '$.fullUrl'), 'urn:uuid:')
                     THEN json_merge_patch(json_extract(e, '$.resource'), json_object(
@@ -400,16 +534,48 @@ def read_resources(
               WHERE json_extract(e, '$.resource') IS NOT NULL)
     """)
     con.execute("DELETE FROM res WHERE rt = 'Bundle'")
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE res_files AS SELECT fname AS f, rt, count(*) AS n "
-        "FROM res GROUP BY ALL"
-    )
-    con.execute(f"DELETE FROM res WHERE rt IS NULL OR rt NOT IN {keep}")
-    types: dict[str, int] = {}
-    for _f, rt, n in con.execute("SELECT * FROM res_files").fetchall():
-        if rt in R4_TYPES and rt not in ("Bundle", "OperationOutcome"):
-            types[rt] = types.get(rt, 0) + int(n)
-    return types
+    con.execute("ALTER TABLE res DROP COLUMN IF EXISTS p0")
+
+
+def read_in_full(con: duckdb.DuckDBPyConnection, files: list[str]) -> None:
+    """Move fast ``files`` to ``res`` (the damaged ones: the Python reader's report and the
+    resources it skips are applied to ``res``)."""
+    moved = con.execute(f"SELECT f, rt FROM fast WHERE f IN {in_list(files)}").fetchall() \
+        if files else []  # fmt: skip
+    if not moved:
+        return
+    names = [str(f) for f, _rt in moved]
+    con.execute(f"""
+        INSERT INTO res BY NAME
+        SELECT fname, r.resourceType AS rt, r.id AS id, r, {_PREF} AS pref
+        FROM (SELECT fname, from_json(j, '{json.dumps(_RES_SCHEMA)}') AS r
+              FROM ({_read_sql(names, [])}))
+        WHERE r.resourceType IN {in_list(timeline_types())}
+    """)
+    for rt in sorted({str(rt) for _f, rt in moved}):
+        con.execute(f"DELETE FROM res_{rt} WHERE fname IN {in_list(names)}")
+    con.execute(f"DELETE FROM fast WHERE f IN {in_list(names)}")
+
+
+def ddl(schema: object) -> str:
+    """A :data:`SCHEMA`-style type as DuckDB DDL."""
+    if isinstance(schema, str):
+        return schema
+    if isinstance(schema, list):
+        return ddl(schema[0]) + "[]"
+    if not isinstance(schema, dict):
+        raise TypeError(f"not a schema: {schema!r}")
+    return "STRUCT(" + ", ".join(f'"{k}" {ddl(v)}' for k, v in schema.items()) + ")"
+
+
+def typed_files(files: Sequence[str], schema: dict[str, object]) -> str:
+    """NDJSON ``files`` as rows ``(filename, r)``, ``r`` typed by ``schema`` by DuckDB's
+    JSON reader itself (a value it cannot read is a NULL ``r``; a field of another JSON
+    type is read as empty)."""
+    cols = "{'r': " + lit(ddl(schema)) + "}"
+    return (f"read_json({_vlist_keep(list(files))}, format = 'newline_delimited', "
+            "records = false, ignore_errors = true, maximum_object_size = 67108864, "
+            f"filename = true, columns = {cols})")  # fmt: skip
 
 
 def no_offset_warnings(
@@ -426,7 +592,7 @@ def no_offset_warnings(
     rows = con.execute(f"""
         WITH v AS (
             SELECT DISTINCT fname, rt, id, s FROM (
-                SELECT fname, rt, id, unnest({fields}) AS s FROM res WHERE true {skip})
+                SELECT fname, rt, id, unnest({fields}) AS s FROM rs WHERE true {skip})
             WHERE length(s) BETWEEN 16 AND 32 AND NOT ends_with(s, 'Z') AND strpos(s, '+') = 0
               AND substr(s, -6, 1) <> '-'
               AND regexp_full_match(s, '\\d{{4}}-\\d\\d-\\d\\dT\\d\\d:\\d\\d(:\\d\\d(\\.\\d+)?)?')
@@ -452,7 +618,7 @@ def damaged_files(con: duckdb.DuckDBPyConnection) -> list[str]:
     bad |= {str(f) for (f,) in con.execute("SELECT f FROM res_top").fetchall()}
     # the same Type/id more than once: the Python reader says which copy it kept and why
     bad |= {str(f) for (f,) in con.execute(
-        "SELECT DISTINCT fname FROM res WHERE (rt, id) IN (SELECT (rt, id) FROM res "
+        "SELECT DISTINCT fname FROM rs WHERE (rt, id) IN (SELECT (rt, id) FROM rs "
         "WHERE id IS NOT NULL GROUP BY rt, id HAVING count(*) > 1)").fetchall()}
     # times the reader rejects or warns about: unparseable, a placeholder year, an end
     # before its start (the flattening drops or reads them as unknown, as the Python
@@ -460,7 +626,7 @@ def damaged_files(con: duckdb.DuckDBPyConnection) -> list[str]:
     times = " OR ".join(f"tbad({f})" for f in _TIME_FIELDS)
     periods = " OR ".join(f'fdt({p}."end") < fdt({p}.start)' for p in _PERIODS)
     bad |= {str(f) for (f,) in con.execute(
-        f"SELECT DISTINCT fname FROM res WHERE {times} OR {periods} OR list_bool_or("
+        f"SELECT DISTINCT fname FROM rs WHERE {times} OR {periods} OR list_bool_or("
         "list_transform(coalesce(r.location, []), lambda e: tbad(e.period.start) OR "
         'tbad(e.period."end") OR fdt(e.period."end") < fdt(e.period.start)))').fetchall()}
     return sorted(bad)
@@ -513,24 +679,30 @@ def pident_sql(name: str, src: str) -> str:
 
 
 def _patients_of(con: duckdb.DuckDBPyConnection, shared: str) -> None:
-    """``pres``: each patient's resources, one copy per Type/id (plugin.fhir.stage)."""
+    """Per type T the views ``typ_T(rt, id, p0, r)``, every resource of the type with its
+    patient, and ``pres_T(pid, rt, id, src, r)``, each patient's resources, one copy per
+    Type/id (plugin.fhir.stage); ``pids``, every patient with a resource."""
+    fast = _fast_types(con)
     # conditional Patient?identifier= references: resolved against the Patients' identifiers
-    con.execute(pident_sql("pident", "SELECT id, r.identifier AS ident FROM res "
-                                     "WHERE rt = 'Patient'"))  # fmt: skip
+    patients = ["SELECT id, r.identifier AS ident FROM res WHERE rt = 'Patient'"]
+    if "Patient" in fast:
+        patients.append("SELECT id, r.identifier FROM res_Patient")
+    con.execute(pident_sql("pident", " UNION ALL ".join(patients)))
     # Each resource's patient, resolved in place: a copy of the wide rows costs as much as
     # reading them. p0 may already be there (an incremental scan stages it).
     if "p0" not in {c[0] for c in con.execute("DESCRIBE res").fetchall()}:
         con.execute("ALTER TABLE res ADD COLUMN p0 VARCHAR")
         con.execute(f"UPDATE res SET p0 = {p0_sql(shared)}")
-    con.execute("""
-        UPDATE res SET p0 = pident.pid FROM pident
-        WHERE starts_with(res.p0, '?') AND pident.k = qkey(res.p0)
-    """)
-    con.execute("UPDATE res SET p0 = NULL WHERE starts_with(p0, '?')")  # no such Patient
-    valid = ("p0 IS NOT NULL AND p0 <> '' AND strpos(p0, chr(9)) = 0 AND strpos(p0, chr(10)) = 0"
-             f" AND rt NOT IN {shared}")  # fmt: skip
+    for table in ("res", *(f"res_{rt}" for rt in fast)):
+        con.execute(f"""
+            UPDATE {table} SET p0 = pident.pid FROM pident
+            WHERE starts_with({table}.p0, '?') AND pident.k = qkey({table}.p0)
+        """)
+        con.execute(f"UPDATE {table} SET p0 = NULL WHERE starts_with(p0, '?')")  # no Patient
+    valid = _valid(shared)
     # one copy per Type/id: the latest meta.lastUpdated, then a content hash (only the
-    # duplicated keys pay for the ordering)
+    # duplicated keys pay for the ordering; a duplicated key is never in a fast file: its
+    # files are damaged, read in full)
     con.execute(f"""
         DELETE FROM res WHERE rowid IN (
             SELECT rowid FROM (
@@ -542,10 +714,34 @@ def _patients_of(con: duckdb.DuckDBPyConnection, shared: str) -> None:
                     GROUP BY p0, rt, id HAVING count(*) > 1))
             WHERE n > 1)
     """)
-    con.execute(f"""
-        CREATE OR REPLACE TEMP VIEW pres AS
-        SELECT p0 AS pid, rt, id, rt || '/' || coalesce(id, '?') AS src, r FROM res WHERE {valid}
-    """)
+    union = " UNION ".join(f"SELECT DISTINCT p0 AS pid FROM {t} WHERE {valid}"
+                           for t in ("res", *(f"res_{rt}" for rt in fast)))  # fmt: skip
+    con.execute(f"CREATE OR REPLACE TEMP TABLE pids AS {union}")
+    for rt in sorted(timeline_types()):
+        parts = [f"SELECT rt, id, p0, {_pick('r', FIELDS[rt])} AS r FROM res WHERE rt = {lit(rt)}"]
+        if rt in fast:
+            parts.append(f"SELECT rt, id, p0, r FROM res_{rt}")
+        con.execute(f"CREATE OR REPLACE TEMP VIEW typ_{rt} AS {' UNION ALL '.join(parts)}")
+        con.execute(f"""
+            CREATE OR REPLACE TEMP VIEW pres_{rt} AS
+            SELECT p0 AS pid, rt, id, rt || '/' || coalesce(id, '?') AS src, r
+            FROM typ_{rt} WHERE {valid}
+        """)
+
+
+def _valid(shared: str) -> str:
+    """A resource with a usable patient (``p0``), of a patient's type."""
+    return ("p0 IS NOT NULL AND p0 <> '' AND strpos(p0, chr(9)) = 0 AND strpos(p0, chr(10)) = 0"
+            f" AND rt NOT IN {shared}")  # fmt: skip
+
+
+def _fast_types(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The types read into tables of their own (:func:`read_resources`)."""
+    names = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    if "fast" not in names:
+        return []
+    return [str(rt) for (rt,) in con.execute("SELECT DISTINCT rt FROM fast ORDER BY rt")
+            .fetchall() if f"res_{rt}" in names]  # fmt: skip
 
 
 def _shared(con: duckdb.DuckDBPyConnection, shared: str) -> None:
@@ -558,7 +754,7 @@ def _shared(con: duckdb.DuckDBPyConnection, shared: str) -> None:
                                                                             lambda x: x.c))),
                            list_transform(codings(r.physicalType), lambda x: x.c)) AS types,
                r.identifier AS ident
-        FROM res WHERE rt = 'Location' AND id IS NOT NULL
+        FROM typ_Location WHERE id IS NOT NULL
         QUALIFY row_number() OVER (PARTITION BY id ORDER BY fdt_raw(r.meta.lastUpdated) DESC
                                    NULLS LAST, md5(CAST(r AS VARCHAR)) DESC) = 1
     """)
@@ -571,8 +767,8 @@ def _shared(con: duckdb.DuckDBPyConnection, shared: str) -> None:
     """)
     con.execute("""
         CREATE OR REPLACE TEMP TABLE med AS
-        SELECT 'Medication/' || id AS k, r.code AS code FROM res
-        WHERE rt = 'Medication' AND id IS NOT NULL
+        SELECT 'Medication/' || id AS k, r.code AS code FROM typ_Medication
+        WHERE id IS NOT NULL
         QUALIFY row_number() OVER (PARTITION BY id) = 1
     """)
 
@@ -602,13 +798,13 @@ def _events(con: duckdb.DuckDBPyConnection) -> None:
         CREATE OR REPLACE TEMP TABLE enc_start AS
         SELECT pid, src, coalesce(fdt(r.period.start), pend(r.period)) AS st,
                off_of2(r.period.start, r.period."end") AS soff
-        FROM pres WHERE rt = 'Encounter'
+        FROM pres_Encounter WHERE true
     """)
     con.execute("""
         CREATE OR REPLACE TEMP TABLE dx_of AS
         SELECT pid, ck, min(src) AS enc FROM (
             SELECT pid, src, canon(unnest(r.diagnosis).condition.reference, 'Condition') AS ck
-            FROM pres WHERE rt = 'Encounter')
+            FROM pres_Encounter WHERE true)
         WHERE ck IS NOT NULL GROUP BY pid, ck
     """)
     cond = _ev(
@@ -624,14 +820,17 @@ def _events(con: duckdb.DuckDBPyConnection) -> None:
         "fdt(r.recordedDate)) IS NULL THEN soff END)",
         label="coalesce(l[b].d, r.code.text)",
     )
+    # event ids and the primary code are added as the rows are written: a later copy of
+    # the wide event rows to add them cost as much as building them
+    con.execute("CREATE OR REPLACE TEMP SEQUENCE ev_eid")
     con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE ev0 AS
+        CREATE OR REPLACE TEMP TABLE ev0 AS {_WITH_IDS} (
         WITH c0 AS (
-            SELECT p.pid, p.src, p.r, codings(p.r.code) AS l,
+            SELECT p.pid, p.src, {_pick("p.r", _COND_FIELDS)} AS r, codings(p.r.code) AS l,
                    canon(coalesce(p.r.encounter.reference, p.r.context.reference, d.enc),
                          'Encounter') AS ek
-            FROM pres p LEFT JOIN dx_of d ON d.pid = p.pid AND d.ck = p.src
-            WHERE p.rt = 'Condition'
+            FROM pres_Condition p LEFT JOIN dx_of d ON d.pid = p.pid AND d.ck = p.src
+            WHERE true
               AND coalesce(p.r.status, '') <> 'entered-in-error'
               AND coalesce(first_code(p.r.verificationStatus), '')
                   NOT IN ('entered-in-error', 'refuted')
@@ -703,10 +902,10 @@ def _events(con: duckdb.DuckDBPyConnection) -> None:
         UNION ALL
         SELECT * FROM (
             WITH x0 AS (
-                SELECT p.pid, p.src, p.r, codings(p.r.code) AS l,
+                SELECT p.pid, p.src, {_pick("p.r", _PROC_FIELDS)} AS r, codings(p.r.code) AS l,
                        canon(coalesce(p.r.encounter.reference, p.r.context.reference),
                              'Encounter') AS ek
-                FROM pres p WHERE p.rt = 'Procedure'
+                FROM pres_Procedure p WHERE true
                   AND coalesce(p.r.status, '') NOT IN ('entered-in-error', 'not-done')
                   AND NOT (fbad(p.r.performedPeriod.start) OR fbad(p.r.performedPeriod."end")
                            OR fbad(p.r.performedDateTime))
@@ -733,7 +932,7 @@ def _events(con: duckdb.DuckDBPyConnection) -> None:
                 SELECT pid, src, r, codings(r.code) AS l,
                        flatten(list_transform(coalesce(r.conclusionCode, []),
                                               lambda cc: codings(cc))) AS concl
-                FROM pres WHERE rt = 'DiagnosticReport'
+                FROM pres_DiagnosticReport WHERE true
                   AND coalesce(r.status, '') NOT IN ('entered-in-error', 'cancelled')
                   AND NOT (fbad(r.effectivePeriod.start) OR fbad(r.effectivePeriod."end")
                            OR fbad(r.issued) OR fbad(r.effectiveDateTime))
@@ -754,7 +953,7 @@ def _events(con: duckdb.DuckDBPyConnection) -> None:
         SELECT * FROM (
             WITH x0 AS (
                 SELECT pid, src, r, codings(r.code) AS l
-                FROM pres WHERE rt = 'ServiceRequest'
+                FROM pres_ServiceRequest WHERE true
                   AND coalesce(r.status, '') <> 'entered-in-error'
                   AND NOT (fbad(r.occurrencePeriod.start) OR fbad(r.occurrencePeriod."end")
                            OR fbad(r.authoredOn) OR fbad(r.occurrenceDateTime))
@@ -774,7 +973,7 @@ def _events(con: duckdb.DuckDBPyConnection) -> None:
         UNION ALL
         SELECT * FROM (
             WITH x0 AS (
-                SELECT p.pid, p.src, p.r,
+                SELECT p.pid, p.src, {_pick("p.r", _MED_FIELDS)} AS r,
                        coalesce(p.r.medicationCodeableConcept,
                                 CASE WHEN starts_with(p.r.medicationReference.reference, '#')
                                      THEN list_filter(coalesce(p.r.contained, []), lambda c:
@@ -782,9 +981,9 @@ def _events(con: duckdb.DuckDBPyConnection) -> None:
                                      )[1].code
                                 END,
                                 m.code) AS cc
-                FROM pres p LEFT JOIN med m
+                FROM pres_MedicationRequest p LEFT JOIN med m
                   ON m.k = canon(p.r.medicationReference.reference, 'Medication')
-                WHERE p.rt = 'MedicationRequest'
+                WHERE true
                   AND coalesce(p.r.status, '') <> 'entered-in-error' AND NOT fbad(p.r.authoredOn)
             ), x1 AS (SELECT *, codings(cc) AS l FROM x0),
             x2 AS (SELECT *, best_ix(l, {_ordered_prefs("MedicationRequest")}) AS b FROM x1)
@@ -803,24 +1002,43 @@ def _events(con: duckdb.DuckDBPyConnection) -> None:
         UNION ALL
         SELECT * FROM (
             {_ev("death", "fdt(r.deceasedDateTime)", _NO_CODES, off="off_of1(r.deceasedDateTime)")}
-            FROM pres WHERE rt = 'Patient' AND NOT fbad(r.birthDate)
+            FROM pres_Patient WHERE true AND NOT fbad(r.birthDate)
               AND NOT fbad(r.deceasedDateTime)
-        )
+        ))
     """)
     _encounters(con)
     con.execute("DROP TABLE enc_start")
     con.execute("DROP TABLE dx_of")
 
 
+def _pick(alias: str, fields: tuple[str, ...]) -> str:
+    """The fields of ``alias`` a step reads, as a struct of that name: carrying the whole
+    typed resource through a join or a CTE costs several times the step's own work."""
+    return "{" + ", ".join(f"'{f}': {alias}.{f}" for f in fields) + "}"
+
+
+_COND_FIELDS = ("status", "clinicalStatus", "code", "onsetDateTime", "onsetPeriod",
+                "recordedDate")  # fmt: skip
+_PROC_FIELDS = ("status", "code", "performedDateTime", "performedPeriod")
+_MED_FIELDS = ("status", "authoredOn", "encounter")
+_ENC_FIELDS = ("status", "period", "class", "classHistory", "type", "serviceType", "priority",
+               "hospitalization", "location", "diagnosis", "reasonCode", "reasonReference",
+               "partOf")  # fmt: skip
+
+
+# each event row with its id and primary code (system0, code0)
+_WITH_IDS = "SELECT *, own[1].s AS system0, own[1].c AS code0, nextval('ev_eid') AS eid FROM"
+_OBS_FIELDS = ("code", "valueQuantity", "valueInteger", "valueCodeableConcept", "valueString",
+               "interpretation", "referenceRange", "component")  # fmt: skip
 # the Observations that are read, with their time, encounter and UTC offset
-_OBS0 = """
-    SELECT pid, src, r, r.status AS ost,
+_OBS0 = f"""
+    SELECT pid, src, {_pick("r", _OBS_FIELDS)} AS r, r.status AS ost,
            coalesce(fdt(r.effectiveDateTime), fdt(r.effectiveInstant),
                     fdt(r.effectivePeriod.start), fdt(r.issued)) AS t0,
            canon(r.encounter.reference, 'Encounter') AS ek,
            off_of4(r.effectiveDateTime, r.effectiveInstant, r.effectivePeriod.start,
                    r.issued) AS ooff
-    FROM pres WHERE rt = 'Observation'
+    FROM pres_Observation WHERE true
       AND coalesce(r.status, '') NOT IN ('entered-in-error', 'cancelled')
       AND NOT (fbad(r.effectivePeriod.start) OR fbad(r.effectivePeriod."end")
                OR fbad(r.issued) OR fbad(r.effectiveDateTime) OR fbad(r.effectiveInstant))"""
@@ -843,9 +1061,9 @@ def _part(alias: str) -> str:
 
 
 def _encounters(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute("""
+    con.execute(f"""
         CREATE OR REPLACE TEMP TABLE enc0 AS
-        SELECT pid, src, r,
+        SELECT pid, src, {_pick("r", _ENC_FIELDS)} AS r,
                coalesce(fdt(r.period.start), pend(r.period)) AS t0,
                coalesce(r.class.code, '') AS class_code,
                (upper(coalesce(r.class.code, '')) = 'ICU' OR (r.partOf IS NOT NULL AND coalesce(
@@ -853,7 +1071,7 @@ def _encounters(con: duckdb.DuckDBPyConnection) -> None:
                        list_transform(coalesce(r.identifier, []),
                                       lambda i: coalesce(i.system, ''))),
                        lambda m: strpos(lower(m), 'icu') > 0)), false))) AS is_icu
-        FROM pres WHERE rt = 'Encounter' AND coalesce(r.status, '') <> 'entered-in-error'
+        FROM pres_Encounter WHERE true AND coalesce(r.status, '') <> 'entered-in-error'
           AND NOT (fbad(r.period.start) OR fbad(r.period."end")
                    OR coalesce(list_bool_or(list_transform(coalesce(r.location, []), lambda e:
                         fbad(e.period.start) OR fbad(e.period."end"))), false))
@@ -888,8 +1106,7 @@ def _encounters(con: duckdb.DuckDBPyConnection) -> None:
         FROM enc_loc l LEFT JOIN (SELECT DISTINCT pid, lkey FROM enc_loc WHERE is_icu) icu
           ON icu.pid = l.pid AND icu.lkey = l.lkey
     """)
-    con.execute("""
-        INSERT INTO ev0 BY NAME
+    con.execute("INSERT INTO ev0 BY NAME " + _WITH_IDS + """ (
         WITH e0 AS (
             SELECT e.*,
                    coalesce(admit_code(first_code(r.hospitalization.admitSource)),
@@ -931,10 +1148,9 @@ def _encounters(con: duckdb.DuckDBPyConnection) -> None:
                []::VARCHAR[] AS interp, src AS source,
                NULL::VARCHAR AS primary_s, NULL::VARCHAR AS primary_c,
                off_of2(r.period.start, r.period."end") AS off
-        FROM e1
+        FROM e1)
     """)
-    con.execute("""
-        INSERT INTO ev0 BY NAME
+    con.execute("INSERT INTO ev0 BY NAME " + _WITH_IDS + """ (
         SELECT l.pid, 'transfer' AS kind, st AS t,
                [{'s': 'location', 'c': lkind, 'd': NULL::VARCHAR}] AS own, en AS te,
                l.src AS enc, NULL::VARCHAR AS status, name AS label, l.src AS source,
@@ -942,7 +1158,7 @@ def _encounters(con: duckdb.DuckDBPyConnection) -> None:
                coalesce(CASE WHEN l.pst IS NOT NULL THEN off_of1(l.pst) END, e.off) AS off
         FROM enc_loc2 l LEFT JOIN ev0 e ON e.pid = l.pid AND e.source = l.src
                                       AND e.kind = 'encounter'
-        WHERE st IS NOT NULL
+        WHERE st IS NOT NULL)
     """)
     # encounter diagnoses from the resources (Encounter.diagnosis, reasonReference resolved
     # to Conditions of the patient, and reasonCode) and the principal diagnosis
@@ -955,7 +1171,7 @@ def _encounters(con: duckdb.DuckDBPyConnection) -> None:
                    'Condition') AS ck
             FROM enc0
         ), conds AS (
-            SELECT pid, src, codings(r.code) AS l FROM pres WHERE rt = 'Condition'
+            SELECT pid, src, codings(r.code) AS l FROM pres_Condition WHERE true
         )
         SELECT refs.pid, refs.src, 'dx' AS role, unnest(conds.l) AS x
         FROM refs JOIN conds ON conds.pid = refs.pid AND conds.src = refs.ck
@@ -990,12 +1206,8 @@ def _derive(con: duckdb.DuckDBPyConnection) -> None:
     # One copy of the event rows (ids and primary code added), the timeline order ranked on
     # the narrow sort keys alone and joined in when ``events`` is written: each copy of the
     # wide rows, and a window over them (it sorts every column), costs as much as the rest
-    con.execute("""
-        CREATE OR REPLACE TEMP TABLE ev2 AS
-        SELECT *, own[1].s AS system0, own[1].c AS code0, row_number() OVER () AS eid
-        FROM ev0 WHERE t IS NOT NULL
-    """)
-    con.execute("DROP TABLE ev0")
+    con.execute("DELETE FROM ev0 WHERE t IS NULL")
+    con.execute("ALTER TABLE ev0 RENAME TO ev2")
     con.execute("""
         CREATE OR REPLACE TEMP TABLE ev_seq AS
         SELECT eid, row_number() OVER (PARTITION BY pid ORDER BY t, kind, source,
@@ -1058,10 +1270,11 @@ def _derive(con: duckdb.DuckDBPyConnection) -> None:
         CREATE OR REPLACE TABLE patients AS
         WITH p AS (
             SELECT pid, CASE WHEN fbad(r.birthDate) OR fbad(r.deceasedDateTime) THEN NULL
-                             ELSE r END AS r
-            FROM pres WHERE rt = 'Patient'
+                             ELSE {'birthDate': r.birthDate, 'deceasedDateTime': r.deceasedDateTime,
+                                   'gender': r.gender} END AS r
+            FROM pres_Patient WHERE true
             QUALIFY row_number() OVER (PARTITION BY pid) = 1
-        ), ids AS (SELECT DISTINCT pid FROM pres)
+        ), ids AS (SELECT pid FROM pids)
         SELECT ids.pid,
                year(make_timestamp(fdt(p.r.birthDate))) AS "by",
                month(make_timestamp(fdt(p.r.birthDate))) * 100
@@ -1083,8 +1296,8 @@ def _text_concepts(con: duckdb.DuckDBPyConnection) -> None:
 
     rows = con.execute(
         "SELECT e.eid, to_json(r.conclusion), to_json(r.conclusionCode), "
-        "to_json(r.presentedForm) FROM pres p JOIN events e ON e.pid = p.pid "
-        "AND e.source = p.src AND e.kind = 'report' WHERE p.rt = 'DiagnosticReport' AND "
+        "to_json(r.presentedForm) FROM pres_DiagnosticReport p JOIN events e ON e.pid = p.pid "
+        "AND e.source = p.src AND e.kind = 'report' WHERE true AND "
         "(r.conclusion IS NOT NULL OR r.conclusionCode IS NOT NULL OR r.presentedForm IS NOT NULL)"
     ).fetchall()
     hits: list[tuple[int, str]] = []
@@ -1101,8 +1314,14 @@ def _text_concepts(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("CREATE OR REPLACE TABLE text_concepts (eid BIGINT, concept VARCHAR)")
     if hits:
         con.executemany("INSERT INTO text_concepts VALUES (?, ?)", hits)
-    con.execute("DROP VIEW pres")
-    con.execute("DROP TABLE res")
+    for rt in sorted(timeline_types()):
+        con.execute(f"DROP VIEW pres_{rt}")
+        con.execute(f"DROP VIEW typ_{rt}")
+    for rt in _fast_types(con):
+        con.execute(f"DROP TABLE res_{rt}")
+    con.execute("DROP VIEW IF EXISTS rs")
+    for table in ("res", "pids", "fast"):
+        con.execute(f"DROP TABLE IF EXISTS {table}")
 
 
 def _drop_nulls(value: Any) -> Any:

@@ -206,7 +206,7 @@ class _Delta:
     def read(self, files: list[str]) -> dict[str, int]:
         """The new files → ``dres(rt, id, r, pref, p0, pid)``; staged resources → ``sres``."""
         c = self.con
-        types = read_resources(c, files)
+        types = read_resources(c, files, stream=False)
         if types is None:
             raise EmptySource(f"{', '.join(files)}: no FHIR files to scan")
         # p0 added in place: the wide rows of a full export are not copied
