@@ -88,6 +88,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--memory-limit", help="DuckDB memory_limit, e.g. 1GB (spills beyond)")
     p.add_argument(
+        "--partitions", type=int, metavar="N",
+        help="(SQL engines) flatten the population in N patient partitions, one at a time "
+        "(default: one per ~1 GB of JSON input; memory and working files stay one partition)",
+    )  # fmt: skip
+    p.add_argument(
         "--workers", type=int, metavar="N",
         help="processes building the flagged patients' timelines for --model with a SQL "
         "engine (default: the number of CPUs)",
@@ -245,6 +250,7 @@ def _scan_sql(  # type: ignore[no-untyped-def]
     result = scan_sql(
         source, ruleset, as_of=parse_as_of(args.as_of), engine=args.engine,
         stage_dir=args.stage, spark_master=args.spark_master, memory_limit=args.memory_limit,
+        parts=getattr(args, "partitions", None),
     )  # fmt: skip
     if model is not None:  # features of the flagged patients only (issue 12 item 6)
         import time

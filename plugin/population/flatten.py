@@ -302,7 +302,7 @@ def connect(
     return con
 
 
-def _files(sources: Sequence[str | Path]) -> tuple[list[str], list[str]]:
+def files_of(sources: Sequence[str | Path]) -> tuple[list[str], list[str]]:
     nd: list[str] = []
     js: list[str] = []
     for src in sources:
@@ -355,6 +355,7 @@ def flatten(
     if report is not None:
         no_offset_warnings(con, damaged, report)
     counts = flatten_resources(con)
+    counts.pop("next_eid")
     return {"resources": sum(types.values()), "types": types, "damaged": damaged,
             "dropped": skipped, **counts}  # fmt: skip
 
@@ -412,24 +413,24 @@ def read_resources(
     with ``stream=False``, is read into ``res(fname, rt, id, r, pref)`` typed by
     :data:`SCHEMA`. The view ``rs`` shows both with the fields the checks read
     (:data:`SURVEY`)."""
-    nd, js = _files(sources)
+    nd, js = files_of(sources)
     if not nd and not js:
         return None
     by_type: dict[str, list[str]] = {}
     slow: list[str] = []
     for f in nd:
-        rt = _first_type(f) if stream else None
+        rt = first_type(f) if stream else None
         if rt in R4_TYPES and rt not in ("Bundle", "OperationOutcome"):
             by_type.setdefault(str(rt), []).append(f)
         else:
             slow.append(f)
     con.execute("CREATE OR REPLACE TEMP TABLE fast (f VARCHAR, rt VARCHAR)")
     for rt, files in sorted(by_type.items()):
-        schema = {k: SCHEMA[k] for k in FIELDS.get(rt, _PATIENT_REF)}
+        schema = fields_of(rt)
         con.execute(f"""
             CREATE OR REPLACE TEMP TABLE res_{rt} AS
-            SELECT filename AS fname, r.resourceType AS rt, r.id AS id, {_PREF} AS pref,
-                   {_p0_of(rt)} AS p0, r
+            SELECT filename AS fname, r.resourceType AS rt, r.id AS id, {PREF} AS pref,
+                   {p0_of(rt)} AS p0, r
             FROM {typed_files(files, schema)}
         """)
         # a file holding another type, or a value the reader cannot use, is read in full
@@ -443,8 +444,8 @@ def read_resources(
         kept = [(f, rt) for f in files if f not in set(mixed)]
         if kept:
             con.executemany("INSERT INTO fast VALUES (?, ?)", kept)
-    _read_full(con, slow, js)
-    _survey_view(con, sorted(by_type))
+    read_full(con, slow, js)
+    survey_view(con, {rt: f"res_{rt}" for rt in by_type})
     con.execute(
         "CREATE OR REPLACE TEMP TABLE res_files AS SELECT fname AS f, rt, count(*) AS n "
         "FROM rs GROUP BY ALL"
@@ -455,7 +456,7 @@ def read_resources(
         if rt not in keep:
             con.execute(f"DROP TABLE res_{rt}")
     con.execute(f"DELETE FROM fast WHERE rt NOT IN {in_list(keep)}")
-    _survey_view(con, sorted(set(by_type) & keep))
+    survey_view(con, {rt: f"res_{rt}" for rt in by_type if rt in keep})
     types: dict[str, int] = {}
     for _f, rt, n in con.execute("SELECT * FROM res_files").fetchall():
         if rt in R4_TYPES and rt not in ("Bundle", "OperationOutcome"):
@@ -463,14 +464,14 @@ def read_resources(
     return types
 
 
-def _p0_of(rt: str) -> str:
+def p0_of(rt: str) -> str:
     """:func:`p0_sql` for the resources of a fast file of type ``rt``, from its ``r``."""
     if rt in shared_types():
         return "NULL::VARCHAR"
-    return "r.id" if rt == "Patient" else f"patient_of({_PREF})"
+    return "r.id" if rt == "Patient" else f"patient_of({PREF})"
 
 
-def _first_type(path: str) -> str | None:
+def first_type(path: str) -> str | None:
     """The resourceType of the first value of an NDJSON file (None: unreadable)."""
     opener: Any = gzip.open if path.endswith(".gz") else open
     try:
@@ -485,24 +486,33 @@ def _first_type(path: str) -> str | None:
     return None
 
 
-def _survey_view(con: duckdb.DuckDBPyConnection, types: list[str]) -> None:
+def survey_view(con: duckdb.DuckDBPyConnection, rels: dict[str, str]) -> None:
     """``rs(fname, rt, id, pref, p0, r)``: every resource read, ``r`` the :data:`SURVEY`
-    fields (NULL where a type's table does not hold the field)."""
+    fields: the rows of ``res`` and of ``rels`` (a relation per type, with the fields of
+    :func:`fields_of`; NULL where a type does not hold a field)."""
     parts = [f"SELECT fname, rt, id, pref, NULL::VARCHAR AS p0, {_pick('r', tuple(SURVEY))} "
              "AS r FROM res"]  # fmt: skip
-    for rt in types:
+    for rt, rel in sorted(rels.items()):
         have = set(FIELDS.get(rt, _PATIENT_REF))
         fields = ", ".join(f"'{k}': r.{k}" if k in have else f"'{k}': NULL::{ddl(v)}"
                            for k, v in SURVEY.items())  # fmt: skip
-        parts.append(f"SELECT fname, rt, id, pref, p0, {{{fields}}} AS r FROM res_{rt}")
+        parts.append(f"SELECT fname, rt, id, pref, p0, {{{fields}}} AS r FROM {rel}")
     con.execute(f"CREATE OR REPLACE TEMP VIEW rs AS {' UNION ALL '.join(parts)}")
 
 
-_PREF = "coalesce(r.subject.reference, r.patient.reference, r.beneficiary.reference)"
+def fields_of(rt: str) -> dict[str, object]:
+    """The :data:`SCHEMA` of the fields the flattening reads of type ``rt``."""
+    return {k: SCHEMA[k] for k in FIELDS.get(rt, _PATIENT_REF)}
 
 
-def _read_full(con: duckdb.DuckDBPyConnection, nd: list[str], js: list[str]) -> None:
-    """``nd`` and ``js`` → ``res``, typed by :data:`SCHEMA`, Bundles expanded to entries."""
+PREF = "coalesce(r.subject.reference, r.patient.reference, r.beneficiary.reference)"
+
+
+def read_full(
+    con: duckdb.DuckDBPyConnection, nd: list[str], js: list[str], *, append: bool = False
+) -> None:
+    """``nd`` and ``js`` → ``res`` (created, or with ``append`` added to), typed by
+    :data:`SCHEMA`, Bundles expanded to entries."""
     bundle_schema = json.dumps(_RES_SCHEMA)
     read = _read_sql(nd, js) if nd or js else "SELECT NULL::VARCHAR AS fname, '{}' AS j LIMIT 0"
     # Each JSON value is parsed once: typed by ``from_json`` straight from the file reader
@@ -511,20 +521,23 @@ def _read_full(con: duckdb.DuckDBPyConnection, nd: list[str], js: list[str]) -> 
     # object, no or an unknown resourceType) stays a row until it is counted per file
     # (res_files), so the files to re-read for a file:line report are known without a
     # second pass (damaged_files).
+    into = ("INSERT INTO res BY NAME" if append else "CREATE OR REPLACE TEMP TABLE res AS")
     con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE res AS
-        SELECT fname, r.resourceType AS rt, r.id AS id, r, {_PREF} AS pref
+        {into}
+        SELECT fname, r.resourceType AS rt, r.id AS id, r, {PREF} AS pref
         FROM (SELECT fname, from_json(j, '{bundle_schema}') AS r FROM ({read}))
     """)
     # a .json file holding several values is NDJSON under the wrong name (reported)
-    con.execute("CREATE OR REPLACE TEMP TABLE res_top AS SELECT fname AS f, count(*) AS n "
-                f"FROM res WHERE fname IN {in_list(js) if js else '(NULL)'} GROUP BY fname "
-                "HAVING count(*) > 1")  # fmt: skip
+    if not append:
+        con.execute("CREATE OR REPLACE TEMP TABLE res_top (f VARCHAR, n BIGINT)")
+    if js:
+        con.execute(f"INSERT INTO res_top SELECT fname, count(*) FROM res WHERE fname IN "
+                    f"{in_list(js)} GROUP BY fname HAVING count(*) > 1")  # fmt: skip
     # Bundles (in .json files or on an NDJSON line) are expanded to their entries; an entry
     # without an id takes the uuid of its fullUrl (plugin.fhir.read).
     con.execute(f"""
         INSERT INTO res
-        SELECT fname, r.resourceType AS rt, r.id AS id, r, {_PREF} AS pref
+        SELECT fname, r.resourceType AS rt, r.id AS id, r, {PREF} AS pref
         FROM (SELECT fname, from_json(CASE WHEN json_extract(e, '$.resource.id') IS NULL
                          AND starts_with(json_extract_string(e, '$.fullUrl'), 'urn:uuid:')
                     THEN json_merge_patch(json_extract(e, '$.resource'), json_object(
@@ -534,7 +547,8 @@ def _read_full(con: duckdb.DuckDBPyConnection, nd: list[str], js: list[str]) -> 
               WHERE json_extract(e, '$.resource') IS NOT NULL)
     """)
     con.execute("DELETE FROM res WHERE rt = 'Bundle'")
-    con.execute("ALTER TABLE res DROP COLUMN IF EXISTS p0")
+    if not append:
+        con.execute("ALTER TABLE res DROP COLUMN IF EXISTS p0")
 
 
 def read_in_full(con: duckdb.DuckDBPyConnection, files: list[str]) -> None:
@@ -547,7 +561,7 @@ def read_in_full(con: duckdb.DuckDBPyConnection, files: list[str]) -> None:
     names = [str(f) for f, _rt in moved]
     con.execute(f"""
         INSERT INTO res BY NAME
-        SELECT fname, r.resourceType AS rt, r.id AS id, r, {_PREF} AS pref
+        SELECT fname, r.resourceType AS rt, r.id AS id, r, {PREF} AS pref
         FROM (SELECT fname, from_json(j, '{json.dumps(_RES_SCHEMA)}') AS r
               FROM ({_read_sql(names, [])}))
         WHERE r.resourceType IN {in_list(timeline_types())}
@@ -641,20 +655,22 @@ _TIME_FIELDS = (
 )  # fmt: skip
 
 
-def flatten_resources(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+def flatten_resources(con: duckdb.DuckDBPyConnection, first_eid: int = 1) -> dict[str, int]:
     """The temp table ``res`` (see :func:`read_resources`; consumed) → ``events``, ``codes``,
-    ``patients``, ``text_concepts``. Returns the ``events`` and ``patients`` counts."""
+    ``patients``, ``text_concepts``, event ids from ``first_eid`` on. Returns the ``events``
+    and ``patients`` counts, and ``next_eid``."""
     shared = in_list(shared_types())
     _patients_of(con, shared)
     _shared(con, shared)
-    _events(con)
+    _events(con, first_eid)
     _derive(con)
     _text_concepts(con)
     counts = con.execute(
-        "SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM patients)"
+        "SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM patients), "
+        f"(SELECT coalesce(max(eid) + 1, {int(first_eid)}) FROM events)"
     ).fetchone()
-    counts = counts or (0, 0)
-    return {"events": int(counts[0]), "patients": int(counts[1])}
+    counts = counts or (0, 0, first_eid)
+    return {"events": int(counts[0]), "patients": int(counts[1]), "next_eid": int(counts[2])}
 
 
 def p0_sql(shared: str) -> str:
@@ -791,7 +807,7 @@ def _ev(kind: str, t: str, codes_list: str, **cols: str) -> str:
     return f"SELECT pid, {lit(kind)} AS kind, {t} AS t, {codes_list} AS own, {sel}"
 
 
-def _events(con: duckdb.DuckDBPyConnection) -> None:
+def _events(con: duckdb.DuckDBPyConnection, first_eid: int) -> None:
     # Encounter start per (pid, "Encounter/id"), for Conditions/Procedures without a time;
     # Condition -> Encounter listing it in Encounter.diagnosis (plugin.fhir.parse._diagnosis_of).
     con.execute("""
@@ -822,7 +838,7 @@ def _events(con: duckdb.DuckDBPyConnection) -> None:
     )
     # event ids and the primary code are added as the rows are written: a later copy of
     # the wide event rows to add them cost as much as building them
-    con.execute("CREATE OR REPLACE TEMP SEQUENCE ev_eid")
+    con.execute(f"CREATE OR REPLACE TEMP SEQUENCE ev_eid START WITH {int(first_eid)}")
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE ev0 AS {_WITH_IDS} (
         WITH c0 AS (

@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 import time
 from collections import Counter
@@ -28,10 +29,11 @@ from typing import Any
 
 from plugin.errors import FhirParseError, StageMismatch
 from plugin.fhir.read import ReadReport, list_input_files, nothing_read
-from plugin.population.compile import compile_rules
+from plugin.population.compile import Plan, compile_rules
 from plugin.population.engine import DuckRunner, Runner, SparkRunner, run
-from plugin.population.flatten import connect, flatten
-from plugin.rules import RuleSet, data_gaps
+from plugin.population.flatten import connect, flatten, flatten_resources
+from plugin.population.partition import drop, load_part, parts_for, read_partitioned
+from plugin.rules import DataGap, RuleSet, data_gaps
 from plugin.scan import ScanResult, ScanSummary, kinds_present, rank_key
 from plugin.timeline.model import Finding
 
@@ -149,8 +151,11 @@ def scan_sql(
     spark: Any = None,
     spark_master: str = "local[2]",
     memory_limit: str | None = None,
+    parts: int | None = None,
 ) -> ScanResult:
-    """Scan ``sources`` with the compiled rules on DuckDB or Spark; see the module doc."""
+    """Scan ``sources`` with the compiled rules on DuckDB or Spark; see the module doc.
+    ``parts``: patient partitions flattened one at a time (default: by input size,
+    :func:`plugin.population.partition.parts_for`)."""
     started = time.perf_counter()
     paths = [sources] if isinstance(sources, str | Path) else list(sources)
     fingerprint = _fingerprint(paths)
@@ -158,9 +163,20 @@ def scan_sql(
         con = connect(memory_limit=memory_limit, temp_dir=Path(tmp) / "spill")
         sdir = Path(stage_dir) if stage_dir is not None else None
         report = ReadReport()
+        findings: list[Finding] | None = None  # found partition by partition
+        counted = False
+        n_parts = parts if parts is not None else parts_for(paths)
         if sdir is not None and _staged_is_current(sdir, fingerprint):
             manifest = load_staged(con, sdir)
             report_from_json(report, manifest.get("report", {}))
+        elif n_parts > 1:
+            if sdir is None and engine == "spark":
+                sdir = Path(tmp) / "stage"
+            manifest, findings = _scan_parts(
+                con, paths, n_parts, Path(tmp) / "parts", sdir, report, fingerprint,
+                ruleset, as_of, run_rules=engine != "spark",
+            )  # fmt: skip
+            counted = True
         else:
             if sdir is not None and (sdir / "incremental.json").exists():
                 # issue 12 item 5: restaging would leave the incremental state behind
@@ -172,19 +188,21 @@ def scan_sql(
                 sdir = Path(tmp) / "stage"
             if sdir is not None:
                 stage(con, sdir, manifest)
-        read_counts(report, paths, fingerprint, manifest)
-        gaps = data_gaps(ruleset, kinds_present(report.resources))
-        rules = [r for r in ruleset.rules if r.id not in gaps or gaps[r.id].evaluated]
-        plan = compile_rules(rules, ruleset.valuesets, as_of=as_of)
-        runner: Runner
-        if engine == "spark":
-            if sdir is None:  # set above for spark; kept for the type checker
-                raise ValueError("spark needs a stage directory")
-            runner = spark_runner(spark or spark_session(spark_master), sdir)
-        else:
-            runner = DuckRunner(con)
-        findings = run(runner, plan)
+        if not counted:  # _scan_parts counts its read before it runs the rules
+            read_counts(report, paths, fingerprint, manifest)
+        gaps, plan = _plan(ruleset, report, as_of)
+        if findings is None:
+            runner: Runner
+            if engine == "spark":
+                if sdir is None:  # set above for spark; kept for the type checker
+                    raise ValueError("spark needs a stage directory")
+                runner = spark_runner(spark or spark_session(spark_master), sdir)
+            else:
+                runner = DuckRunner(con)
+            findings = run(runner, plan)
         patients = con.execute("SELECT count(*) FROM patients").fetchone()
+        if "parts" in manifest:  # the last partition's table: the manifest counts them all
+            patients = (manifest["patients"],)
         con.close()
     findings += _python_rules(paths, ruleset, plan.not_compiled, as_of)
     for f in findings:
@@ -197,6 +215,75 @@ def scan_sql(
     summary.seconds = time.perf_counter() - started
     findings.sort(key=rank_key)
     return ScanResult(findings=findings, summary=summary, report=report, gaps=gaps)
+
+
+def _plan(
+    ruleset: RuleSet, report: ReadReport, as_of: datetime
+) -> tuple[dict[str, DataGap], Plan]:
+    """The data gaps of what was read, and the compiled plan of the rules that can run."""
+    gaps = data_gaps(ruleset, kinds_present(report.resources))
+    rules = [r for r in ruleset.rules if r.id not in gaps or gaps[r.id].evaluated]
+    return gaps, compile_rules(rules, ruleset.valuesets, as_of=as_of)
+
+
+def _scan_parts(
+    con: Any,
+    paths: list[str | Path],
+    parts: int,
+    root: Path,
+    sdir: Path | None,
+    report: ReadReport,
+    fingerprint: list[list[Any]],
+    ruleset: RuleSet,
+    as_of: datetime,
+    *,
+    run_rules: bool,
+) -> tuple[dict[str, Any], list[Finding] | None]:
+    """Read ``paths`` into ``parts`` patient partitions, then flatten each (staging it into
+    ``sdir``) and, with ``run_rules``, run the rules on it: memory and working files are
+    bounded by a partition. Returns the manifest and the findings (None without
+    ``run_rules``)."""
+    read = read_partitioned(con, paths, parts, root, report)
+    if read is None:
+        raise nothing_read(paths, report)
+    manifest: dict[str, Any] = {
+        "files": fingerprint, "resources": sum(read.types.values()), "types": read.types,
+        "damaged": read.damaged, "dropped": read.dropped, "parts": parts,
+    }  # fmt: skip
+    read_counts(report, paths, fingerprint, manifest)
+    _gaps, plan = _plan(ruleset, report, as_of)
+    if sdir is not None:
+        for name in TABLES:  # the partitions of an earlier stage are not this scan's
+            shutil.rmtree(sdir / name, ignore_errors=True)
+    findings: list[Finding] = []
+    next_eid, totals = 1, Counter[str]()
+    for part in range(parts):
+        load_part(con, read, part)
+        counts = flatten_resources(con, first_eid=next_eid)
+        next_eid = counts.pop("next_eid")
+        totals.update(counts)
+        if sdir is not None:
+            stage_part(con, sdir, part)
+        if run_rules:
+            findings += run(DuckRunner(con), plan)
+        for rt in read.partitioned:  # done with: the working files stay one partition
+            shutil.rmtree(root / rt / f"bucket={part}", ignore_errors=True)
+    drop(con, read)
+    shutil.rmtree(root, ignore_errors=True)
+    manifest.update(totals)
+    manifest["report"] = report_json(report)
+    if sdir is not None:
+        (sdir / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    return manifest, findings if run_rules else None
+
+
+def stage_part(con: Any, stage_dir: Path, part: int) -> None:
+    """One partition's flat tables as Parquet in ``stage_dir`` (``NAME/bucket=PART``): the
+    layout :func:`stage` writes, partitioned by the scan's own patient partitions."""
+    for name in TABLES:
+        dest = stage_dir / name / f"bucket={part}"
+        dest.mkdir(parents=True, exist_ok=True)
+        con.execute(f"COPY {name} TO '{dest / 'data.parquet'}' (FORMAT parquet)")
 
 
 def read_counts(

@@ -1,0 +1,233 @@
+"""Partitioned flattening: a population larger than memory, one patient partition at a time.
+
+:func:`read_partitioned` reads every input file once. The fast files (NDJSON of one type,
+see :func:`plugin.population.flatten.read_resources`) are typed by DuckDB's JSON reader and
+written as Parquet partitioned by ``hash(patient) % parts``, each resource's patient
+resolved first (a conditional ``Patient?identifier=`` reference against every Patient's
+identifiers), so all of a patient's resources land in one partition. The other files are
+read into ``res`` as the single-pass read does; the shared types (Location, Medication) are
+kept whole. The damaged-file checks and the no-offset warnings run over everything read.
+
+:func:`load_part` then sets up one partition's resources exactly as
+:func:`~plugin.population.flatten.flatten_resources` expects them after a single-pass read.
+Every rule reads one patient's timeline, so running the rules partition by partition gives
+the findings of one pass over the whole population (``tests/population/test_partition.py``);
+memory and the working files are bounded by a partition, not by the population.
+"""
+
+# ruff: noqa: S608 - this module builds SQL; every literal goes through lit()/in_list()
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from plugin.fhir.read import ReadReport, list_input_files
+from plugin.fhir.resource_types import R4_TYPES, shared_types, timeline_types
+from plugin.population.flatten import (
+    PREF,
+    check_damaged,
+    damaged_files,
+    fields_of,
+    files_of,
+    first_type,
+    no_offset_warnings,
+    p0_of,
+    p0_sql,
+    pident_sql,
+    read_full,
+    read_in_full,
+    survey_view,
+    typed_files,
+)
+from plugin.population.vocab import in_list, lit
+
+# input bytes per partition (JSON as written; a .gz file counts 7x its size): a partition
+# of about 20,000 synthetic patients, which flattens in about 1.5 GB
+PART_BYTES = 1_000_000_000
+_GZ_RATIO = 7
+
+
+def parts_for(sources: Sequence[str | Path], part_bytes: int = PART_BYTES) -> int:
+    """How many partitions a scan of ``sources`` takes (1: a single pass)."""
+    size = 0
+    for src in sources:
+        for f in list_input_files(Path(src)):
+            size += f.stat().st_size * (_GZ_RATIO if f.name.endswith(".gz") else 1)
+    return max(1, math.ceil(size / part_bytes))
+
+
+@dataclass
+class Partitioned:
+    """What :func:`read_partitioned` read: where the partitions are, and the counts."""
+
+    parts: int
+    root: Path
+    types: dict[str, int] = field(default_factory=dict)  # resources read, by type
+    partitioned: list[str] = field(default_factory=list)  # types written as partitions
+    shared: list[str] = field(default_factory=list)  # fast shared types, kept whole
+    damaged: list[str] = field(default_factory=list)
+    dropped: int = 0
+
+
+def read_partitioned(
+    con: duckdb.DuckDBPyConnection,
+    sources: Sequence[str | Path],
+    parts: int,
+    root: Path,
+    report: ReadReport | None = None,
+) -> Partitioned | None:
+    """Read ``sources`` into ``parts`` partitions under ``root`` (see the module doc).
+    None when there are no files."""
+    nd, js = files_of(sources)
+    if not nd and not js:
+        return None
+    out = Partitioned(parts=parts, root=root)
+    root.mkdir(parents=True, exist_ok=True)
+    by_type: dict[str, list[str]] = {}
+    slow: list[str] = []
+    for f in nd:
+        rt = first_type(f)
+        if rt in R4_TYPES and rt not in ("Bundle", "OperationOutcome"):
+            by_type.setdefault(str(rt), []).append(f)
+        else:
+            slow.append(f)
+    read_full(con, slow, js)
+    shared = in_list(shared_types())
+    # every Patient's identifiers first: a conditional reference decides the partition
+    pats = ["SELECT id, r.identifier AS ident FROM res WHERE rt = 'Patient'"]
+    if "Patient" in by_type:
+        ident = {"id": "VARCHAR", "identifier": fields_of("Patient")["identifier"]}
+        pats.append(f"SELECT r.id, r.identifier FROM {typed_files(by_type['Patient'], ident)}")
+    con.execute(pident_sql("pident_all", " UNION ALL ".join(pats)))
+    con.execute("CREATE OR REPLACE TEMP TABLE fast (f VARCHAR, rt VARCHAR)")
+    con.execute("CREATE OR REPLACE TEMP TABLE excluded (f VARCHAR)")
+    rels: dict[str, str] = {}
+    for rt, files in sorted(by_type.items()):
+        read = (f"SELECT filename AS fname, r.resourceType AS rt, r.id AS id, {PREF} AS pref, "
+                f"{p0_of(rt)} AS p, r FROM {typed_files(files, fields_of(rt))}")  # fmt: skip
+        if rt in shared_types():  # res_<Type> as the single-pass read keeps it
+            con.execute(f"CREATE OR REPLACE TEMP TABLE res_{rt} AS SELECT * EXCLUDE (p), "
+                        f"NULL::VARCHAR AS p0 FROM ({read})")  # fmt: skip
+            rel = f"res_{rt}"
+            out.shared.append(rt)
+        else:
+            # a conditional reference resolved as flatten resolves it (no such Patient: NULL)
+            dest = root / rt
+            con.execute(f"""
+                COPY (SELECT fname, rt, id, pref, p0, r, hash(coalesce(p0, '')) % {parts} AS bucket
+                      FROM (SELECT x.* EXCLUDE (p), CASE WHEN starts_with(x.p, '?')
+                                   THEN pident_all.pid ELSE x.p END AS p0
+                            FROM ({read}) x LEFT JOIN pident_all ON pident_all.k = qkey(x.p)))
+                TO {lit(str(dest))} (FORMAT parquet, PARTITION_BY (bucket),
+                                     OVERWRITE_OR_IGNORE true)
+            """)
+            rel = f"read_parquet({lit(str(dest / '*' / '*.parquet'))})"
+            out.partitioned.append(rt)
+        rels[rt] = rel
+        # a file holding another type, or a value the reader cannot use, is read in full
+        # (it is damaged: damaged_files)
+        sql = f"SELECT DISTINCT fname FROM {rel} WHERE rt IS DISTINCT FROM {lit(rt)}"
+        mixed = [str(f) for (f,) in con.execute(sql).fetchall()]
+        if mixed:
+            con.executemany("INSERT INTO excluded VALUES (?)", [(f,) for f in mixed])
+            read_full(con, mixed, [], append=True)
+        kept = [(f, rt) for f in files if f not in set(mixed)]
+        if kept:
+            con.executemany("INSERT INTO fast VALUES (?, ?)", kept)
+    keep = timeline_types()
+    survey_view(con, {rt: _without_excluded(rel) for rt, rel in rels.items()})
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE res_files AS SELECT fname AS f, rt, count(*) AS n "
+        "FROM rs GROUP BY ALL"
+    )
+    con.execute(f"DELETE FROM res WHERE rt IS NULL OR rt NOT IN {in_list(keep)}")
+    survey_view(con, {rt: _without_excluded(rel) for rt, rel in rels.items() if rt in keep})
+    for _f, rt, n in con.execute("SELECT * FROM res_files").fetchall():
+        if rt in R4_TYPES and rt not in ("Bundle", "OperationOutcome"):
+            out.types[rt] = out.types.get(rt, 0) + int(n)
+    out.partitioned = [rt for rt in out.partitioned if rt in keep]
+    out.shared = [rt for rt in out.shared if rt in keep]
+    # the damaged files: read in full (out of the partitions), the Python reader's report
+    out.damaged = damaged_files(con)
+    moved: list[str] = []
+    if out.damaged and out.partitioned:
+        sql = (f"SELECT f FROM fast WHERE f IN {in_list(out.damaged)} "
+               f"AND rt IN {in_list(out.partitioned)}")  # fmt: skip
+        moved = [str(f) for (f,) in con.execute(sql).fetchall()]
+    if moved:
+        con.executemany("INSERT INTO excluded VALUES (?)", [(f,) for f in moved])
+        con.execute(f"DELETE FROM fast WHERE f IN {in_list(moved)}")
+        read_full(con, moved, [], append=True)
+    read_in_full(con, out.damaged)  # the shared types' fast files
+    out.dropped = check_damaged(con, out.damaged, report)
+    if report is not None:
+        no_offset_warnings(con, out.damaged, report)
+    # the patients of the resources read in full, resolved once for every partition
+    con.execute(f"DELETE FROM res WHERE rt IS NULL OR rt NOT IN {in_list(keep)}")
+    con.execute("ALTER TABLE res ADD COLUMN p0 VARCHAR")
+    con.execute(f"UPDATE res SET p0 = {p0_sql(shared)}")
+    con.execute("""
+        UPDATE res SET p0 = pident_all.pid FROM pident_all
+        WHERE starts_with(res.p0, '?') AND pident_all.k = qkey(res.p0)
+    """)
+    con.execute("UPDATE res SET p0 = NULL WHERE starts_with(p0, '?')")
+    con.execute("ALTER TABLE res RENAME TO res_all")
+    for rt in out.shared:
+        con.execute(f"ALTER TABLE res_{rt} RENAME TO gres_{rt}")
+    con.execute("ALTER TABLE fast RENAME TO fast_all")
+    con.execute("DROP VIEW rs")
+    return out
+
+
+def _without_excluded(rel: str) -> str:
+    return f"(SELECT * FROM {rel} WHERE fname NOT IN (SELECT f FROM excluded))"
+
+
+def load_part(con: duckdb.DuckDBPyConnection, read: Partitioned, part: int) -> None:
+    """Partition ``part`` as :func:`~plugin.population.flatten.flatten_resources` reads it:
+    ``res`` (its resources read in full, with ``p0``), ``res_<Type>`` and ``fast``."""
+    shared = in_list(shared_types())
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE res AS SELECT * FROM res_all
+        WHERE rt IN {shared} OR hash(coalesce(p0, '')) % {read.parts} = {part}
+    """)
+    con.execute("CREATE OR REPLACE TEMP TABLE fast (f VARCHAR, rt VARCHAR)")
+    for rt in read.partitioned:
+        files = sorted((read.root / rt / f"bucket={part}").glob("*.parquet"))
+        con.execute(f"CREATE OR REPLACE TEMP TABLE res_{rt} AS SELECT * EXCLUDE (bucket) FROM "
+                    f"{_parquet(files, like=read.root / rt)} "
+                    "WHERE fname NOT IN (SELECT f FROM excluded)")  # fmt: skip
+        con.execute(f"INSERT INTO fast SELECT f, rt FROM fast_all WHERE rt = {lit(rt)}")
+    for rt in read.shared:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE res_{rt} AS SELECT * FROM gres_{rt}")
+        con.execute(f"INSERT INTO fast SELECT f, rt FROM fast_all WHERE rt = {lit(rt)}")
+
+
+def _parquet(files: list[Path], like: Path) -> str:
+    """The rows of ``files``; none (with the columns of any partition under ``like``)."""
+    if files:
+        return f"read_parquet({_vlist(files)}, hive_partitioning = true)"
+    return (f"(SELECT * FROM read_parquet({lit(str(like / '*' / '*.parquet'))}, "
+            "hive_partitioning = true) LIMIT 0)")  # fmt: skip
+
+
+def _vlist(files: list[Path]) -> str:
+    return "[" + ", ".join(lit(str(f)) for f in files) + "]"
+
+
+def drop(con: duckdb.DuckDBPyConnection, read: Partitioned) -> None:
+    """The tables :func:`read_partitioned` kept for every partition."""
+    for rt in read.shared:
+        con.execute(f"DROP TABLE IF EXISTS gres_{rt}")
+    for table in ("res_all", "fast_all", "excluded", "pident_all"):
+        con.execute(f"DROP TABLE IF EXISTS {table}")
+
+
+def counts_total(parts: list[dict[str, Any]]) -> dict[str, int]:
+    return {k: sum(int(p.get(k, 0)) for p in parts) for k in ("events", "patients")}

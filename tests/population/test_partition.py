@@ -1,0 +1,128 @@
+"""Partitioned flattening (issue 12): a population scanned one patient partition at a time
+gives the findings, and the read report, of a single pass.
+
+Each partition holds all of its patients' resources (a conditional reference resolved
+before the partition is chosen), the shared Locations and Medications, and the resources of
+the files read in full (Bundles, damaged files) that belong to it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from plugin.population import partition
+from plugin.population.scan import scan_sql
+from plugin.rules import load_rules
+from plugin.scan import ScanResult
+from plugin.timeline.model import Finding
+
+ROOT = Path(__file__).resolve().parents[2]
+SHARED = Path("/work/shared/data")
+AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
+FAR = datetime(2300, 1, 1, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def ruleset():  # type: ignore[no-untyped-def]
+    return load_rules(ROOT / "rules")
+
+
+@pytest.fixture(scope="module")
+def population(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("pop") / "pop"
+    dxs = str(Path(sys.executable).parent / "dxsafety")
+    subprocess.run([dxs, "synth", "--patients", "600", "--seed", "11", "--out", str(out)],
+                   check=True, capture_output=True)  # fmt: skip
+    return out
+
+
+def _signature(f: Finding) -> tuple[object, ...]:
+    return (f.key, f.outcome_ref, f.evidence, f.window_end, f.index_end, f.summary,
+            sorted(f.extra.items()))  # fmt: skip
+
+
+def _same(one: ScanResult, parts: ScanResult) -> None:
+    assert sorted(map(_signature, parts.findings)) == sorted(map(_signature, one.findings))
+    assert parts.summary.patients == one.summary.patients
+    assert parts.report.read == one.report.read
+    assert parts.report.resources == one.report.resources
+    assert parts.report.skipped_by_reason == one.report.skipped_by_reason
+    assert sorted(e.where for e in parts.report.errors) == sorted(
+        e.where for e in one.report.errors)  # fmt: skip
+    assert parts.report.warned_by_reason == one.report.warned_by_reason
+
+
+def test_synthetic_population_in_partitions(ruleset, population: Path) -> None:  # type: ignore[no-untyped-def]
+    one = scan_sql(population, ruleset, as_of=AS_OF, parts=1)
+    assert len(one.findings) > 30
+    _same(one, scan_sql(population, ruleset, as_of=AS_OF, parts=4))
+
+
+@pytest.mark.parametrize(
+    ("name", "as_of"),
+    [("mimic-iv-demo-fhir", FAR), ("synthea-r4", FAR), ("bulk-ndjson-10-patients", AS_OF)],
+)
+def test_shared_data_in_partitions(ruleset, name: str, as_of: datetime) -> None:  # type: ignore[no-untyped-def]
+    src = SHARED / name
+    if not src.exists():
+        pytest.skip(f"{src} not on this machine")
+    one = scan_sql(src, ruleset, as_of=as_of, parts=1)
+    assert one.findings
+    _same(one, scan_sql(src, ruleset, as_of=as_of, parts=3))
+
+
+def test_damaged_fixtures_in_partitions(ruleset) -> None:  # type: ignore[no-untyped-def]
+    src = ROOT / "fhir_fixtures"
+    one = scan_sql(src, ruleset, as_of=AS_OF, parts=1)
+    assert one.report.errors and one.findings
+    _same(one, scan_sql(src, ruleset, as_of=AS_OF, parts=5))
+
+
+def test_conditional_reference_lands_with_its_patient(ruleset, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A resource naming its patient by identifier is flattened in that patient's
+    partition: without the resolution before partitioning its event would be lost."""
+    src = tmp_path / "pop"
+    src.mkdir()
+    patients, encounters = [], []
+    for i in range(12):
+        patients.append({"resourceType": "Patient", "id": f"p{i}", "gender": "female",
+                         "birthDate": "1950-01-01",
+                         "identifier": [{"system": "urn:mrn", "value": f"m{i}"}]})  # fmt: skip
+        for j, (start, cls) in enumerate((("2026-03-01T10:00:00Z", "EMER"),
+                                          ("2026-03-05T10:00:00Z", "IMP"))):  # fmt: skip
+            encounters.append({
+                "resourceType": "Encounter", "id": f"e{i}-{j}", "status": "finished",
+                "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
+                          "code": cls},
+                "subject": {"reference": f"Patient?identifier=urn:mrn|m{i}"},
+                "period": {"start": start, "end": start.replace("10:00", "14:00")},
+            })  # fmt: skip
+    for name, rows in (("Patient", patients), ("Encounter", encounters)):
+        (src / f"{name}.ndjson").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    one = scan_sql(src, ruleset, as_of=AS_OF, parts=1)
+    assert {f.patient_id for f in one.findings} == {f"p{i}" for i in range(12)}
+    _same(one, scan_sql(src, ruleset, as_of=AS_OF, parts=4))
+
+
+def test_staged_partitions_rescan(ruleset, population: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The partitions' Parquet is the stage a re-scan (and Spark) reads."""
+    stage = tmp_path / "stage"
+    first = scan_sql(population, ruleset, as_of=AS_OF, parts=3, stage_dir=stage)
+    assert sorted((stage / "events").glob("bucket=*/*.parquet"))
+    again = scan_sql(population, ruleset, as_of=AS_OF, parts=3, stage_dir=stage)
+    _same(first, again)
+    shutil.rmtree(stage)
+
+
+def test_parts_by_input_size(tmp_path: Path) -> None:
+    (tmp_path / "a.ndjson").write_bytes(b"x" * 3000)
+    (tmp_path / "b.ndjson.gz").write_bytes(b"x" * 1000)
+    assert partition.parts_for([tmp_path], part_bytes=10_000) == 1  # 3,000 + 7 x 1,000
+    assert partition.parts_for([tmp_path], part_bytes=5_000) == 2
