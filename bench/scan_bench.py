@@ -479,6 +479,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2, help="with --scale: processes")
     ap.add_argument("--engines", default="python,duckdb,parquet,spark")
     ap.add_argument("--memory-limit", default="1500MB", help="DuckDB memory_limit (passed on)")
+    ap.add_argument("--partitions", type=int,
+                    help="patient partitions of the duckdb run (default: by input size)")
     ap.add_argument("--stage", type=Path, help="Parquet stage (default var/bench/stage-<pop>)")
     ap.add_argument("--no-raw", action="store_true", help="skip the raw-parse floor")
     ap.add_argument("--no-floors", action="store_true", help="skip the per-trigger floors")
@@ -524,11 +526,13 @@ def main() -> None:
         elif engine == "duckdb":
             if stage.exists():  # a fresh flatten: the stage must not be reused
                 subprocess.run(["rm", "-rf", str(stage)], check=True)
-            argv += ["--engine", "duckdb", "--stage", str(stage), *limit]
+            parts = ["--partitions", str(args.partitions)] if args.partitions else []
+            argv += ["--engine", "duckdb", "--stage", str(stage), *limit, *parts]
         elif engine == "parquet":  # re-scan: the staged Parquet of the duckdb run
             if not (stage / "manifest.json").exists():
                 sys.exit("parquet needs the duckdb engine's stage: list duckdb first")
-            argv += ["--engine", "duckdb", "--stage", str(stage), *limit]
+            parts = ["--partitions", str(args.partitions)] if args.partitions else []
+            argv += ["--engine", "duckdb", "--stage", str(stage), *limit, *parts]
         elif engine == "spark":
             argv += ["--engine", "spark", "--stage", str(stage), *limit]
         else:

@@ -42,6 +42,9 @@ class Runner(Protocol):
 
     def rows(self, rule: CompiledRule) -> list[tuple[Any, ...]]: ...
 
+    def ids(self, name: str, ids: list[int]) -> None:
+        """A temporary relation ``name(eid)`` holding ``ids``."""
+
 
 class DuckRunner:
     dialect = "duckdb"
@@ -75,6 +78,10 @@ class DuckRunner:
     def rows(self, rule: CompiledRule) -> list[tuple[Any, ...]]:
         # one statement: DuckDB materialises a CTE read more than once by itself
         return self.query(rule.to_sql(self.dialect))
+
+    def ids(self, name: str, ids: list[int]) -> None:
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS "
+                         "SELECT unnest(?::BIGINT[]) AS eid", [ids])  # fmt: skip
 
 
 class SparkRunner:
@@ -123,6 +130,11 @@ class SparkRunner:
         for name in views:
             self.spark.catalog.dropTempView(name)
         return out
+
+    def ids(self, name: str, ids: list[int]) -> None:
+        self.spark.createDataFrame([(i,) for i in ids], "eid BIGINT").createOrReplaceTempView(
+            name
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,37 +206,38 @@ _EVENT_FIELDS = "eid, pid, kind, t, te, source, system, code, value, unit, setti
 
 
 def events_by_id(runner: Runner, eids: Iterable[int]) -> dict[int, Event]:
-    """The events behind findings (index and outcome), as timeline Events for summaries."""
+    """The events behind findings (index and outcome), as timeline Events for summaries:
+    two joins against the ids (a scan of each table, not one per chunk of ids)."""
     ids = sorted(set(eids))
     if not ids:
         return {}
+    runner.ids("want_eid", ids)
+    dx: dict[int, list[Code]] = {}
+    pr: dict[int, list[Code]] = {}
+    for eid, role, system, code in runner.query(
+        "SELECT DISTINCT c.eid, c.role, c.system, c.code FROM codes c JOIN want_eid w "
+        "ON w.eid = c.eid WHERE c.role IN ('dx', 'pr') ORDER BY c.eid, c.role, c.system, c.code"
+    ):
+        (dx if role == "dx" else pr).setdefault(int(eid), []).append(Code(system, code))
+    fields = ", ".join(f"e.{f.strip()}" for f in _EVENT_FIELDS.split(","))
     out: dict[int, Event] = {}
-    for start in range(0, len(ids), 5000):
-        chunk = ",".join(str(i) for i in ids[start : start + 5000])
-        dx: dict[int, list[Code]] = {}
-        pr: dict[int, list[Code]] = {}
-        for eid, role, system, code in runner.query(
-            f"SELECT DISTINCT eid, role, system, code FROM codes WHERE role IN ('dx', 'pr') "
-            f"AND eid IN ({chunk}) ORDER BY eid, role, system, code"
-        ):
-            (dx if role == "dx" else pr).setdefault(int(eid), []).append(Code(system, code))
-        for r in runner.query(f"SELECT {_EVENT_FIELDS} FROM events WHERE eid IN ({chunk})"):
-            eid = int(r[0])
-            kind = Kind(r[2])
-            detail = None
-            if kind is Kind.ENCOUNTER:
-                detail = EncounterDetail(
-                    setting=Setting(r[10] or "OTHER"),
-                    class_code="",
-                    diagnoses=tuple(dx.get(eid, ())),
-                    principal=tuple(pr.get(eid, ())),
-                )
-            out[eid] = Event(
-                patient=r[1], kind=kind, t=from_us(r[3]),
-                end=None if r[4] is None else from_us(r[4]), source=r[5], system=r[6] or "",
-                code=r[7] or "", value=r[8], unit=r[9], text=r[11], detail=detail,
-                offset_min=None if r[12] is None else int(r[12]),
-            )  # fmt: skip
+    for r in runner.query(f"SELECT {fields} FROM events e JOIN want_eid w ON w.eid = e.eid"):
+        eid = int(r[0])
+        kind = Kind(r[2])
+        detail = None
+        if kind is Kind.ENCOUNTER:
+            detail = EncounterDetail(
+                setting=Setting(r[10] or "OTHER"),
+                class_code="",
+                diagnoses=tuple(dx.get(eid, ())),
+                principal=tuple(pr.get(eid, ())),
+            )
+        out[eid] = Event(
+            patient=r[1], kind=kind, t=from_us(r[3]),
+            end=None if r[4] is None else from_us(r[4]), source=r[5], system=r[6] or "",
+            code=r[7] or "", value=r[8], unit=r[9], text=r[11], detail=detail,
+            offset_min=None if r[12] is None else int(r[12]),
+        )  # fmt: skip
     return out
 
 

@@ -48,8 +48,9 @@ from plugin.population.flatten import (
 from plugin.population.vocab import in_list, lit
 
 # input bytes per partition (JSON as written; a .gz file counts 7x its size): a partition
-# of about 20,000 synthetic patients, which flattens in about 1.5 GB
-PART_BYTES = 1_000_000_000
+# of about 130,000 synthetic patients (a single pass spills past the memory limit; the
+# partitions bound its working files, which at a million patients outgrow the disk)
+PART_BYTES = 6_000_000_000
 _GZ_RATIO = 7
 
 
