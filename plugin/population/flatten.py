@@ -1024,6 +1024,18 @@ def _events(con: duckdb.DuckDBPyConnection) -> None:
     _encounters(con)
     con.execute("DROP TABLE enc_start")
     con.execute("DROP TABLE dx_of")
+    # the typed resources are done with but for the Patients and reports read later: their
+    # memory goes to the steps below rather than to spilling
+    _drop_types(con, keep=("Patient", "DiagnosticReport"))
+
+
+def _drop_types(con: duckdb.DuckDBPyConnection, keep: tuple[str, ...] = ()) -> None:
+    fast = set(_fast_types(con))
+    for rt in sorted(timeline_types() - set(keep)):
+        con.execute(f"DROP VIEW IF EXISTS pres_{rt}")
+        con.execute(f"DROP VIEW IF EXISTS typ_{rt}")
+        if rt in fast:
+            con.execute(f"DROP TABLE res_{rt}")
 
 
 def _pick(alias: str, fields: tuple[str, ...]) -> str:
@@ -1333,11 +1345,7 @@ def _text_concepts(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("CREATE OR REPLACE TABLE text_concepts (eid BIGINT, concept VARCHAR)")
     if hits:
         con.executemany("INSERT INTO text_concepts VALUES (?, ?)", hits)
-    for rt in sorted(timeline_types()):
-        con.execute(f"DROP VIEW pres_{rt}")
-        con.execute(f"DROP VIEW typ_{rt}")
-    for rt in _fast_types(con):
-        con.execute(f"DROP TABLE res_{rt}")
+    _drop_types(con)
     con.execute("DROP VIEW IF EXISTS rs")
     for table in ("res", "pids", "fast"):
         con.execute(f"DROP TABLE IF EXISTS {table}")
