@@ -118,17 +118,8 @@ def read_partitioned(
             rel = f"res_{rt}"
             out.shared.append(rt)
         else:
-            # a conditional reference resolved as flatten resolves it (no such Patient: NULL)
-            dest = root / rt
-            con.execute(f"""
-                COPY (SELECT fname, rt, id, pref, p0, r, hash(coalesce(p0, '')) % {parts} AS bucket
-                      FROM (SELECT x.* EXCLUDE (p), CASE WHEN starts_with(x.p, '?')
-                                   THEN pident_all.pid ELSE x.p END AS p0
-                            FROM ({read}) x LEFT JOIN pident_all ON pident_all.k = qkey(x.p)))
-                TO {lit(str(dest))} (FORMAT parquet, PARTITION_BY (bucket),
-                                     OVERWRITE_OR_IGNORE true)
-            """)
-            rel = f"read_parquet({lit(str(dest / '*' / '*.parquet'))})"
+            _write_parts(con, rt, files, parts, root / rt)
+            rel = f"read_parquet({lit(str(root / rt / '*' / '*.parquet'))})"
             out.partitioned.append(rt)
         rels[rt] = rel
         # a file holding another type, or a value the reader cannot use, is read in full
@@ -186,6 +177,61 @@ def read_partitioned(
     return out
 
 
+def _write_parts(
+    con: duckdb.DuckDBPyConnection, rt: str, files: list[str], parts: int, dest: Path
+) -> None:
+    """The fast ``files`` of type ``rt`` as Parquet under ``dest/bucket=<partition>``. A
+    resource naming its patient by a conditional reference goes to ``bucket=<parts>``, to
+    be resolved against every Patient's identifiers (:func:`_resolve_conditional`): a join
+    in the large write would hold the identifiers of the whole population beside it.
+    Written in batches of files with small row groups: a partitioned write buffers rows per
+    partition and thread, which for these nested rows ran out of memory at 1 GB."""
+    con.execute(f"SET partitioned_write_flush_threshold = {_ROW_GROUP}")
+    for n, batch in enumerate(_batches(files, _BATCH_BYTES)):
+        read = (f"SELECT filename AS fname, r.resourceType AS rt, r.id AS id, {PREF} AS pref, "
+                f"{p0_of(rt)} AS p0, r FROM {typed_files(batch, fields_of(rt))}")  # fmt: skip
+        con.execute(f"""
+            COPY (SELECT *, CASE WHEN starts_with(p0, '?') THEN {parts}
+                                 ELSE hash(coalesce(p0, '')) % {parts} END AS bucket
+                  FROM ({read}))
+            TO {lit(str(dest))} (FORMAT parquet, PARTITION_BY (bucket), OVERWRITE_OR_IGNORE true,
+                                 FILENAME_PATTERN {lit(f"b{n}_{{i}}")},
+                                 ROW_GROUP_SIZE {_ROW_GROUP})
+        """)
+    _resolve_conditional(con, rt, parts, dest)
+
+
+_BATCH_BYTES = 1_000_000_000  # JSON input per partitioned write (a .gz file counts 7x)
+_ROW_GROUP = 20_000
+
+
+def _batches(files: list[str], limit: int) -> list[list[str]]:
+    out: list[list[str]] = [[]]
+    size = 0
+    for f in files:
+        n = Path(f).stat().st_size * (_GZ_RATIO if f.endswith(".gz") else 1)
+        if out[-1] and size + n > limit:
+            out.append([])
+            size = 0
+        out[-1].append(f)
+        size += n
+    return out
+
+
+def _resolve_conditional(
+    con: duckdb.DuckDBPyConnection, rt: str, parts: int, dest: Path
+) -> None:
+    """``cres_<Type>``: the resources of ``bucket=<parts>`` with their patient resolved as
+    flatten resolves it (no such Patient: NULL), for :func:`load_part` to add to the
+    partition that patient falls in."""
+    files = sorted((dest / f"bucket={parts}").glob("*.parquet"))
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE cres_{rt} AS
+        SELECT x.* EXCLUDE (p0, bucket), pident_all.pid AS p0
+        FROM {_parquet(files, like=dest)} x LEFT JOIN pident_all ON pident_all.k = qkey(x.p0)
+    """)
+
+
 def _without_excluded(rel: str) -> str:
     return f"(SELECT * FROM {rel} WHERE fname NOT IN (SELECT f FROM excluded))"
 
@@ -205,6 +251,9 @@ def load_part(con: duckdb.DuckDBPyConnection, read: Partitioned, part: int) -> N
                     f"{_parquet(files, like=read.root / rt)} "
                     "WHERE fname NOT IN (SELECT f FROM excluded)")  # fmt: skip
         con.execute(f"INSERT INTO fast SELECT f, rt FROM fast_all WHERE rt = {lit(rt)}")
+        con.execute(f"INSERT INTO res_{rt} BY NAME SELECT * FROM cres_{rt} "
+                    "WHERE fname NOT IN (SELECT f FROM excluded) "
+                    f"AND hash(coalesce(p0, '')) % {read.parts} = {part}")  # fmt: skip
     for rt in read.shared:
         con.execute(f"CREATE OR REPLACE TEMP TABLE res_{rt} AS SELECT * FROM gres_{rt}")
         con.execute(f"INSERT INTO fast SELECT f, rt FROM fast_all WHERE rt = {lit(rt)}")
@@ -226,6 +275,8 @@ def drop(con: duckdb.DuckDBPyConnection, read: Partitioned) -> None:
     """The tables :func:`read_partitioned` kept for every partition."""
     for rt in read.shared:
         con.execute(f"DROP TABLE IF EXISTS gres_{rt}")
+    for rt in read.partitioned:
+        con.execute(f"DROP TABLE IF EXISTS cres_{rt}")
     for table in ("res_all", "fast_all", "excluded", "pident_all"):
         con.execute(f"DROP TABLE IF EXISTS {table}")
 

@@ -65,6 +65,25 @@ def test_synthetic_population_in_partitions(ruleset, population: Path) -> None: 
     _same(one, scan_sql(population, ruleset, as_of=AS_OF, parts=4))
 
 
+
+def test_partitioned_writes_in_batches(  # type: ignore[no-untyped-def]
+    ruleset, population: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each file its own partitioned write, as a large export is written in batches: the
+    batches' Parquet files sit side by side in each partition."""
+    split = tmp_path / "split"
+    split.mkdir()
+    for f in sorted(population.glob("*.ndjson")):
+        lines = f.read_text().splitlines(keepends=True)
+        third = len(lines) // 3 + 1
+        for k in range(3):
+            part = lines[k * third : (k + 1) * third]
+            (split / f"{f.stem}.part{k}.ndjson").write_text("".join(part))
+    one = scan_sql(split, ruleset, as_of=AS_OF, parts=1)
+    monkeypatch.setattr(partition, "_BATCH_BYTES", 1)
+    _same(one, scan_sql(split, ruleset, as_of=AS_OF, parts=4))
+
+
 @pytest.mark.parametrize(
     ("name", "as_of"),
     [("mimic-iv-demo-fhir", FAR), ("synthea-r4", FAR), ("bulk-ndjson-10-patients", AS_OF)],
