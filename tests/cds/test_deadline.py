@@ -28,6 +28,8 @@ PV = "dxsafety-patient-view"
 CONTEXT = {"userId": "Practitioner/u", "patientId": "p"}
 LOOPBACK = Issuer(iss="i", fhir_servers=("http://127.0.0.1",))
 BUDGET = 1.0
+SLACK = 2.0  # what scheduling on a loaded machine may add
+DRIP = 6.0  # how long past the budget the drip lasts
 
 
 @pytest.fixture
@@ -49,9 +51,9 @@ def test_a_dripping_server_cannot_hold_the_call_past_its_deadline(
         Hostile(drip(stop, headers_too=headers_too)) as fhir,
         _app(settings, cds_fetch_budget_s=BUDGET) as client,
     ):
-        # before the fix the drip held the call for as long as it lasted: end it after 3 s
-        # so that the old code fails this test instead of hanging it
-        threading.Timer(BUDGET + 3, stop.set).start()
+        # before the fix the drip held the call for as long as it lasted: end it DRIP s past
+        # the budget so that the old code fails this test instead of hanging it
+        threading.Timer(BUDGET + DRIP, stop.set).start()
         # warm up: the first authenticated call opens (and migrates) the worklist database
         assert client.get(url(), headers=bearer(token(BASE + url()))).status_code == 200
         body = hook_request("patient-view", CONTEXT, fhir_server=fhir.base_url, token="t")
@@ -64,7 +66,9 @@ def test_a_dripping_server_cannot_hold_the_call_past_its_deadline(
     (card,) = r.json()["cards"]
     assert "could not read this patient's record in time" in card["summary"]
     assert card["indicator"] == "info"
-    assert took <= BUDGET + 0.1, f"{took:.3f} s for a {BUDGET} s deadline"
+    # the slack is a loaded 2-core CI machine's (1.66 s was seen with 0.1 s allowed): the
+    # test still separates a call ended by the deadline from one held by the drip
+    assert took <= BUDGET + SLACK < BUDGET + DRIP, f"{took:.3f} s for a {BUDGET} s deadline"
 
 
 def test_with_the_timeout_card_off_the_answer_is_412(
