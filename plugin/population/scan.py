@@ -32,7 +32,13 @@ from plugin.fhir.read import ReadReport, list_input_files, nothing_read
 from plugin.population.compile import Plan, compile_rules
 from plugin.population.engine import DuckRunner, Runner, SparkRunner, run
 from plugin.population.flatten import connect, flatten, flatten_resources
-from plugin.population.partition import drop, load_part, parts_for, read_partitioned
+from plugin.population.partition import (
+    drop,
+    load_part,
+    part_bytes_for,
+    parts_for,
+    read_partitioned,
+)
 from plugin.rules import DataGap, RuleSet, data_gaps
 from plugin.scan import ScanResult, ScanSummary, kinds_present, rank_key
 from plugin.timeline.model import Finding
@@ -165,7 +171,7 @@ def scan_sql(
         report = ReadReport()
         findings: list[Finding] | None = None  # found partition by partition
         counted = False
-        n_parts = parts if parts is not None else parts_for(paths)
+        n_parts = parts if parts is not None else parts_for(paths, part_bytes_for(memory_limit))
         if sdir is not None and _staged_is_current(sdir, fingerprint):
             manifest = load_staged(con, sdir)
             report_from_json(report, manifest.get("report", {}))
@@ -200,9 +206,9 @@ def scan_sql(
             else:
                 runner = DuckRunner(con)
             findings = run(runner, plan)
-        patients = con.execute("SELECT count(*) FROM patients").fetchone()
-        if "parts" in manifest:  # the last partition's table: the manifest counts them all
-            patients = (manifest["patients"],)
+        patients: tuple[Any, ...] | None = (manifest.get("patients"),)
+        if "parts" not in manifest:  # else the partitions' tables are gone: the manifest counts
+            patients = con.execute("SELECT count(*) FROM patients").fetchone()
         con.close()
     findings += _python_rules(paths, ruleset, plan.not_compiled, as_of)
     for f in findings:
@@ -266,8 +272,12 @@ def _scan_parts(
             stage_part(con, sdir, part)
         if run_rules:
             findings += run(DuckRunner(con), plan)
-        for rt in read.partitioned:  # done with: the working files stay one partition
+        # done with: the working files and the flat tables stay one partition's (the
+        # previous partition's tables held ~250 MB of 20,000 patients' 3 partitions)
+        for rt in read.partitioned:
             shutil.rmtree(root / rt / f"bucket={part}", ignore_errors=True)
+        for name in TABLES:
+            con.execute(f"DROP TABLE IF EXISTS {name}")
     drop(con, read)
     shutil.rmtree(root, ignore_errors=True)
     manifest.update(totals)

@@ -145,3 +145,19 @@ def test_parts_by_input_size(tmp_path: Path) -> None:
     (tmp_path / "b.ndjson.gz").write_bytes(b"x" * 1000)
     assert partition.parts_for([tmp_path], part_bytes=10_000) == 1  # 3,000 + 7 x 1,000
     assert partition.parts_for([tmp_path], part_bytes=5_000) == 2
+
+
+def test_parts_by_memory_limit(tmp_path: Path) -> None:
+    """A memory limit sizes the partitions (1,000,000 patients in 8 partitions ran out of
+    1500MB): twice the limit of input per partition, never more than the default."""
+    assert partition.limit_bytes("1500MB") == 1_500_000_000
+    assert partition.limit_bytes(" 1.5 GiB ") == int(1.5 * 2**30)
+    assert partition.limit_bytes("2gb") == 2_000_000_000
+    assert partition.limit_bytes("80%") is None
+    assert partition.limit_bytes(None) is None
+    assert partition.part_bytes_for("1500MB") == 3_000_000_000
+    assert partition.part_bytes_for("64GB") == partition.PART_BYTES
+    assert partition.part_bytes_for(None) == partition.PART_BYTES
+    (tmp_path / "a.ndjson.gz").write_bytes(b"x" * 1000)  # 7,000 bytes as JSON
+    assert partition.parts_for([tmp_path], partition.part_bytes_for("2KB")) == 2
+    assert partition.parts_for([tmp_path], partition.part_bytes_for("1KiB")) == 4
