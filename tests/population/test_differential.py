@@ -10,8 +10,6 @@ proves nothing, and ``test_compiled_share`` keeps that set from growing unnotice
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,22 +24,16 @@ from plugin.population.compile import compile_rules
 from plugin.population.engine import DuckRunner, run
 from plugin.population.flatten import connect, flatten
 from plugin.population.timelines import load_timelines
-from plugin.rules import evaluate, load_rules
+from plugin.rules import evaluate
 from plugin.rules import schema as rule_schema
 from plugin.rules import testing as rule_testing
 from plugin.rules.engine import evaluate_rule
 from plugin.timeline.model import Finding
 from plugin.timeline.spec import timeline_from_spec
+from tests.population.shared import SHARED_CASES, shared_source, synth
 
 ROOT = Path(__file__).resolve().parents[2]
-SHARED = Path("/work/shared/data")
 AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
-FAR = datetime(2300, 1, 1, tzinfo=UTC)  # MIMIC dates are shifted into 2100-2210
-
-
-@pytest.fixture(scope="module")
-def ruleset():  # type: ignore[no-untyped-def]
-    return load_rules(ROOT / "rules")
 
 
 def _signature(f: Finding) -> tuple[object, ...]:
@@ -121,14 +113,9 @@ def test_fixtures(ruleset) -> None:  # type: ignore[no-untyped-def]
     _assert_same(_python(src, rules, AS_OF), _sql(src, plan), "fhir_fixtures")
 
 
-@pytest.mark.parametrize(
-    ("name", "as_of"),
-    [("mimic-iv-demo-fhir", FAR), ("synthea-r4", FAR), ("bulk-ndjson-10-patients", AS_OF)],
-)
+@pytest.mark.parametrize(("name", "as_of"), SHARED_CASES)
 def test_shared_data(ruleset, name: str, as_of: datetime) -> None:  # type: ignore[no-untyped-def]
-    src = SHARED / name
-    if not src.exists():
-        pytest.skip(f"{src} not on this machine")
+    src = shared_source(name)
     plan, rules = _compiled(ruleset, as_of)
     py = _python([src], rules, as_of)
     assert py, "the shared data should give findings (or the comparison is empty)"
@@ -138,10 +125,7 @@ def test_shared_data(ruleset, name: str, as_of: datetime) -> None:  # type: igno
 @pytest.fixture(scope="module")
 def population(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("pop") / "pop"
-    dxs = str(Path(sys.executable).parent / "dxsafety")
-    subprocess.run([dxs, "synth", "--patients", "800", "--seed", "5", "--out", str(out)],
-                   check=True, capture_output=True)  # fmt: skip
-    return out
+    return synth(out, 800, 5)
 
 
 def test_synthetic_population(ruleset, population: Path) -> None:  # type: ignore[no-untyped-def]

@@ -24,17 +24,11 @@ import sqlalchemy as sa
 from plugin.errors import StageMismatch
 from plugin.population.incremental import scan_incremental
 from plugin.population.scan import scan_sql
-from plugin.rules import load_rules
 from plugin.timeline.model import Finding
 from plugin.worklist.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]
 AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
-
-
-@pytest.fixture(scope="module")
-def ruleset():  # type: ignore[no-untyped-def]
-    return load_rules(ROOT / "rules")
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,28 +17,18 @@ import pytest
 
 from plugin.population import partition
 from plugin.population.scan import scan_sql
-from plugin.rules import load_rules
 from plugin.scan import ScanResult
 from plugin.timeline.model import Finding
+from tests.population.shared import SHARED_CASES, shared_source, synth
 
 ROOT = Path(__file__).resolve().parents[2]
-SHARED = Path("/work/shared/data")
 AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
-FAR = datetime(2300, 1, 1, tzinfo=UTC)
-
-
-@pytest.fixture(scope="module")
-def ruleset():  # type: ignore[no-untyped-def]
-    return load_rules(ROOT / "rules")
 
 
 @pytest.fixture(scope="module")
 def population(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("pop") / "pop"
-    dxs = str(Path(sys.executable).parent / "dxsafety")
-    subprocess.run([dxs, "synth", "--patients", "600", "--seed", "11", "--out", str(out)],
-                   check=True, capture_output=True)  # fmt: skip
-    return out
+    return synth(out, 600, 11)
 
 
 def _signature(f: Finding) -> tuple[object, ...]:
@@ -65,7 +53,6 @@ def test_synthetic_population_in_partitions(ruleset, population: Path) -> None: 
     _same(one, scan_sql(population, ruleset, as_of=AS_OF, parts=4))
 
 
-
 def test_partitioned_writes_in_batches(  # type: ignore[no-untyped-def]
     ruleset, population: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -84,14 +71,9 @@ def test_partitioned_writes_in_batches(  # type: ignore[no-untyped-def]
     _same(one, scan_sql(split, ruleset, as_of=AS_OF, parts=4))
 
 
-@pytest.mark.parametrize(
-    ("name", "as_of"),
-    [("mimic-iv-demo-fhir", FAR), ("synthea-r4", FAR), ("bulk-ndjson-10-patients", AS_OF)],
-)
+@pytest.mark.parametrize(("name", "as_of"), SHARED_CASES)
 def test_shared_data_in_partitions(ruleset, name: str, as_of: datetime) -> None:  # type: ignore[no-untyped-def]
-    src = SHARED / name
-    if not src.exists():
-        pytest.skip(f"{src} not on this machine")
+    src = shared_source(name)
     one = scan_sql(src, ruleset, as_of=as_of, parts=1)
     assert one.findings
     _same(one, scan_sql(src, ruleset, as_of=as_of, parts=3))

@@ -22,7 +22,7 @@ from plugin.fhir.stage import iter_timelines
 from plugin.population import rank
 from plugin.population.scan import scan_sql
 from plugin.rank import Ranker, load_model
-from plugin.rules import RuleSet, load_rules
+from plugin.rules import RuleSet
 from plugin.scan import scan_population
 from plugin.timeline.model import Finding
 
@@ -39,11 +39,6 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
                  str(root / "train" / "labels.csv"), "--out", str(root / "model"),
                  "--n-estimators", "30"]) == 0  # fmt: skip
     return root
-
-
-@pytest.fixture(scope="module")
-def ruleset() -> RuleSet:
-    return load_rules(ROOT / "rules")
 
 
 def _scored(rows: Iterable[dict[str, Any]]) -> dict[str, tuple[Any, ...]]:

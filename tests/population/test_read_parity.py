@@ -21,17 +21,11 @@ from plugin.fhir.read import ReadReport
 from plugin.fhir.values import NO_OFFSET
 from plugin.population.flatten import connect, flatten
 from plugin.population.scan import scan_sql
-from plugin.rules import load_rules
 from plugin.scan import scan_population
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "fhir_fixtures"
 AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
-
-
-@pytest.fixture(scope="module")
-def ruleset():  # type: ignore[no-untyped-def]
-    return load_rules(ROOT / "rules")
 
 
 def _items(errors: list[FhirParseError], *, where: bool = True) -> list[tuple[object, ...]]:

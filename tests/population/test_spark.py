@@ -39,11 +39,6 @@ def _sources() -> list[Path]:
 
 
 @pytest.fixture(scope="module")
-def ruleset():  # type: ignore[no-untyped-def]
-    return load_rules(ROOT / "rules")
-
-
-@pytest.fixture(scope="module")
 def staged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Path]]:
     """The fixtures (and the Bulk sample) flattened by DuckDB and staged as Parquet."""
     from plugin.population.scan import stage
