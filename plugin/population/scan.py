@@ -84,23 +84,17 @@ def stage(con: Any, stage_dir: Path, manifest: dict[str, Any], buckets: int = BU
     (stage_dir / "manifest.json").write_text(json.dumps(manifest, indent=1))
 
 
-def load_staged(con: Any, stage_dir: Path) -> dict[str, Any]:
+def load_staged(con: Any, stage_dir: Path, part: int | None = None) -> dict[str, Any]:
+    """The staged flat tables as views, all of them or one partition's (``bucket=part``),
+    and the stage's manifest."""
+    bucket = "*" if part is None else f"bucket={int(part)}"
     for name in TABLES:
         con.execute(
             f"CREATE OR REPLACE VIEW {name} AS SELECT * EXCLUDE (bucket) FROM read_parquet("
-            f"'{stage_dir / name}/*/*.parquet', hive_partitioning = true)"
+            f"'{stage_dir / name / bucket}/*.parquet', hive_partitioning = true)"
         )
     manifest: dict[str, Any] = json.loads((stage_dir / "manifest.json").read_text())
     return manifest
-
-
-def load_staged_part(con: Any, stage_dir: Path, part: int) -> None:
-    """The flat tables of one partition of a stage written by a partitioned scan."""
-    for name in TABLES:
-        con.execute(
-            f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet("
-            f"'{stage_dir / name / f'bucket={part}'}/*.parquet')"
-        )
 
 
 def _staged_is_current(stage_dir: Path | None, fingerprint: list[list[Any]]) -> bool:
@@ -219,13 +213,15 @@ def scan_sql(
                 # out of 1500MB in the rules' first step)
                 findings = []
                 for part in range(int(manifest["parts"])):
-                    load_staged_part(con, sdir, part)
+                    load_staged(con, sdir, part)
                     findings += run(DuckRunner(con), plan)
             else:
                 findings = run(DuckRunner(con), plan)
-        patients: tuple[Any, ...] | None = (manifest.get("patients"),)
-        if "parts" not in manifest:  # else the partitions' tables are gone: the manifest counts
-            patients = con.execute("SELECT count(*) FROM patients").fetchone()
+        if "parts" in manifest:  # the partitions' tables are gone: the manifest counts them
+            n_patients = int(manifest["patients"])
+        else:
+            row = con.execute("SELECT count(*) FROM patients").fetchone()
+            n_patients = int(row[0]) if row else 0
         con.close()
     findings += _python_rules(paths, ruleset, plan.not_compiled, as_of)
     for f in findings:
@@ -233,7 +229,7 @@ def scan_sql(
         if gap is not None:
             f.extra["data_gap"] = gap.reason
     summary = ScanSummary(as_of=as_of)
-    summary.patients = int(patients[0]) if patients else 0
+    summary.patients = n_patients
     summary.findings_by_rule = Counter(f.rule_id for f in findings)
     summary.seconds = time.perf_counter() - started
     findings.sort(key=rank_key)
