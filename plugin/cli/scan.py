@@ -252,28 +252,29 @@ def _scan_sql(  # type: ignore[no-untyped-def]
         stage_dir=args.stage, spark_master=args.spark_master, memory_limit=args.memory_limit,
         parts=getattr(args, "partitions", None),
     )  # fmt: skip
-    if model is not None:  # features of the flagged patients only (issue 12 item 6)
-        import time
+    if model is None and store is None:
+        return result
+    # The flagged patients' timelines, built once (issue 12 item 6): scored with the model,
+    # and their snapshots made for the store, in worker processes; batches go to the store
+    # as they come.
+    import time
 
-        from plugin.population.rank import score_flagged
-        from plugin.scan import rank_key
+    from plugin.population.rank import flagged_batches
+    from plugin.scan import rank_key
 
-        started = time.perf_counter()
-        result.findings = score_flagged(
-            result.findings, source, model, validate=args.validate,
-            workers=getattr(args, "workers", None), rule_order=[r.id for r in ruleset.rules],
-            memory_limit=args.memory_limit,
-        )  # fmt: skip
-        result.findings.sort(key=rank_key)
+    started = time.perf_counter()
+    scored: list[Finding] = []
+    for batch, snapshots in flagged_batches(
+        result.findings, source, model, snapshots=store is not None, validate=args.validate,
+        workers=getattr(args, "workers", None), rule_order=[r.id for r in ruleset.rules],
+        memory_limit=args.memory_limit,
+    ):  # fmt: skip
+        scored += batch
+        if store is not None:
+            store.upsert_findings(batch, snapshots=snapshots)
+    if model is not None:
+        result.findings = sorted(scored, key=rank_key)
         result.summary.seconds += time.perf_counter() - started
-    if store is not None and result.findings:
-        # each case keeps its patient's timeline as its snapshot, as with the Python engine
-        from plugin.population.rank import flagged_timelines
-
-        for batch, timelines in flagged_timelines(
-            result.findings, source, validate=args.validate, memory_limit=args.memory_limit
-        ):
-            store.upsert_findings(batch, timelines)
     return result
 
 

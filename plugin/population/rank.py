@@ -100,13 +100,41 @@ def score_flagged(
     memory_limit: str | None = None,
 ) -> list[Finding]:
     """``findings`` (of a SQL scan of ``sources``) scored by ``model`` from their patients'
-    timelines; see the module doc. ``workers`` processes (default ``os.cpu_count()``; 1:
-    this process) build the timelines and score whole batches. ``rule_order`` is the rule
-    ids in ruleset order (the Python engine's order of a patient's findings at one index
-    time). Findings come back in the Python engine's scan order (callers sort them with
-    :func:`plugin.scan.rank_key`)."""
+    timelines; see the module doc and :func:`flagged_batches`. Findings come back in the
+    Python engine's scan order (callers sort them with :func:`plugin.scan.rank_key`)."""
+    return [f for batch, _snaps in flagged_batches(
+        findings, sources, model, validate=validate, workers=workers, batch_size=batch_size,
+        rule_order=rule_order, memory_limit=memory_limit)
+        for f in batch]  # fmt: skip
+
+
+Snapshots = dict[str, dict[str, Any]]  # finding key -> the worklist's timeline snapshot
+
+
+def flagged_batches(
+    findings: Sequence[Finding],
+    sources: str | Path | Sequence[str | Path],
+    model: FindingScorer | None = None,
+    *,
+    snapshots: bool = False,
+    validate: Mode = "fast",
+    workers: int | None = None,
+    batch_size: int = 500,
+    rule_order: Sequence[str] = (),
+    memory_limit: str | None = None,
+) -> Iterator[tuple[list[Finding], Snapshots]]:
+    """The flagged patients' timelines, built once, put to work in batches: ``findings``
+    (of a SQL scan of ``sources``) scored by ``model`` when one is given, and with
+    ``snapshots`` each finding's worklist snapshot (:func:`plugin.worklist.snapshot.
+    snapshot`), made where its timeline was built (a timeline is too costly to ship back).
+
+    ``workers`` processes (default ``os.cpu_count()``; 1: this process) build the timelines.
+    ``rule_order`` is the rule ids in ruleset order (the Python engine's order of a patient's
+    findings at one index time). Batches come in the Python engine's patient order and
+    batches (``batch_size`` findings, as :func:`plugin.scan.scan_population` flushes: the
+    ranker explains the top findings of each batch), each patient's findings in one batch."""
     if not findings:
-        return []
+        return
     roots = [Path(sources)] if isinstance(sources, str | Path) else [Path(s) for s in sources]
     by_pid: dict[str, list[Finding]] = defaultdict(list)
     for f in findings:
@@ -122,18 +150,18 @@ def score_flagged(
             plan.append([])
             size = 0
     plan = [b for b in plan if b]
-    setup = (model, validate, {rid: i for i, rid in enumerate(rule_order)})
+    setup = (model, validate, {rid: i for i, rid in enumerate(rule_order)}, snapshots)
     n = min(workers if workers is not None else (os.cpu_count() or 1), len(plan))
     if n <= 1 or len(order) < _POOL_MIN:
         selected = _select(roots, set(order), memory_limit)
         items = _assign(selected, set(order))
         _init_worker(*setup)
-        return [f for b in plan for f in _score_batch(_task(b, by_pid, items, selected))]
+        for b in plan:
+            yield _work_batch(_task(b, by_pid, items, selected))
+        return
     # Not fork: this process may hold DuckDB's and LightGBM's (OpenMP) threads, which a
     # forked child must not use. A fork server imports the modules once (~4 s a process
-    # when spawned) and forks the workers from a process that never ran either. Workers
-    # return scored findings: shipping timelines back would cost more than building them
-    # (pickling frozen dataclasses is slow).
+    # when spawned) and forks the workers from a process that never ran either.
     ctx = get_context("forkserver")
     ctx.set_forkserver_preload([__name__, "plugin.rank.ranker"])
     with ProcessPoolExecutor(n, ctx, _init_worker, setup) as pool:
@@ -142,7 +170,7 @@ def score_flagged(
         selected = _select(roots, set(order), memory_limit)
         items = _assign(selected, set(order))
         tasks = (_task(b, by_pid, items, selected) for b in plan)
-        return [f for scored in pool.map(_score_batch, tasks) for f in scored]
+        yield from pool.map(_work_batch, tasks)
 
 
 Task = tuple[list[JSON], list[tuple[str, list[Finding], list[Item]]]]
@@ -398,13 +426,17 @@ def _assign(selected: _Selected, flagged: set[str]) -> dict[str, list[Item]]:
 _WORKER: dict[str, Any] = {}  # set by _init_worker, in each worker (or this process)
 
 
-def _init_worker(model: FindingScorer, mode: Mode, rank: dict[str, int]) -> None:
-    _WORKER.update(model=model, mode=mode, rank=rank)
+def _init_worker(
+    model: FindingScorer | None, mode: Mode, rank: dict[str, int], snapshots: bool = False
+) -> None:
+    _WORKER.update(model=model, mode=mode, rank=rank, snapshots=snapshots)
 
 
-def _score_batch(task: Task) -> list[Finding]:
+def _work_batch(task: Task) -> tuple[list[Finding], Snapshots]:
     """One batch of :func:`plugin.scan.scan_population`: its patients' timelines, their
-    findings in the engine's order, scored together."""
+    findings in the engine's order, scored together; and their snapshots when asked."""
+    from plugin.worklist.snapshot import snapshot
+
     shared, batch = task
     store = _Shared()  # Locations and Medications, joined by reference as staging does
     for r in shared:
@@ -416,46 +448,15 @@ def _score_batch(task: Task) -> list[Finding]:
         tl = _build(pid, items, store)
         found += _python_order(findings, tl, _WORKER["rank"])
         timelines[pid] = tl
-    scored: list[Finding] = _WORKER["model"].score_findings(found, timelines)
-    return scored
+    if _WORKER["model"] is not None:
+        found = _WORKER["model"].score_findings(found, timelines)
+    snaps: Snapshots = {}
+    if _WORKER["snapshots"]:
+        snaps = {f.key: snapshot(f, timelines[f.patient_id]) for f in found}
+    return found, snaps
 
 
-def flagged_timelines(
-    findings: Sequence[Finding],
-    sources: str | Path | Sequence[str | Path],
-    *,
-    validate: Mode = "fast",
-    memory_limit: str | None = None,
-    batch_size: int = 500,
-) -> Iterator[tuple[list[Finding], dict[str, Timeline]]]:
-    """``findings`` in batches of about ``batch_size``, each with the timelines of its
-    patients, built as the Python engine builds them (select and build above): what the
-    worklist store keeps as each case's snapshot when a SQL engine found the cases."""
-    by_pid: dict[str, list[Finding]] = defaultdict(list)
-    for f in findings:
-        by_pid[f.patient_id].append(f)
-    if not by_pid:
-        return
-    roots = [Path(sources)] if isinstance(sources, str | Path) else [Path(s) for s in sources]
-    selected = _select(roots, set(by_pid), memory_limit)
-    items = _assign(selected, set(by_pid))
-    shared = _Shared()
-    for r in selected.shared:
-        shared.add(r)
-    shared.finish()
-    batch: list[Finding] = []
-    timelines: dict[str, Timeline] = {}
-    for pid in sorted(by_pid):
-        timelines[pid] = _build(pid, items.pop(pid, []), shared, validate)
-        batch += by_pid[pid]
-        if len(batch) >= batch_size:
-            yield batch, timelines
-            batch, timelines = [], {}
-    if batch:
-        yield batch, timelines
-
-
-def _build(pid: str, raw_items: list[Item], shared: _Shared, mode: Mode | None = None) -> Timeline:
+def _build(pid: str, raw_items: list[Item], shared: _Shared) -> Timeline:
     """One patient's timeline from its items, through staging's own steps."""
     from plugin.fhir.read import _items_from_bytes
 
@@ -470,5 +471,5 @@ def _build(pid: str, raw_items: list[Item], shared: _Shared, mode: Mode | None =
                 continue
             if patient_of(r) == pid:
                 resources.append((where, r))
-    patient = _validated(resources, pid, mode or _WORKER["mode"], ReadReport(), shared)
+    patient = _validated(resources, pid, _WORKER["mode"], ReadReport(), shared)
     return patient.timeline()

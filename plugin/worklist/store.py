@@ -187,7 +187,16 @@ def _keep_other_models_score(old: Any, row: dict[str, Any]) -> None:
         row["extra"].pop("model_version")
 
 
-def finding_row(finding: Finding, timeline: Timeline | None, seen: datetime) -> dict[str, Any]:
+def finding_row(
+    finding: Finding,
+    timeline: Timeline | None,
+    seen: datetime,
+    snap: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The stored row of ``finding``; its snapshot from ``timeline``, or ``snap`` already
+    made from it (in the worker process that built the timeline)."""
+    if snap is None and timeline is not None:
+        snap = snapshot(finding, timeline)
     return {
         "key": finding.key,
         "patient_id": finding.patient_id,
@@ -206,7 +215,7 @@ def finding_row(finding: Finding, timeline: Timeline | None, seen: datetime) -> 
         "missed_dx": [[dx, float(p)] for dx, p in finding.missed_dx],
         "reasons": list(finding.reasons),
         "extra": dict(finding.extra),
-        "snapshot": snapshot(finding, timeline) if timeline is not None else None,
+        "snapshot": snap,
         "status": "new",
         "assignee_id": None,
         "version": 1,
@@ -256,7 +265,10 @@ class Store:
 
     # --- findings -----------------------------------------------------------------------------
     def upsert_findings(
-        self, findings: Iterable[Finding], timelines: Mapping[str, Timeline] | None = None
+        self,
+        findings: Iterable[Finding],
+        timelines: Mapping[str, Timeline] | None = None,
+        snapshots: Mapping[str, dict[str, Any]] | None = None,
     ) -> int:
         """Insert new findings, refresh known ones; returns how many were new.
 
@@ -267,10 +279,13 @@ class Store:
         ``changed_since_review`` and the change is audited. A new finding on the same patient
         and index visit as an existing case (or with an overlapping rule window) joins that
         case (an episode) instead of opening a case of its own.
+
+        Each finding's snapshot is made from its patient's timeline in ``timelines``, or
+        given by finding key in ``snapshots`` (made where the timeline was built).
         """
         added = changed = joined = 0
         for batch in _batches(findings, self.batch_size):
-            counts = self._upsert_batch(batch, timelines or {})
+            counts = self._upsert_batch(batch, timelines or {}, snapshots or {})
             added, changed, joined = added + counts[0], changed + counts[1], joined + counts[2]
         with self.engine.begin() as conn:
             self.audit(conn, "scan.import", new=added, changed_reviewed=changed,
@@ -278,10 +293,14 @@ class Store:
         return added
 
     def _upsert_batch(
-        self, batch: list[Finding], timelines: Mapping[str, Timeline]
+        self,
+        batch: list[Finding],
+        timelines: Mapping[str, Timeline],
+        snapshots: Mapping[str, dict[str, Any]],
     ) -> tuple[int, int, int]:
         seen = now()
-        rows = {f.key: finding_row(f, timelines.get(f.patient_id), seen) for f in batch}
+        rows = {f.key: finding_row(f, timelines.get(f.patient_id), seen, snapshots.get(f.key))
+                for f in batch}  # fmt: skip
         f = t.findings
         reviewed = (
             sa.select(sa.func.count()).where(t.reviews.c.finding_id == f.c.id).scalar_subquery()

@@ -74,6 +74,46 @@ def test_cli_duckdb_with_model_scores_as_the_python_engine(work: Path, ruleset: 
     assert sql == py
 
 
+def test_model_and_store_build_each_flagged_timeline_once(
+    work: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``scan --engine duckdb --model M --store URL``: each flagged patient's timeline is
+    built once, for the score and the snapshot both (before: twice, the store's pass in one
+    process), and the stored cases are the Python engine's: score, reasons, snapshot."""
+    import sqlalchemy as sa
+
+    from plugin.worklist import tables
+    from plugin.worklist.store import Store
+
+    built: list[str] = []
+    real = rank._build
+
+    def counting(pid: str, *args: Any) -> Any:
+        built.append(pid)
+        return real(pid, *args)
+
+    monkeypatch.setattr(rank, "_build", counting)  # in this process: --workers 1
+    rows = {}
+    for engine in ("python", "duckdb"):
+        url = f"sqlite:///{tmp_path}/{engine}.db"
+        assert main(["scan", str(work / "pop"), "--engine", engine, "--model",
+                     str(work / "model"), "--as-of", AS_OF, "--workers", "1", "--store", url,
+                     "--out", str(tmp_path / f"{engine}.csv")]) == 0  # fmt: skip
+        store = Store(url)
+        f = tables.findings.c
+        with store.engine.connect() as conn:
+            rows[engine] = {r.key: (r.patient_id, r.score, r.reasons, r.snapshot)
+                            for r in conn.execute(sa.select(
+                                f.key, f.patient_id, f.score, f.reasons, f.snapshot))}  # fmt: skip
+        store.close()
+    flagged = {pid for pid, *_ in rows["duckdb"].values()}
+    assert sorted(built) == sorted(flagged), "each flagged patient's timeline built once"
+    assert len(rows["python"]) > 50
+    stored = rows["duckdb"].values()
+    assert all(score is not None and snap["events"] for _p, score, _r, snap in stored)
+    assert rows["duckdb"] == rows["python"]
+
+
 class Recording:
     """The real model, recording the batches it is given (keys, in order): the ranker
     explains the top 50 of each batch, so scores match the Python engine's only if the
