@@ -12,13 +12,16 @@ manifest matches) K rewritten copies of DIR with ``bench/make_population.py`` (`
 Engines, each ``dxsafety scan DIR --engine E`` in a child process: ``python`` (per-patient),
 ``duckdb`` from the NDJSON (flatten + stage Parquet + rules, ``--memory-limit`` passed on),
 ``parquet`` (the duckdb engine again, re-scanning the Parquet staged by the ``duckdb`` run)
-and ``spark`` (local[2] over the staged Parquet). Per engine: wall time, resources/s, peak
-RSS of the scan process (``wait4``: exact for that process and the children it waited for)
-and the peak summed RSS of its process tree sampled every 0.2 s (this includes Spark's JVM),
-its time as a ratio of the duckdb run's and its resources/s as a ratio of the raw-parse
-floor, and whether its findings equal the duckdb run's by key. On a population made by
-``make_population.py`` it also checks that every copy's findings are copy 0's, with the
-copy's id prefix and date shift undone.
+and ``spark`` (local[2] over the staged Parquet). ``E+model`` and ``E+store`` run engine
+``E``'s scan again with ``--model DIR`` (the ranker on the flagged patients) and/or
+``--store`` (a fresh SQLite worklist), and print their time as a ratio of ``E``'s.
+
+Per engine: wall time, resources/s, peak RSS of the scan process (``wait4``: exact for that
+process and the children it waited for) and the peak summed RSS of its process tree sampled
+every 0.2 s (this includes Spark's JVM), its time as a ratio of the duckdb run's and its
+resources/s as a ratio of the raw-parse floor, and whether its findings equal the duckdb
+run's by key. On a population made by ``make_population.py`` it also checks that every
+copy's findings are copy 0's, with the copy's id prefix and date shift undone.
 
 Floors, measured in the same run:
 
@@ -477,7 +480,10 @@ def main() -> None:
     ap.add_argument("--gzip", action="store_true", help="with --scale: write .ndjson.gz")
     ap.add_argument("--shift-days", type=int, default=7, help="with --scale (default 7)")
     ap.add_argument("--workers", type=int, default=2, help="with --scale: processes")
-    ap.add_argument("--engines", default="python,duckdb,parquet,spark")
+    ap.add_argument("--engines", default="python,duckdb,parquet,spark",
+                    help="comma-separated; +model / +store add --model DIR / a worklist "
+                    "store to that engine's scan (parquet+model: the re-scan, ranked)")
+    ap.add_argument("--model", type=Path, help="a model directory for the +model engines")
     ap.add_argument("--memory-limit", default="1500MB", help="DuckDB memory_limit (passed on)")
     ap.add_argument("--partitions", type=int,
                     help="patient partitions of the duckdb run (default: by input size)")
@@ -517,10 +523,20 @@ def main() -> None:
         )
     results: dict[str, float] = {}
     found: dict[str, set[str]] = {}
-    for engine in args.engines.split(","):
-        out = ROOT / "var" / "bench" / f"findings-{engine}.csv"
+    for spec in args.engines.split(","):
+        engine, *extras = spec.split("+")
+        out = ROOT / "var" / "bench" / f"findings-{spec}.csv"
         argv = [DXS, "scan", str(data), "--out", str(out), "--as-of", AS_OF]
         limit = ["--memory-limit", args.memory_limit] if args.memory_limit else []
+        for extra in extras:  # the same scan with the ranker and/or the worklist store
+            if extra == "model" and args.model is not None:
+                argv += ["--model", str(args.model)]
+            elif extra == "store":
+                db = ROOT / "var" / "bench" / f"store-{spec}.db"
+                db.unlink(missing_ok=True)
+                argv += ["--store", f"sqlite:///{db}"]
+            else:
+                sys.exit(f"unknown engine option {extra!r} (+model needs --model DIR)")
         if engine == "python":
             argv += ["--engine", "python"]
         elif engine == "duckdb":
@@ -538,19 +554,19 @@ def main() -> None:
         else:
             sys.exit(f"unknown engine {engine!r}")
         run = run_child(argv)
-        results[engine] = run.seconds
-        found[engine] = keys(out)
+        results[spec] = run.seconds
+        found[spec] = keys(out)
         rate = n_res / run.seconds
         vs_raw = f"{rate / raw_rate:.2f}x raw parse" if raw_rate else ""
         print(
-            f"{engine:8s} {run.seconds:8.1f} s {rate:12,.0f} resources/s {vs_raw}  peak RSS "
+            f"{spec:8s} {run.seconds:8.1f} s {rate:12,.0f} resources/s {vs_raw}  peak RSS "
             f"{run.rss_mib:,.0f} MiB (tree {run.tree_mib:,.0f} MiB)  "
-            f"{len(found[engine])} findings",
+            f"{len(found[spec])} findings",
             flush=True,
         )
         table.append(
             (
-                engine,
+                spec,
                 f"{run.seconds:.1f}",
                 f"{rate:,.0f}",
                 f"{rate / raw_rate:.2f}" if raw_rate else "-",
@@ -564,6 +580,10 @@ def main() -> None:
         diff = found[engine] ^ found[base]
         same = "same findings" if not diff else f"DIFFERENT findings ({len(diff)} keys differ)"
         print(f"  {engine}/{base} time ratio {seconds / results[base]:.2f}x, {same}")
+    for spec, seconds in results.items():  # the ranker's and the store's cost (item 6: < 2x)
+        plain = spec.split("+")[0]
+        if spec != plain and plain in results:
+            print(f"  {spec}/{plain} time ratio {seconds / results[plain]:.2f}x")
     made = make_population.read_manifest(data)
     if base is not None and made and int(made.get("copies", 1)) > 1:
         agree = copies_agree(ROOT / "var" / "bench" / f"findings-{base}.csv", made)
