@@ -32,9 +32,9 @@ import gzip
 import os
 import tempfile
 import zlib
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from multiprocessing import get_context
@@ -77,7 +77,8 @@ _REF_PATHS = tuple(f"$.{k}.reference" for k in _PATIENT_KEYS)
 
 @dataclass(slots=True)
 class _Selected:
-    """The flagged patients' lines, the shared resources and the Python-read items."""
+    """The flagged patients' lines (kept in DuckDB by batch), the shared resources and the
+    items read in Python (Bundles, ``.json`` files, conditional references)."""
 
     lines: dict[str, list[tuple[tuple[int, int], Item]]] = field(
         default_factory=lambda: defaultdict(list)
@@ -86,6 +87,11 @@ class _Selected:
     deferred: list[tuple[str, str, JSON]] = field(default_factory=list)  # query, where, res
     # (read position, identifier key, patient id) of every Patient read
     identifiers: list[tuple[tuple[int, int], str, str]] = field(default_factory=list)
+    # the conditional references resolved to a flagged patient: after its lines
+    late: dict[str, list[Item]] = field(default_factory=lambda: defaultdict(list))
+    # ``kept_lines(b, pid, fi, r, raw)``: each NDJSON line of batch b's patients, sorted by b
+    con: Any = None
+    files: list[tuple[int, str]] = field(default_factory=list)  # by fi: (read seq, name)
 
 
 def score_flagged(
@@ -153,11 +159,10 @@ def flagged_batches(
     setup = (model, validate, {rid: i for i, rid in enumerate(rule_order)}, snapshots)
     n = min(workers if workers is not None else (os.cpu_count() or 1), len(plan))
     if n <= 1 or len(order) < _POOL_MIN:
-        selected = _select(roots, set(order), memory_limit)
-        items = _assign(selected, set(order))
-        _init_worker(*setup)
-        for b in plan:
-            yield _work_batch(_task(b, by_pid, items, selected))
+        with _selection(roots, plan, memory_limit) as selected:
+            _init_worker(*setup)
+            for k, b in enumerate(plan):
+                yield _work_batch(_task(k, b, by_pid, selected))
         return
     # Not fork: this process may hold DuckDB's and LightGBM's (OpenMP) threads, which a
     # forked child must not use. A fork server imports the modules once (~4 s a process
@@ -167,20 +172,24 @@ def flagged_batches(
     with ProcessPoolExecutor(n, ctx, _init_worker, setup) as pool:
         for _ in range(n):  # start and warm the workers now, while the select runs
             pool.submit(_ready)
-        selected = _select(roots, set(order), memory_limit)
-        items = _assign(selected, set(order))
-        tasks = (_task(b, by_pid, items, selected) for b in plan)
-        yield from pool.map(_work_batch, tasks)
+        with _selection(roots, plan, memory_limit) as selected:
+            # a batch's lines are read when it is sent, a few batches ahead of the results
+            # (Executor.map would take every batch's lines at once: 3 GB at 100,000)
+            ahead: deque[Future[tuple[list[Finding], Snapshots]]] = deque()
+            for k, b in enumerate(plan):
+                ahead.append(pool.submit(_work_batch, _task(k, b, by_pid, selected)))
+                if len(ahead) > 2 * n:
+                    yield ahead.popleft().result()
+            while ahead:
+                yield ahead.popleft().result()
 
 
 Task = tuple[list[JSON], list[tuple[str, list[Finding], list[Item]]]]
 
 
-def _task(
-    pids: list[str], by_pid: dict[str, list[Finding]], items: dict[str, list[Item]],
-    selected: _Selected,
-) -> Task:  # fmt: skip
-    return selected.shared, [(pid, by_pid[pid], items.pop(pid, [])) for pid in pids]
+def _task(k: int, pids: list[str], by_pid: dict[str, list[Finding]], selected: _Selected) -> Task:
+    items = _items(selected, k, pids)
+    return selected.shared, [(pid, by_pid[pid], items.get(pid, [])) for pid in pids]
 
 
 def _ready() -> None:
@@ -218,9 +227,14 @@ def _has_bom(file: Path) -> bool:
         return True  # let the Python reader meet (and skip) what it cannot read
 
 
-def _select(roots: list[Path], flagged: set[str], memory_limit: str | None) -> _Selected:
-    """Step 1 of the module doc: what the flagged patients' timelines can be built from."""
+@contextmanager
+def _selection(
+    roots: list[Path], plan: list[list[str]], memory_limit: str | None
+) -> Iterator[_Selected]:
+    """Step 1 of the module doc: what the flagged patients' timelines can be built from, for
+    the batches of patients in ``plan`` (:func:`_items` gives one batch's)."""
     out = _Selected()
+    flagged = {pid for batch in plan for pid in batch}
     files = _files(roots)
     ndjson: list[tuple[int, Path]] = []
     others: list[tuple[int, Path]] = []
@@ -238,9 +252,29 @@ def _select(roots: list[Path], flagged: set[str], memory_limit: str | None) -> _
         for i, item in enumerate(iter_resources(f)):
             if item.resource is not None:
                 _route(out, (seq, i), display(f), item.resource, flagged)
-    if ndjson:
-        _select_ndjson(out, ndjson, flagged, memory_limit)
-    return out
+    with _connection(memory_limit) as con:
+        if ndjson:
+            out.con = con
+            _select_ndjson(out, ndjson, plan, flagged)
+        _resolve(out, flagged)
+        yield out
+
+
+def _items(selected: _Selected, k: int, pids: list[str]) -> dict[str, list[Item]]:
+    """Batch ``k``'s patients' (``pids``) items in the read order: their NDJSON lines (read
+    from DuckDB now, not held for every batch at once), the items read in Python, then
+    their conditional references."""
+    rows: dict[str, list[tuple[tuple[int, int], Item]]] = {
+        pid: selected.lines.pop(pid, []) for pid in pids
+    }
+    if selected.con is not None:
+        for pid, fi, r, raw in selected.con.execute(
+            "SELECT pid, fi, r, raw FROM kept_lines WHERE b = ?", [k]
+        ).fetchall():
+            seq, name = selected.files[fi]
+            rows[pid].append(((seq, r), (name, raw, False)))
+    return {pid: [it for _, it in sorted(v, key=lambda x: x[0])] + selected.late.pop(pid, [])
+            for pid, v in rows.items()}  # fmt: skip
 
 
 def _needed(
@@ -340,53 +374,55 @@ def _candidate(ref: str) -> str:
 
 
 def _select_ndjson(
-    out: _Selected, ndjson: list[tuple[int, Path]], flagged: set[str], memory_limit: str | None
+    out: _Selected, ndjson: list[tuple[int, Path]], plan: list[list[str]], flagged: set[str]
 ) -> None:
-    with _connection(memory_limit) as con:
-        con.execute("CREATE TABLE flagged AS SELECT unnest(?::VARCHAR[]) AS pid", [sorted(flagged)])
-        paths = "[" + ", ".join(lit(str(f)) for _, f in ndjson) + "]"
-        keys = "['$.resourceType', '$.id', " + ", ".join(f"'{p}'" for p in _REF_PATHS) + "]"
-        cands = ["CASE WHEN x[1] = 'Patient' THEN x[2] END"] + [
-            _candidate(f"x[{i}]") for i in range(3, 3 + len(_REF_PATHS))
-        ]
-        # a semi-join per candidate (hash joins: fast; a list test per row is not)
-        hit = " OR ".join(f"({c}) IN (SELECT pid FROM flagged)" for c in cands)
-        conditional = " OR ".join(
-            f"coalesce(starts_with(x[{i}], 'Patient?'), false)"
-            for i in range(3, 3 + len(_REF_PATHS))
-        )
-        always = in_list(sorted({"Bundle", *_SHARED_TYPES}))
-        con.execute(f"""
-            CREATE TABLE kept AS
-            SELECT file_index AS fi, json::VARCHAR AS j, [{", ".join(cands)}] AS c,
-                   coalesce(x[1] IN {always} OR {conditional}, false) AS loose
-            FROM (SELECT file_index, json, json_extract_string(json, {keys}) AS x
-                  FROM read_json_objects({paths}, format = 'newline_delimited',
-                                         ignore_errors = true,
-                                         maximum_object_size = 67108864))
-            WHERE x[1] IN {always} OR {conditional} OR {hit}
-        """)
-        seqs = [seq for seq, _ in ndjson]
-        names = [display(f) for _, f in ndjson]
-        # a kept line once per flagged patient it may belong to (the worker parses it and
-        # keeps it only for its own), or once, loose
-        rows = con.execute("""
-            SELECT fi, r, encode(j), loose, p FROM (
-                SELECT fi, rowid AS r, j, loose,
-                       unnest(CASE WHEN loose THEN [NULL] ELSE list_distinct(c) END) AS p
-                FROM kept)
-            WHERE loose OR p IN (SELECT pid FROM flagged)
-            ORDER BY fi, r
-        """)
-        while chunk := rows.fetchmany(10_000):
-            for fi, rowid, raw, loose, pid in chunk:
-                at = (seqs[fi], rowid)
-                if loose:
-                    _take_loose(out, at, names[fi], raw, flagged)
-                else:
-                    out.lines[pid].append((at, (names[fi], raw, False)))
-        if out.deferred:  # conditional references: every Patient's identifiers
-            _all_identifiers(out, con, paths, seqs)
+    con = out.con
+    con.execute("CREATE TABLE flagged AS SELECT unnest(?::VARCHAR[]) AS pid", [sorted(flagged)])
+    con.execute("CREATE TABLE batch_of (pid VARCHAR, b INTEGER)")
+    con.executemany("INSERT INTO batch_of VALUES (?, ?)",
+                    [(pid, k) for k, batch in enumerate(plan) for pid in batch])  # fmt: skip
+    paths = "[" + ", ".join(lit(str(f)) for _, f in ndjson) + "]"
+    keys = "['$.resourceType', '$.id', " + ", ".join(f"'{p}'" for p in _REF_PATHS) + "]"
+    cands = ["CASE WHEN x[1] = 'Patient' THEN x[2] END"] + [
+        _candidate(f"x[{i}]") for i in range(3, 3 + len(_REF_PATHS))
+    ]
+    # a semi-join per candidate (hash joins: fast; a list test per row is not)
+    hit = " OR ".join(f"({c}) IN (SELECT pid FROM flagged)" for c in cands)
+    conditional = " OR ".join(
+        f"coalesce(starts_with(x[{i}], 'Patient?'), false)"
+        for i in range(3, 3 + len(_REF_PATHS))
+    )
+    always = in_list(sorted({"Bundle", *_SHARED_TYPES}))
+    con.execute(f"""
+        CREATE TABLE kept AS
+        SELECT file_index AS fi, json::VARCHAR AS j, [{", ".join(cands)}] AS c,
+               coalesce(x[1] IN {always} OR {conditional}, false) AS loose
+        FROM (SELECT file_index, json, json_extract_string(json, {keys}) AS x
+              FROM read_json_objects({paths}, format = 'newline_delimited',
+                                     ignore_errors = true,
+                                     maximum_object_size = 67108864))
+        WHERE x[1] IN {always} OR {conditional} OR {hit}
+    """)
+    out.files = [(seq, display(f)) for seq, f in ndjson]
+    # a kept line once per flagged patient it may belong to (the worker parses it and keeps
+    # it only for its own), with that patient's batch, sorted by batch so that a batch's
+    # read skips the others' row groups; rowid is the line order (preserve_insertion_order)
+    con.execute("""
+        CREATE TABLE kept_lines AS
+        SELECT bo.b, x.p AS pid, x.fi, x.r, encode(x.j) AS raw
+        FROM (SELECT fi, rowid AS r, j, unnest(list_distinct(c)) AS p FROM kept
+              WHERE NOT loose) x JOIN batch_of bo ON bo.pid = x.p
+        ORDER BY bo.b
+    """)
+    # Bundle lines, shared resources and conditional references: read here
+    rows = con.execute("SELECT fi, rowid, encode(j) FROM kept WHERE loose ORDER BY fi, rowid")
+    while chunk := rows.fetchmany(10_000):
+        for fi, rowid, raw in chunk:
+            seq, name = out.files[fi]
+            _take_loose(out, (seq, rowid), name, raw, flagged)
+    con.execute("DROP TABLE kept")
+    if out.deferred:  # conditional references: every Patient's identifiers
+        _all_identifiers(out, con, paths, [seq for seq, _ in ndjson])
 
 
 def _take_loose(
@@ -414,21 +450,19 @@ def _all_identifiers(out: _Selected, con: Any, paths: str, seqs: list[int]) -> N
             out.identifiers += [((seqs[fi], n), k, pid) for k in _identifier_keys(r)]
 
 
-def _assign(selected: _Selected, flagged: set[str]) -> dict[str, list[Item]]:
-    """Each flagged patient's items in the read order; conditional references resolved
-    against the Patients' identifiers after all (:func:`plugin.fhir.stage._resolve_deferred`)."""
-    items = {pid: [it for _, it in sorted(rows, key=lambda x: x[0])]
-             for pid, rows in selected.lines.items()}  # fmt: skip
-    if selected.deferred:
-        found: dict[str, str] = {}
-        for _, key, pid in sorted(selected.identifiers, key=lambda x: x[0]):
-            found.setdefault(key, pid)
-        for query, where, r in selected.deferred:
-            wanted = _query_key(query)
-            owner = found.get(wanted) if wanted else None
-            if owner is not None and owner in flagged:
-                items.setdefault(owner, []).append((where, _dump(r), True))
-    return items
+def _resolve(selected: _Selected, flagged: set[str]) -> None:
+    """Conditional references resolved against the Patients' identifiers after all
+    (:func:`plugin.fhir.stage._resolve_deferred`): a flagged owner's go after its lines."""
+    if not selected.deferred:
+        return
+    found: dict[str, str] = {}
+    for _, key, pid in sorted(selected.identifiers, key=lambda x: x[0]):
+        found.setdefault(key, pid)
+    for query, where, r in selected.deferred:
+        wanted = _query_key(query)
+        owner = found.get(wanted) if wanted else None
+        if owner is not None and owner in flagged:
+            selected.late[owner].append((where, _dump(r), True))
 
 
 _WORKER: dict[str, Any] = {}  # set by _init_worker, in each worker (or this process)

@@ -114,6 +114,34 @@ def test_model_and_store_build_each_flagged_timeline_once(
     assert rows["duckdb"] == rows["python"]
 
 
+def test_worker_batches_read_their_lines_when_sent(
+    work: Path, ruleset: RuleSet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pool gets a batch's lines a few batches ahead of the results, not every batch's
+    at once (``Executor.map`` took them all: 3 GB of lines held at 100,000 patients); the
+    results are the same."""
+    monkeypatch.setattr(rank, "_POOL_MIN", 1)
+    src = work / "pop"
+    as_of = datetime.fromisoformat(AS_OF).replace(tzinfo=UTC)
+    findings = scan_sql(src, ruleset, as_of=as_of).findings
+    made: list[int] = []
+    real = rank._task
+
+    def recording(*args: Any) -> Any:
+        made.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(rank, "_task", recording)
+    model = load_model(work / "model")
+    batches = rank.flagged_batches(findings, src, model, workers=2, batch_size=5)
+    first = next(batches)
+    assert len(made) <= 5, f"{len(made)} batches' lines taken before the first result"
+    pooled = [*first[0], *(f for batch, _ in batches for f in batch)]
+    assert len(made) > 10, "enough batches to tell"
+    alone = rank.score_flagged(findings, src, model, workers=1, batch_size=5)
+    assert _of(pooled) == _of(alone)
+
+
 class Recording:
     """The real model, recording the batches it is given (keys, in order): the ranker
     explains the top 50 of each batch, so scores match the Python engine's only if the
@@ -172,8 +200,9 @@ def test_fixtures_bundles_and_bad_input(ruleset: RuleSet, work: Path) -> None:
 
 
 def _built(roots: list[Path], flagged: set[str], model: Ranker) -> dict[str, Any]:
-    selected = rank._select(roots, flagged, None)
-    items = rank._assign(selected, flagged)
+    pids = sorted(flagged)
+    with rank._selection(roots, [pids], None) as selected:
+        items = rank._items(selected, 0, pids)
     rank._init_worker(model, "fast", {})
     shared = rank._Shared()
     for r in selected.shared:
