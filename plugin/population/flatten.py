@@ -21,10 +21,13 @@ timelines` fills the same list), so the differential test sees it at once.
 
 Reading: ``*.ndjson`` (a line may hold a Bundle) and ``*.json`` (a Bundle or one resource),
 ``.gz`` too, through ``read_json_objects``; each resource is typed once with ``from_json``
-against :data:`SCHEMA`. Differences from the Python reader, on malformed input only: a
-field of the wrong JSON type is read as absent (Python skips the resource); Bundle
-``fullUrl``/``id`` aliases are not rewritten; conditional references other than to the
-Patient and to Locations are kept as written.
+against :data:`SCHEMA`. An NDJSON file with a field of another JSON shape (a string where
+an object or a list belongs) is refused by the typed reader and decided by the Python
+reader (:func:`typed_split`). Differences from the Python reader, on malformed input only:
+a scalar of another JSON type (``"12"`` for a number, ``12`` for a string), and in Bundles
+and ``.json`` files any field of another type, is converted or read as absent (Python skips
+the resource); Bundle ``fullUrl``/``id`` aliases are not rewritten; conditional references
+other than to the Patient and to Locations are kept as written.
 """
 
 # ruff: noqa: S608 - this module builds SQL; every literal goes through lit()/_q()
@@ -33,7 +36,7 @@ from __future__ import annotations
 
 import gzip
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -425,14 +428,24 @@ def read_resources(
         else:
             slow.append(f)
     con.execute("CREATE OR REPLACE TEMP TABLE fast (f VARCHAR, rt VARCHAR)")
-    for rt, files in sorted(by_type.items()):
+    con.execute("CREATE OR REPLACE TEMP TABLE refused (f VARCHAR)")
+    for rt, all_files in sorted(by_type.items()):
         schema = fields_of(rt)
-        con.execute(f"""
-            CREATE OR REPLACE TEMP TABLE res_{rt} AS
-            SELECT filename AS fname, r.resourceType AS rt, r.id AS id, {PREF} AS pref,
-                   {p0_of(rt)} AS p0, r
-            FROM {typed_files(files, schema)}
-        """)
+
+        def typed(fs: list[str], rt: str = rt, schema: dict[str, object] = schema) -> None:
+            con.execute(f"""
+                CREATE OR REPLACE TEMP TABLE res_{rt} AS
+                SELECT filename AS fname, r.resourceType AS rt, r.id AS id, {PREF} AS pref,
+                       {p0_of(rt)} AS p0, r
+                FROM {typed_files(fs, schema)}
+            """)
+
+        refused = typed_split(con, all_files, schema, typed)
+        refuse(con, refused)
+        slow += refused
+        files = by_type[rt] = [f for f in all_files if f not in set(refused)]
+        if not files:
+            continue
         # a file holding another type, or a value the reader cannot use, is read in full
         # (it is damaged: damaged_files)
         mixed = [str(f) for (f,) in con.execute(
@@ -444,6 +457,7 @@ def read_resources(
         kept = [(f, rt) for f in files if f not in set(mixed)]
         if kept:
             con.executemany("INSERT INTO fast VALUES (?, ?)", kept)
+    by_type = {rt: files for rt, files in by_type.items() if files}
     read_full(con, slow, js)
     survey_view(con, {rt: f"res_{rt}" for rt in by_type})
     con.execute(
@@ -584,12 +598,69 @@ def ddl(schema: object) -> str:
 
 def typed_files(files: Sequence[str], schema: dict[str, object]) -> str:
     """NDJSON ``files`` as rows ``(filename, r)``, ``r`` typed by ``schema`` by DuckDB's
-    JSON reader itself (a value it cannot read is a NULL ``r``; a field of another JSON
-    type is read as empty)."""
-    cols = "{'r': " + lit(ddl(schema)) + "}"
-    return (f"read_json({_vlist_keep(list(files))}, format = 'newline_delimited', "
-            "records = false, ignore_errors = true, maximum_object_size = 67108864, "
-            f"filename = true, columns = {cols})")  # fmt: skip
+    JSON reader itself. Strict: a line that is not a JSON object, a field of another JSON
+    shape (a string where an object or a list belongs, or the reverse) or a number it cannot
+    read makes the read fail (see :func:`typed_split`); a scalar of another JSON type is
+    converted (``12`` for a string field, ``"12"`` for a number). Read as whole records (a
+    single struct column would read such a field as absent, silently)."""
+    cols = "{" + ", ".join(f"{lit(k)}: {lit(ddl(v))}" for k, v in schema.items()) + "}"
+    pack = "{" + ", ".join(f"{lit(k)}: {_ident(k)}" for k in schema) + "}"
+    return (f"(SELECT filename, {pack} AS r FROM read_json({_vlist_keep(list(files))}, "
+            "format = 'newline_delimited', records = true, ignore_errors = false, "
+            f"maximum_object_size = 67108864, filename = true, columns = {cols}))")  # fmt: skip
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?",
+                            [name]).fetchone()[0])  # type: ignore[index]  # fmt: skip
+
+
+# what DuckDB raises when its typed reader refuses a value (typed_files)
+_REFUSED = (duckdb.InvalidInputException, duckdb.ConversionException)
+
+
+def typed_split(
+    con: duckdb.DuckDBPyConnection,
+    files: list[str],
+    schema: dict[str, object],
+    run: Callable[[list[str]], object],
+) -> list[str]:
+    """Run ``run(files)``, a statement over :func:`typed_files` of ``files``. When the typed
+    reader refuses a value, the files it refuses (each read alone; a clean export pays
+    nothing for it) are left out, ``run`` runs on the rest, and they are returned: the
+    caller reads them in full and has the Python reader decide (:func:`damaged_files`)."""
+    try:
+        run(files)
+        return []
+    except _REFUSED:
+        refused = [f for f in files if not _typed_ok(con, f, schema)]
+        if not refused:
+            raise
+    rest = [f for f in files if f not in set(refused)]
+    if rest:
+        run(rest)
+    return refused
+
+
+def _typed_ok(con: duckdb.DuckDBPyConnection, file: str, schema: dict[str, object]) -> bool:
+    # every field typed: a count, even of r, is answered without typing (r is never NULL)
+    try:
+        con.execute("SELECT max(length(CAST(r AS VARCHAR))) FROM "
+                    f"{typed_files([file], schema)}").fetchone()  # fmt: skip
+    except _REFUSED:
+        return False
+    return True
+
+
+def refuse(con: duckdb.DuckDBPyConnection, files: list[str]) -> None:
+    """Record ``files`` as refused by the typed reader: :func:`damaged_files` lists them."""
+    con.execute("CREATE TEMP TABLE IF NOT EXISTS refused (f VARCHAR)")
+    if files:
+        con.executemany("INSERT INTO refused VALUES (?)", [(f,) for f in files])
 
 
 def no_offset_warnings(
@@ -630,6 +701,10 @@ def damaged_files(con: duckdb.DuckDBPyConnection) -> list[str]:
     rows = con.execute("SELECT f, rt FROM res_files").fetchall()
     bad = {str(f) for f, rt in rows if rt is None or rt not in R4_TYPES}
     bad |= {str(f) for (f,) in con.execute("SELECT f FROM res_top").fetchall()}
+    # a field of another JSON shape (typed_split): the Python reader says which resource
+    bad |= {str(f) for (f,) in con.execute(
+        "SELECT f FROM refused" if _has_table(con, "refused") else "SELECT NULL LIMIT 0"
+    ).fetchall()}  # fmt: skip
     # the same Type/id more than once: the Python reader says which copy it kept and why
     bad |= {str(f) for (f,) in con.execute(
         "SELECT DISTINCT fname FROM rs WHERE (rt, id) IN (SELECT (rt, id) FROM rs "

@@ -43,8 +43,10 @@ from plugin.population.flatten import (
     pident_sql,
     read_full,
     read_in_full,
+    refuse,
     survey_view,
     typed_files,
+    typed_split,
 )
 from plugin.population.vocab import in_list, lit
 
@@ -120,29 +122,53 @@ def read_partitioned(
             by_type.setdefault(str(rt), []).append(f)
         else:
             slow.append(f)
-    read_full(con, slow, js)
-    shared = in_list(shared_types())
-    # every Patient's identifiers first: a conditional reference decides the partition
+    con.execute("CREATE OR REPLACE TEMP TABLE refused (f VARCHAR)")
+    # every Patient's identifiers first: a conditional reference decides the partition (a
+    # Patient file the typed reader refuses is read in full now, its identifiers with it)
     pats = ["SELECT id, r.identifier AS ident FROM res WHERE rt = 'Patient'"]
     if "Patient" in by_type:
         ident = {"id": "VARCHAR", "identifier": fields_of("Patient")["identifier"]}
-        pats.append(f"SELECT r.id, r.identifier FROM {typed_files(by_type['Patient'], ident)}")
+
+        def idents(fs: list[str]) -> None:
+            con.execute("CREATE OR REPLACE TEMP TABLE pat_ident AS SELECT r.id, "
+                        f"r.identifier AS ident FROM {typed_files(fs, ident)}")  # fmt: skip
+
+        refused = typed_split(con, by_type["Patient"], ident, idents)
+        refuse(con, refused)
+        slow += refused
+        by_type["Patient"] = [f for f in by_type["Patient"] if f not in set(refused)]
+        if by_type["Patient"]:
+            pats.append("SELECT id, ident FROM pat_ident")
+    read_full(con, slow, js)
+    shared = in_list(shared_types())
     con.execute(pident_sql("pident_all", " UNION ALL ".join(pats)))
+    con.execute("DROP TABLE IF EXISTS pat_ident")
     con.execute("CREATE OR REPLACE TEMP TABLE fast (f VARCHAR, rt VARCHAR)")
     con.execute("CREATE OR REPLACE TEMP TABLE excluded (f VARCHAR)")
     rels: dict[str, str] = {}
-    for rt, files in sorted(by_type.items()):
-        read = (f"SELECT filename AS fname, r.resourceType AS rt, r.id AS id, {PREF} AS pref, "
-                f"{p0_of(rt)} AS p, r FROM {typed_files(files, fields_of(rt))}")  # fmt: skip
+    for rt, all_files in sorted(by_type.items()):
+        if not all_files:  # its files refused (the Patients' above)
+            continue
         if rt in shared_types():  # res_<Type> as the single-pass read keeps it
-            con.execute(f"CREATE OR REPLACE TEMP TABLE res_{rt} AS SELECT * EXCLUDE (p), "
-                        f"NULL::VARCHAR AS p0 FROM ({read})")  # fmt: skip
+
+            def typed(fs: list[str], rt: str = rt) -> None:
+                con.execute(f"CREATE OR REPLACE TEMP TABLE res_{rt} AS SELECT * EXCLUDE (p), "
+                            f"NULL::VARCHAR AS p0 FROM ({_typed_read(rt, fs)})")  # fmt: skip
+
+            refused = typed_split(con, all_files, fields_of(rt), typed)
             rel = f"res_{rt}"
-            out.shared.append(rt)
         else:
-            _write_parts(con, rt, files, parts, root / rt)
+            refused = _write_parts(con, rt, all_files, parts, root / rt)
             rel = f"read_parquet({lit(str(root / rt / '*' / '*.parquet'))})"
-            out.partitioned.append(rt)
+        # a file the typed reader refuses is read in full (it is damaged: damaged_files)
+        files = [f for f in all_files if f not in set(refused)]
+        if refused:
+            refuse(con, refused)
+            con.executemany("INSERT INTO excluded VALUES (?)", [(f,) for f in refused])
+            read_full(con, refused, [], append=True)
+        if not files:
+            continue
+        (out.shared if rt in shared_types() else out.partitioned).append(rt)
         rels[rt] = rel
         # a file holding another type, or a value the reader cannot use, is read in full
         # (it is damaged: damaged_files)
@@ -199,28 +225,44 @@ def read_partitioned(
     return out
 
 
+def _typed_read(rt: str, files: list[str]) -> str:
+    return (f"SELECT filename AS fname, r.resourceType AS rt, r.id AS id, {PREF} AS pref, "
+            f"{p0_of(rt)} AS p, r FROM {typed_files(files, fields_of(rt))}")  # fmt: skip
+
+
 def _write_parts(
     con: duckdb.DuckDBPyConnection, rt: str, files: list[str], parts: int, dest: Path
-) -> None:
+) -> list[str]:
     """The fast ``files`` of type ``rt`` as Parquet under ``dest/bucket=<partition>``. A
     resource naming its patient by a conditional reference goes to ``bucket=<parts>``, to
     be resolved against every Patient's identifiers (:func:`_resolve_conditional`): a join
     in the large write would hold the identifiers of the whole population beside it.
     Written in batches of files with small row groups: a partitioned write buffers rows per
-    partition and thread, which for these nested rows ran out of memory at 1 GB."""
+    partition and thread, which for these nested rows ran out of memory at 1 GB. Returns
+    the files the typed reader refuses (:func:`~plugin.population.flatten.typed_split`)."""
     con.execute(f"SET partitioned_write_flush_threshold = {_ROW_GROUP}")
+    refused: list[str] = []
     for n, batch in enumerate(_batches(files, _BATCH_BYTES)):
-        read = (f"SELECT filename AS fname, r.resourceType AS rt, r.id AS id, {PREF} AS pref, "
-                f"{p0_of(rt)} AS p0, r FROM {typed_files(batch, fields_of(rt))}")  # fmt: skip
-        con.execute(f"""
-            COPY (SELECT *, CASE WHEN starts_with(p0, '?') THEN {parts}
-                                 ELSE hash(coalesce(p0, '')) % {parts} END AS bucket
-                  FROM ({read}))
-            TO {lit(str(dest))} (FORMAT parquet, PARTITION_BY (bucket), OVERWRITE_OR_IGNORE true,
-                                 FILENAME_PATTERN {lit(f"b{n}_{{i}}")},
-                                 ROW_GROUP_SIZE {_ROW_GROUP})
-        """)
+
+        def write(fs: list[str], n: int = n) -> None:
+            for old in dest.glob(f"bucket=*/b{n}_*"):  # a refused write's partial files
+                old.unlink()
+            con.execute(f"""
+                COPY (SELECT fname, rt, id, pref, p AS p0, r,
+                             CASE WHEN starts_with(p, '?') THEN {parts}
+                                  ELSE hash(coalesce(p, '')) % {parts} END AS bucket
+                      FROM ({_typed_read(rt, fs)}))
+                TO {lit(str(dest))} (FORMAT parquet, PARTITION_BY (bucket),
+                                     OVERWRITE_OR_IGNORE true,
+                                     FILENAME_PATTERN {lit(f"b{n}_{{i}}")},
+                                     ROW_GROUP_SIZE {_ROW_GROUP})
+            """)
+
+        refused += typed_split(con, batch, fields_of(rt), write)
+    if refused and len(refused) == len(files):
+        return refused
     _resolve_conditional(con, rt, parts, dest)
+    return refused
 
 
 _BATCH_BYTES = 1_000_000_000  # JSON input per partitioned write (a .gz file counts 7x)

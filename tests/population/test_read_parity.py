@@ -139,3 +139,47 @@ def test_the_engine_draws_no_progress_bar() -> None:
     in the findings a scan writes there (seen in the bench's child output)."""
     con = connect()
     assert con.execute("SELECT current_setting('enable_progress_bar')").fetchone() == (False,)
+
+
+def _shape_errors(src: Path) -> dict[str, str]:
+    """Malform, in place, one line each of a clean synthetic export: a field written in
+    another JSON shape (a string where an object or a list belongs), as a hand-made exporter
+    writes it. Returns each malformed resource's field. The Python reader skips the first
+    two with file:line; a subject it cannot read leaves the Condition without a patient and
+    an identifier is not read by the timeline (both silently, in both engines)."""
+    import orjson
+
+    def first_line_of(pattern: str, change: dict[str, object]) -> str:
+        path = sorted(src.glob(pattern))[0]
+        lines = path.read_bytes().splitlines()
+        r = orjson.loads(lines[0])
+        lines[0] = orjson.dumps({**r, **change})
+        path.write_bytes(b"\n".join(lines) + b"\n")
+        return f"{r['resourceType']}/{r['id']}"
+
+    return {
+        first_line_of("Observation.*.ndjson", {"code": "8867-4"}): "code",
+        first_line_of("Condition.*.ndjson", {"subject": "Patient/x"}): "subject",
+        first_line_of("Encounter.*.ndjson", {"type": {"text": "visit"}}): "type",
+        first_line_of("Patient.*.ndjson", {"identifier": "MRN-1"}): "identifier",
+    }
+
+
+@pytest.mark.parametrize("parts", [None, 2])
+def test_a_field_of_another_shape_is_reported_as_the_python_reader_does(
+    ruleset, tmp_path: Path, parts: int | None  # type: ignore[no-untyped-def]
+) -> None:
+    """A field of another JSON shape in an otherwise clean NDJSON file: DuckDB's typed
+    reader read it as absent and said nothing (0 skipped); the Python reader skips the
+    resource with file:line. The SQL path now refuses such a file to its typed reader and
+    has the Python reader decide, single pass and partitioned."""
+    from tests.population.shared import synth
+
+    src = synth(tmp_path / "pop", 120, 4)
+    bad = _shape_errors(src)
+    py = scan_population(src, ruleset, as_of=AS_OF)
+    skipped = {f"{e.resource_type}/{e.resource_id}" for e in py.report.errors}
+    assert skipped == {r for r, field in bad.items() if field in ("code", "type")}
+    sql = scan_sql(src, ruleset, as_of=AS_OF, parts=parts)
+    _same_report(py.report, sql.report)
+    assert sorted(f.key for f in sql.findings) == sorted(f.key for f in py.findings)
