@@ -11,8 +11,6 @@ finding changes).
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,6 +24,7 @@ from plugin.population.incremental import scan_incremental
 from plugin.population.scan import scan_sql
 from plugin.timeline.model import Finding
 from plugin.worklist.store import Store
+from tests.population.shared import synth
 
 ROOT = Path(__file__).resolve().parents[2]
 AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
@@ -33,11 +32,7 @@ AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
 
 @pytest.fixture(scope="module")
 def population(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("pop")
-    dxs = str(Path(sys.executable).with_name("dxsafety"))
-    subprocess.run([dxs, "synth", "--patients", "300", "--seed", "7", "--out", str(out)],
-                   check=True, capture_output=True)  # fmt: skip
-    return out
+    return synth(tmp_path_factory.mktemp("pop"), 300, 7)
 
 
 @pytest.fixture(scope="module")

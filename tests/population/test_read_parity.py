@@ -22,6 +22,7 @@ from plugin.fhir.values import NO_OFFSET
 from plugin.population.flatten import connect, flatten
 from plugin.population.scan import scan_sql
 from plugin.scan import scan_population
+from tests.population.shared import synth
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "fhir_fixtures"
@@ -173,8 +174,6 @@ def test_a_field_of_another_shape_is_reported_as_the_python_reader_does(
     reader read it as absent and said nothing (0 skipped); the Python reader skips the
     resource with file:line. The SQL path now refuses such a file to its typed reader and
     has the Python reader decide, single pass and partitioned."""
-    from tests.population.shared import synth
-
     src = synth(tmp_path / "pop", 120, 4)
     bad = _shape_errors(src)
     py = scan_population(src, ruleset, as_of=AS_OF)
