@@ -22,6 +22,12 @@ scored exactly as :func:`plugin.scan.scan_population` scores them:
    (``batch_size`` findings, as :func:`plugin.scan.scan_population` flushes), since the
    ranker explains the top findings of each batch: scores, missed diagnoses and reasons are
    the ones ``scan --engine python --model`` gives for the same finding keys.
+4. **Snapshot** (with a worklist store): where a timeline is built, its findings' case
+   snapshots are made too, so a timeline is built once for the score and the store.
+
+The kept lines stay in DuckDB, sorted by batch, and a batch's are read when it is sent to
+a worker, a few batches ahead of the results: memory holds a few batches, not every
+flagged patient's lines.
 """
 
 # ruff: noqa: S608 - this module builds SQL; every literal goes through lit()
