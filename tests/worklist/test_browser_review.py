@@ -101,7 +101,9 @@ def test_autosave_survives_an_idle_log_off(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
     backend = backend_of(db_url)
-    monkeypatch.setattr(accounts, "IDLE_TIMEOUT", timedelta(seconds=6))
+    # long enough that a loaded 2-core CI run saves the draft before the session ends (6 s
+    # was not: the log-off came first); the page warns at 16 - 4 = 12 s
+    monkeypatch.setattr(accounts, "IDLE_TIMEOUT", timedelta(seconds=16))
     monkeypatch.setattr(accounts, "TOUCH_EVERY", timedelta(0))
     f = finding("p1", score=0.9)
     store.upsert_findings([f], {"p1": timeline("p1")})
@@ -110,11 +112,11 @@ def test_autosave_survives_an_idle_log_off(
     page.goto(f"{server}/worklist/cases/{f.key}")
     answer(page, 6, "moderate")
     page.get_by_label("Notes").fill("Typed before lunch: HINTS exam never done.")
-    expect(page.locator("#draft-status")).to_contain_text("Draft saved", timeout=8000)
+    expect(page.locator("#draft-status")).to_contain_text("Draft saved", timeout=10000)
     # the warning comes before the log-off
-    expect(page.locator("#idle-warning")).to_be_visible(timeout=8000)
+    expect(page.locator("#idle-warning")).to_be_visible(timeout=20000)
     shot(page, backend, "15-idle-warning")
-    page.wait_for_timeout(6500)  # now past the idle limit: the session has ended
+    page.wait_for_timeout(16500)  # now past the idle limit: the session has ended
     page.get_by_role("button", name="Save review").click()
     expect(page).to_have_url(re.compile(r"/worklist/login\?next=.*kept=1"))
     expect(page.locator("#login-notice")).to_contain_text("answers were kept")
