@@ -441,7 +441,6 @@ def read_resources(
             """)
 
         refused = typed_split(con, all_files, schema, typed)
-        refuse(con, refused)
         slow += refused
         files = by_type[rt] = [f for f in all_files if f not in set(refused)]
         if not files:
@@ -614,11 +613,6 @@ def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
-    return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?",
-                            [name]).fetchone()[0])  # type: ignore[index]  # fmt: skip
-
-
 # what DuckDB raises when its typed reader refuses a value (typed_files)
 _REFUSED = (duckdb.InvalidInputException, duckdb.ConversionException)
 
@@ -631,8 +625,9 @@ def typed_split(
 ) -> list[str]:
     """Run ``run(files)``, a statement over :func:`typed_files` of ``files``. When the typed
     reader refuses a value, the files it refuses (each read alone; a clean export pays
-    nothing for it) are left out, ``run`` runs on the rest, and they are returned: the
-    caller reads them in full and has the Python reader decide (:func:`damaged_files`)."""
+    nothing for it) are left out, ``run`` runs on the rest, and they are recorded in the
+    reader's ``refused`` table (:func:`damaged_files` lists them) and returned: the caller
+    reads them in full and has the Python reader decide."""
     try:
         run(files)
         return []
@@ -640,6 +635,7 @@ def typed_split(
         refused = [f for f in files if not _typed_ok(con, f, schema)]
         if not refused:
             raise
+    con.executemany("INSERT INTO refused VALUES (?)", [(f,) for f in refused])
     rest = [f for f in files if f not in set(refused)]
     if rest:
         run(rest)
@@ -654,13 +650,6 @@ def _typed_ok(con: duckdb.DuckDBPyConnection, file: str, schema: dict[str, objec
     except _REFUSED:
         return False
     return True
-
-
-def refuse(con: duckdb.DuckDBPyConnection, files: list[str]) -> None:
-    """Record ``files`` as refused by the typed reader: :func:`damaged_files` lists them."""
-    con.execute("CREATE TEMP TABLE IF NOT EXISTS refused (f VARCHAR)")
-    if files:
-        con.executemany("INSERT INTO refused VALUES (?)", [(f,) for f in files])
 
 
 def no_offset_warnings(
@@ -702,9 +691,7 @@ def damaged_files(con: duckdb.DuckDBPyConnection) -> list[str]:
     bad = {str(f) for f, rt in rows if rt is None or rt not in R4_TYPES}
     bad |= {str(f) for (f,) in con.execute("SELECT f FROM res_top").fetchall()}
     # a field of another JSON shape (typed_split): the Python reader says which resource
-    bad |= {str(f) for (f,) in con.execute(
-        "SELECT f FROM refused" if _has_table(con, "refused") else "SELECT NULL LIMIT 0"
-    ).fetchall()}  # fmt: skip
+    bad |= {str(f) for (f,) in con.execute("SELECT f FROM refused").fetchall()}
     # the same Type/id more than once: the Python reader says which copy it kept and why
     bad |= {str(f) for (f,) in con.execute(
         "SELECT DISTINCT fname FROM rs WHERE (rt, id) IN (SELECT (rt, id) FROM rs "

@@ -43,7 +43,6 @@ from plugin.population.flatten import (
     pident_sql,
     read_full,
     read_in_full,
-    refuse,
     survey_view,
     typed_files,
     typed_split,
@@ -134,7 +133,6 @@ def read_partitioned(
                         f"r.identifier AS ident FROM {typed_files(fs, ident)}")  # fmt: skip
 
         refused = typed_split(con, by_type["Patient"], ident, idents)
-        refuse(con, refused)
         slow += refused
         by_type["Patient"] = [f for f in by_type["Patient"] if f not in set(refused)]
         if by_type["Patient"]:
@@ -163,7 +161,6 @@ def read_partitioned(
         # a file the typed reader refuses is read in full (it is damaged: damaged_files)
         files = [f for f in all_files if f not in set(refused)]
         if refused:
-            refuse(con, refused)
             con.executemany("INSERT INTO excluded VALUES (?)", [(f,) for f in refused])
             read_full(con, refused, [], append=True)
         if not files:
