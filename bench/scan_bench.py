@@ -21,7 +21,11 @@ process and the children it waited for) and the peak summed RSS of its process t
 every 0.2 s (this includes Spark's JVM), its time as a ratio of the duckdb run's and its
 resources/s as a ratio of the raw-parse floor, and whether its findings equal the duckdb
 run's by key. On a population made by ``make_population.py`` it also checks that every
-copy's findings are copy 0's, with the copy's id prefix and date shift undone.
+copy's findings are copy 0's, with the copy's id prefix and date shift undone. Also its CPU
+seconds (``wait4``, every thread) and, for the SQL engines (run with ``-v``), each step's
+wall and CPU seconds (:mod:`plugin.population.steps`) with CPU-microseconds per resource,
+against the budget the issue's target leaves on this machine's cores (200,000 resources/s
+from NDJSON, 1,000,000 from Parquet: 10 and 2 CPU-us per resource on two cores).
 
 Floors, measured in the same run:
 
@@ -64,6 +68,8 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import make_population  # noqa: E402 - a sibling script, not a package
+
+from plugin.population.steps import LINE as STEP_LINE  # noqa: E402
 
 # ---------------------------------------------------------------- hand-written floors
 # The least SQL that answers each rule over the staged tables: plain filters, EXISTS on
@@ -287,6 +293,8 @@ class ChildRun:
     rss_mib: float  # wait4 ru_maxrss of the child
     tree_mib: float  # sampled peak of the summed process tree
     stdout: str
+    cpu_s: float = 0.0  # wait4 user + system seconds of the child (all its threads)
+    stderr: str = ""
 
 
 def run_child(argv: list[str], stdin: str | None = None) -> ChildRun:
@@ -330,7 +338,9 @@ def run_child(argv: list[str], stdin: str | None = None) -> ChildRun:
         err = out.get("err", b"").decode(errors="replace")
         sys.exit(f"failed ({proc.returncode}): {' '.join(argv)}\n{err[-3000:]}")
     stdout = out.get("out", b"").decode(errors="replace")
-    return ChildRun(seconds, usage.ru_maxrss / 1024, peak[0] / 2**20, stdout)
+    stderr = out.get("err", b"").decode(errors="replace")
+    cpu = usage.ru_utime + usage.ru_stime
+    return ChildRun(seconds, usage.ru_maxrss / 1024, peak[0] / 2**20, stdout, cpu, stderr)
 
 
 RAW_PARSE = """
@@ -464,6 +474,43 @@ def floors(stage: Path, memory_limit: str | None, repeats: int) -> list[str]:
 # ---------------------------------------------------------------- main
 
 
+# the 2-core CPU budget of the issue's throughput targets, printed beside the figures
+TARGETS = {"duckdb": 200_000, "parquet": 1_000_000}
+
+
+def steps_of(stderr: str) -> dict[str, tuple[int, float, float]]:
+    """(calls, wall s, cpu s) per step from a ``dxsafety -v scan``'s stderr."""
+    out: dict[str, tuple[int, float, float]] = {}
+    for m in re.finditer(STEP_LINE, stderr):
+        n, w, c = out.get(m["name"], (0, 0.0, 0.0))
+        out[m["name"]] = (n + 1, w + float(m["wall"]), c + float(m["cpu"]))
+    return out
+
+
+def print_steps(spec: str, run: ChildRun, n_res: int) -> None:
+    """Where the scan's time went: each step's wall and CPU seconds and CPU-us per
+    resource, then what no step covers (interpreter start, imports, argument parsing)."""
+    steps = steps_of(run.stderr)
+    if not steps:
+        return
+    cores = os.cpu_count() or 1
+    print(f"  {spec} steps (calls, wall s, cpu s, cpu-us/resource):")
+    for name, (calls, wall, cpu) in sorted(steps.items(), key=lambda kv: -kv[1][2]):
+        print(f"    {name:18s} {calls:4d} {wall:8.2f} {cpu:8.2f} {cpu * 1e6 / n_res:8.2f}")
+    wall = run.seconds - sum(w for _n, w, _c in steps.values())
+    cpu = run.cpu_s - sum(c for _n, _w, c in steps.values())
+    print(f"    {'(no step)':18s} {'':4s} {wall:8.2f} {cpu:8.2f} {cpu * 1e6 / n_res:8.2f}")
+    used = run.cpu_s / run.seconds
+    print(f"    {'total':18s} {'':4s} {run.seconds:8.2f} {run.cpu_s:8.2f} "
+          f"{run.cpu_s * 1e6 / n_res:8.2f}  ({used:.2f} of {cores} cores)")  # fmt: skip
+    target = TARGETS.get(spec)
+    if target:
+        budget = cores * 1e6 / target
+        print(f"    target {target:,} resources/s on {cores} cores = at most {budget:.2f} "
+              f"cpu-us/resource with every core busy: {run.cpu_s * 1e6 / n_res / budget:.2f}x "
+              "that budget")  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--patients", type=int, default=20000, help="synth size (no --data)")
@@ -526,7 +573,9 @@ def main() -> None:
     for spec in args.engines.split(","):
         engine, *extras = spec.split("+")
         out = ROOT / "var" / "bench" / f"findings-{spec}.csv"
-        argv = [DXS, "scan", str(data), "--out", str(out), "--as-of", AS_OF]
+        # -v: the SQL engines log each step's wall and CPU seconds (plugin.population.steps)
+        verbose = ["-v"] if engine != "python" else []
+        argv = [DXS, *verbose, "scan", str(data), "--out", str(out), "--as-of", AS_OF]
         limit = ["--memory-limit", args.memory_limit] if args.memory_limit else []
         for extra in extras:  # the same scan with the ranker and/or the worklist store
             if extra == "model" and args.model is not None:
@@ -561,9 +610,10 @@ def main() -> None:
         print(
             f"{spec:8s} {run.seconds:8.1f} s {rate:12,.0f} resources/s {vs_raw}  peak RSS "
             f"{run.rss_mib:,.0f} MiB (tree {run.tree_mib:,.0f} MiB)  "
-            f"{len(found[spec])} findings",
+            f"{len(found[spec])} findings, cpu {run.cpu_s:.1f} s",
             flush=True,
         )
+        print_steps(spec, run, n_res)
         table.append(
             (
                 spec,

@@ -15,6 +15,7 @@ import orjson
 
 from plugin.cli.ruleargs import add_rules_arguments, load_ruleset
 from plugin.errors import EmptySource, ExitCode, FhirError, ModelError, StageMismatch, fatal
+from plugin.population.steps import step
 from plugin.scan import ScanResult
 from plugin.timeline.model import Finding
 
@@ -180,7 +181,8 @@ def _source_paths(args: argparse.Namespace, workdir: Path) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    ruleset = load_ruleset(args, statuses=set(args.status.split(",")))
+    with step("load_rules"):
+        ruleset = load_ruleset(args, statuses=set(args.status.split(",")))
     model = None
     if args.model is not None:
         from plugin.rank import load_model
@@ -217,7 +219,8 @@ def run(args: argparse.Namespace) -> int:
     summary = result.summary
     if args.out is not None:
         fmt = args.format or ("json" if args.out.suffix == ".json" else "csv")
-        write_findings(result.findings, args.out, fmt)
+        with step("write_findings"):
+            write_findings(result.findings, args.out, fmt)
     else:
         print_table(result.findings[: args.top], len(result.findings))
     print_summary(summary, ruleset, args.out, result.report)
@@ -264,14 +267,15 @@ def _scan_sql(  # type: ignore[no-untyped-def]
 
     started = time.perf_counter()
     scored: list[Finding] = []
-    for batch, snapshots in flagged_batches(
-        result.findings, source, model, snapshots=store is not None, validate=args.validate,
-        workers=getattr(args, "workers", None), rule_order=[r.id for r in ruleset.rules],
-        memory_limit=args.memory_limit,
-    ):  # fmt: skip
-        scored += batch
-        if store is not None:
-            store.upsert_findings(batch, snapshots=snapshots)
+    with step("rank"):
+        for batch, snapshots in flagged_batches(
+            result.findings, source, model, snapshots=store is not None,
+            validate=args.validate, workers=getattr(args, "workers", None),
+            rule_order=[r.id for r in ruleset.rules], memory_limit=args.memory_limit,
+        ):  # fmt: skip
+            scored += batch
+            if store is not None:
+                store.upsert_findings(batch, snapshots=snapshots)
     if model is not None:
         result.findings = sorted(scored, key=rank_key)
         result.summary.seconds += time.perf_counter() - started

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from plugin.normalize.lookups import molar_mass
 from plugin.population.compile import EV_CONV_SQL, EV_SET_SQL, CompiledRule, Plan
+from plugin.population.steps import step
 from plugin.rules.engine import Rule, days_text, describe, finding_key
 from plugin.rules.units import to_unit
 from plugin.timeline.model import Code, EncounterDetail, Event, Finding, Kind, Setting
@@ -176,10 +177,13 @@ def run_plan(runner: Runner, plan: Plan, *, prepared: bool = False) -> list[Row]
     """The rows of every compiled rule; ``prepared``: the runner's per-scan tables were made
     for ``plan.sets`` already (a subset of a prepared plan's rules, sharing its sets)."""
     if not prepared:
-        runner.prepare(plan)
+        with step("prepare"):
+            runner.prepare(plan)
     out: list[Row] = []
     for compiled in plan.compiled:
-        for rec in runner.rows(compiled):
+        with step("rules"):
+            recs = runner.rows(compiled)
+        for rec in recs:
             pid, ieid, oeid = rec[0], rec[1], rec[2]
             evs = rec[3 : 3 + compiled.n_evidence]
             first_unk = 3 + compiled.n_evidence
@@ -288,7 +292,9 @@ def to_findings(runner: Runner, rows: Sequence[Row]) -> list[Finding]:
 
 def run(runner: Runner, plan: Plan, *, prepared: bool = False) -> list[Finding]:
     """Every compiled rule's findings over the tables the runner sees."""
-    return to_findings(runner, run_plan(runner, plan, prepared=prepared))
+    rows = run_plan(runner, plan, prepared=prepared)
+    with step("findings"):
+        return to_findings(runner, rows)
 
 
 def finding_map(findings: Iterable[Finding]) -> Mapping[str, Finding]:

@@ -48,6 +48,7 @@ from plugin.fhir.read import ReadReport, list_input_files
 from plugin.fhir.resource_types import R4_TYPES, shared_types, timeline_types
 from plugin.fhir.values import NO_OFFSET
 from plugin.population import vocab
+from plugin.population.steps import step
 from plugin.population.vocab import in_list, lit, vlist
 
 EVENT_COLUMNS = (
@@ -348,15 +349,17 @@ def flatten(
     tables of ``con``. Returns counts (``resources`` read, ``events``, ``patients``) and the
     ``damaged`` files. ``report`` receives the problems the Python reader finds in those
     files (see :func:`check_damaged`)."""
-    types = read_resources(con, sources)
+    with step("read"):
+        types = read_resources(con, sources)
     if types is None:
         _empty_tables(con)
         return {"resources": 0, "types": {}, "damaged": [], "events": 0, "patients": 0}
-    damaged = damaged_files(con)
-    read_in_full(con, damaged)
-    skipped = check_damaged(con, damaged, report)
-    if report is not None:
-        no_offset_warnings(con, damaged, report)
+    with step("damaged"):
+        damaged = damaged_files(con)
+        read_in_full(con, damaged)
+        skipped = check_damaged(con, damaged, report)
+        if report is not None:
+            no_offset_warnings(con, damaged, report)
     counts = flatten_resources(con)
     counts.pop("next_eid")
     return {"resources": sum(types.values()), "types": types, "damaged": damaged,
@@ -722,11 +725,15 @@ def flatten_resources(con: duckdb.DuckDBPyConnection, first_eid: int = 1) -> dic
     ``patients``, ``text_concepts``, event ids from ``first_eid`` on. Returns the ``events``
     and ``patients`` counts, and ``next_eid``."""
     shared = in_list(shared_types())
-    _patients_of(con, shared)
-    _shared(con, shared)
-    _events(con)
-    _derive(con, first_eid)
-    _text_concepts(con)
+    with step("patients"):
+        _patients_of(con, shared)
+        _shared(con, shared)
+    with step("events"):
+        _events(con)
+    with step("derive"):
+        _derive(con, first_eid)
+    with step("text_concepts"):
+        _text_concepts(con)
     counts = con.execute(
         "SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM patients), "
         f"(SELECT coalesce(max(eid) + 1, {int(first_eid)}) FROM events)"

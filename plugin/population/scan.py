@@ -39,6 +39,7 @@ from plugin.population.partition import (
     parts_for,
     read_partitioned,
 )
+from plugin.population.steps import step
 from plugin.rules import DataGap, RuleSet, data_gaps
 from plugin.scan import ScanResult, ScanSummary, kinds_present, rank_key
 from plugin.timeline.model import Finding
@@ -196,7 +197,8 @@ def scan_sql(
             if sdir is None and engine == "spark":
                 sdir = Path(tmp) / "stage"
             if sdir is not None:
-                stage(con, sdir, manifest)
+                with step("stage"):
+                    stage(con, sdir, manifest)
         if not counted:  # _scan_parts counts its read before it runs the rules
             read_counts(report, paths, fingerprint, manifest)
         gaps, plan = _plan(ruleset, report, as_of)
@@ -223,7 +225,8 @@ def scan_sql(
             row = con.execute("SELECT count(*) FROM patients").fetchone()
             n_patients = int(row[0]) if row else 0
         con.close()
-    findings += _python_rules(paths, ruleset, plan.not_compiled, as_of)
+    with step("python_rules"):
+        findings += _python_rules(paths, ruleset, plan.not_compiled, as_of)
     for f in findings:
         gap = gaps.get(f.rule_id)
         if gap is not None:
@@ -242,7 +245,8 @@ def _plan(
     """The data gaps of what was read, and the compiled plan of the rules that can run."""
     gaps = data_gaps(ruleset, kinds_present(report.resources))
     rules = [r for r in ruleset.rules if r.id not in gaps or gaps[r.id].evaluated]
-    return gaps, compile_rules(rules, ruleset.valuesets, as_of=as_of)
+    with step("compile"):
+        return gaps, compile_rules(rules, ruleset.valuesets, as_of=as_of)
 
 
 def _scan_parts(
@@ -262,7 +266,8 @@ def _scan_parts(
     ``sdir``) and, with ``run_rules``, run the rules on it: memory and working files are
     bounded by a partition. Returns the manifest and the findings (None without
     ``run_rules``)."""
-    read = read_partitioned(con, paths, parts, root, report)
+    with step("read_partitioned"):
+        read = read_partitioned(con, paths, parts, root, report)
     if read is None:
         raise nothing_read(paths, report)
     manifest: dict[str, Any] = {
@@ -277,12 +282,14 @@ def _scan_parts(
     findings: list[Finding] = []
     next_eid, totals = 1, Counter[str]()
     for part in range(parts):
-        load_part(con, read, part)
+        with step("load_part"):
+            load_part(con, read, part)
         counts = flatten_resources(con, first_eid=next_eid)
         next_eid = counts.pop("next_eid")
         totals.update(counts)
         if sdir is not None:
-            stage_part(con, sdir, part)
+            with step("stage"):
+                stage_part(con, sdir, part)
         if run_rules:
             findings += run(DuckRunner(con), plan)
         # done with: the working files and the flat tables stay one partition's (the
